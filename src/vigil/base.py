@@ -1,0 +1,339 @@
+"""The detector contract: scikit-learn's estimator rules plus River's one-at-a-time learners.
+
+* ``__init__`` takes keyword-only arguments and stores them unchanged; ``fit`` validates them against
+  ``_parameter_constraints``, learns attributes whose names end in ``_`` and returns ``self``.
+* ``score_samples`` returns one finite score per row, higher meaning more anomalous, and changes nothing.
+* ``predict`` is ``score_samples(X) > threshold_``; ``threshold_`` is the training-score quantile at
+  ``1 - contamination``. A :class:`~vigil.pipeline.Pipeline` replaces it with a calibrated threshold.
+* ``save``/``load`` write and read a directory of JSON and ``.npz`` (see :mod:`vigil.persistence`).
+
+Subclasses implement ``_fit(values, y)`` and ``_score(values)`` on validated float64 arrays, and may
+override ``_contributions(values)``; the public methods wrap them with validation.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import numbers
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+from numpy.typing import NDArray
+
+from vigil.errors import InvalidInputError, ModelFormatError, NotWarmError, NumericalError
+from vigil.persistence import FORMAT_VERSION, read_state, split_state, write_state
+from vigil.validation import check_array, check_features, check_fitted, check_record
+
+__all__ = ["BaseDetector", "Interval", "OnlineDetector", "Options"]
+
+class Interval:
+    """A numeric parameter constraint: ``Interval(float, 0, 0.5, closed="right")`` means 0 < v ≤ 0.5."""
+
+    def __init__(self, kind: type, low: float | None, high: float | None, *, closed: str = "both") -> None:
+        self.kind, self.low, self.high, self.closed = kind, low, high, closed
+
+    def accepts(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return False
+        if self.kind is int and not isinstance(value, numbers.Integral):
+            return False
+        left_closed = self.closed in ("both", "left")
+        right_closed = self.closed in ("both", "right")
+        if self.low is not None and (value < self.low if left_closed else value <= self.low):
+            return False
+        return not (self.high is not None and (value > self.high if right_closed else value >= self.high))
+
+    def __repr__(self) -> str:
+        left = "[" if self.closed in ("both", "left") else "("
+        right = "]" if self.closed in ("both", "right") else ")"
+        low = "-inf" if self.low is None else self.low
+        high = "inf" if self.high is None else self.high
+        return f"{self.kind.__name__} in {left}{low}, {high}{right}"
+
+class Options:
+    """A parameter constraint accepting one of a fixed set of values."""
+
+    def __init__(self, *values: Any) -> None:
+        self.values = values
+
+    def accepts(self, value: Any) -> bool:
+        return any(value == v and type(value) is type(v) for v in self.values)
+
+    def __repr__(self) -> str:
+        return "one of " + ", ".join(repr(v) for v in self.values)
+
+def _accepts(constraint: Any, value: Any) -> bool:
+    if constraint is None:
+        return value is None
+    if isinstance(constraint, (Interval, Options)):
+        return constraint.accepts(value)
+    if isinstance(constraint, type):
+        return isinstance(value, constraint) and not (constraint is not bool and isinstance(value, bool))
+    if callable(constraint):
+        return bool(constraint(value))
+    msg = f"unknown constraint {constraint!r}"
+    raise TypeError(msg)
+
+class BaseDetector:
+    """Base class of every batch detector.
+
+    Parameters
+    ----------
+    contamination : float
+        Expected share of anomalies in the training data; sets ``threshold_``.
+    random_state : int or None
+        Seed of the ``numpy.random.Generator`` created in ``fit``.
+    """
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "contamination": [Interval(float, 0.0, 0.5, closed="right")],
+        "random_state": [None, Interval(int, 0, None)],
+    }
+
+    def __init__(self, *, contamination: float = 0.01, random_state: int | None = None) -> None:
+        self.contamination = contamination
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ parameters
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return sorted(
+            p.name for p in signature.parameters.values() if p.name != "self" and p.kind == p.KEYWORD_ONLY
+        )
+
+    def get_params(self) -> dict[str, Any]:
+        """Return the constructor parameters as a new dict."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> Self:
+        """Set constructor parameters; unknown names raise ``InvalidInputError``."""
+        valid = self._param_names()
+        for key, value in params.items():
+            if key not in valid:
+                msg = f"{type(self).__name__} has no parameter {key!r}; valid: {valid}"
+                raise InvalidInputError(msg)
+            setattr(self, key, value)
+        return self
+
+    def clone(self) -> Self:
+        """Return an unfitted copy with the same parameters."""
+        return type(self)(**copy.deepcopy(self.get_params()))
+
+    def _validate_params(self) -> None:
+        constraints: dict[str, list[Any]] = {}
+        for klass in reversed(type(self).__mro__):
+            constraints.update(getattr(klass, "_parameter_constraints", {}))
+        for name, value in self.get_params().items():
+            allowed = constraints.get(name)
+            if allowed is None:
+                continue
+            if not any(_accepts(c, value) for c in allowed):
+                expected = " or ".join(
+                    "None" if c is None else getattr(c, "__name__", None) or repr(c) for c in allowed
+                )
+                msg = f"{type(self).__name__}({name}={value!r}) is invalid: expected {expected}"
+                raise InvalidInputError(msg)
+
+    def __repr__(self) -> str:
+        defaults = {
+            p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()
+        }
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if defaults.get(k) != v]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    @classmethod
+    def _test_params(cls) -> list[dict[str, Any]]:
+        """Small, fast configurations the contract suite runs (override in subclasses)."""
+        return [{}]
+
+    # ------------------------------------------------------------------ learning and scoring
+    def _rng(self) -> np.random.Generator:
+        return np.random.default_rng(self.random_state)
+
+    def _min_fit_rows(self) -> int:
+        return 2
+
+    @property
+    def context_rows(self) -> int:
+        """Rows of history the detector needs before a row to score it (0 for point-wise detectors)."""
+        return 0
+
+    def fit(self, X: Any, y: Any = None) -> Self:
+        """Learn normal behaviour from ``X`` (rows × features); ``y`` is ignored by unsupervised detectors."""
+        self._validate_params()
+        values, names = check_array(X, where="X", min_rows=self._min_fit_rows())
+        for attribute in [k for k in vars(self) if k.endswith("_")]:
+            delattr(self, attribute)
+        self.n_features_in_ = values.shape[1]
+        if names is not None:
+            self.feature_names_in_ = names
+        self._fit(values, y)
+        scores = self._checked_scores(values)
+        self.threshold_ = float(np.quantile(scores, 1.0 - self.contamination))
+        return self
+
+    def _prepare(self, X: Any, where: str = "X") -> NDArray[np.float64]:
+        check_fitted(self)
+        values, names = check_array(X, where=where)
+        return check_features(
+            values,
+            names,
+            n_features=self.n_features_in_,
+            feature_names=getattr(self, "feature_names_in_", None),
+            where=where,
+        )
+
+    def _checked_scores(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
+        scores = np.asarray(self._score(values), dtype=np.float64)
+        if scores.shape != (values.shape[0],):
+            msg = f"{type(self).__name__} returned scores of shape {scores.shape} for {values.shape[0]} rows"
+            raise NumericalError(msg)
+        if not np.isfinite(scores).all():
+            bad = int(np.flatnonzero(~np.isfinite(scores))[0])
+            msg = f"{type(self).__name__} produced a non-finite score at row {bad}: the model may have diverged"
+            raise NumericalError(msg)
+        return scores
+
+    def score_samples(self, X: Any) -> NDArray[np.float64]:
+        """Return one anomaly score per row of ``X``; higher means more anomalous."""
+        return self._checked_scores(self._prepare(X))
+
+    def predict(self, X: Any) -> NDArray[np.bool_]:
+        """Return True for rows whose score exceeds ``threshold_``."""
+        return self.score_samples(X) > self.threshold_
+
+    def feature_contributions(self, X: Any) -> NDArray[np.float64]:
+        """Return each feature's non-negative share of each row's score, shape (n, d), rows summing to 1."""
+        values = self._prepare(X)
+        raw = np.abs(np.asarray(self._contributions(values), dtype=np.float64))
+        totals = raw.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            shares = np.where(totals > 0, raw / np.where(totals > 0, totals, 1.0), 1.0 / raw.shape[1])
+        return shares
+
+    def _contributions(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Occlusion: how much the score drops when a feature is set to its training centre (0 once scaled).
+
+        Model-agnostic fallback; detectors with an analytic decomposition override it.
+        """
+        base = self._score(values)
+        out = np.empty_like(values)
+        for j in range(values.shape[1]):
+            occluded = values.copy()
+            occluded[:, j] = getattr(self, "center_", np.zeros(values.shape[1]))[j]
+            out[:, j] = np.maximum(base - self._score(occluded), 0.0)
+        return out
+
+    def _fit(self, values: NDArray[np.float64], y: Any) -> None:
+        raise NotImplementedError
+
+    def _score(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ persistence
+    def _learned_state(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k.endswith("_")}
+
+    def _restore_state(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+    def save(self, path: str | Path) -> Path:
+        """Write parameters and learned state to directory ``path`` (created if needed); return it."""
+        check_fitted(self)
+        directory = Path(path)
+        scalars, arrays = split_state(self._learned_state())
+        document = {
+            "format": "vigil.detector",
+            "format_version": FORMAT_VERSION,
+            "detector": self.name or type(self).__name__,
+            "class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "params": self.get_params(),
+            "state": scalars,
+        }
+        write_state(directory, document, arrays)
+        return directory
+
+    @classmethod
+    def load(cls, path: str | Path) -> BaseDetector:
+        """Load a detector saved by :meth:`save`; the class comes from the registry, never from the file."""
+        from vigil.registry import detector_class
+
+        document, arrays = read_state(Path(path), kind="detector")
+        klass = detector_class(document.get("detector", ""))
+        if cls is not BaseDetector and not issubclass(klass, cls):
+            msg = f"{path} holds a {klass.__name__}, not a {cls.__name__}"
+            raise ModelFormatError(msg)
+        params = document.get("params", {})
+        try:
+            detector = klass(**params)
+        except TypeError as exc:
+            msg = f"{path} has parameters {klass.__name__} does not accept: {exc}"
+            raise ModelFormatError(msg) from exc
+        detector._restore_state({**document.get("state", {}), **arrays})
+        return detector
+
+class OnlineDetector(BaseDetector):
+    """A detector that also learns and scores one record (a mapping of feature name to value) at a time.
+
+    ``learn_one`` returns None to make the state change explicit; ``score_one`` never changes state.
+    Subclasses implement ``_learn_one(values)`` and ``_score_one(values) -> float``, plus ``_fit``/``_score``.
+    """
+
+    _warm_up: ClassVar[int] = 2
+
+    @property
+    def is_warm(self) -> bool:
+        """True once the detector has seen enough samples to give meaningful scores."""
+        return getattr(self, "n_seen_", 0) >= self._warm_up
+
+    def _record_names(self, x: Mapping[str, Any]) -> list[str]:
+        names = getattr(self, "feature_names_in_", None)
+        if names is None:
+            names = [str(k) for k in x]
+        return names
+
+    def learn_one(self, x: Mapping[str, float], *, where: str = "x") -> None:
+        """Update the model with one record."""
+        if not hasattr(self, "n_features_in_"):
+            self._validate_params()
+            names = self._record_names(x)
+            values = check_record(x, names, where=where)
+            self.n_features_in_ = len(names)
+            self.feature_names_in_ = names
+            self._init_online(len(names))
+        else:
+            values = check_record(x, self._record_names(x), where=where)
+        self._learn_one(values)
+        self.threshold_ = self._online_threshold()
+
+    def score_one(self, x: Mapping[str, float], *, where: str = "x") -> float:
+        """Score one record without learning from it."""
+        check_fitted(self)
+        if not self.is_warm:
+            msg = f"{type(self).__name__} has seen {getattr(self, 'n_seen_', 0)} records, needs {self._warm_up}"
+            raise NotWarmError(msg)
+        values = check_record(x, self._record_names(x), where=where)
+        score = float(self._score_one(values))
+        if not np.isfinite(score):
+            msg = f"{type(self).__name__} produced a non-finite score"
+            raise NumericalError(msg)
+        return score
+
+    def _init_online(self, n_features: int) -> None:
+        raise NotImplementedError
+
+    def _learn_one(self, values: NDArray[np.float64]) -> None:
+        raise NotImplementedError
+
+    def _score_one(self, values: NDArray[np.float64]) -> float:
+        return float(self._score(values[None, :])[0])
+
+    def _online_threshold(self) -> float:
+        return float("inf")

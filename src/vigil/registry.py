@@ -1,0 +1,83 @@
+"""The registry of detectors, by name: what the CLI, the contract suite and ``load`` look up.
+
+Detector modules register themselves with :func:`register`; :func:`available_detectors` imports the
+built-in families on first use, so the registry is complete whichever module was imported first. Families
+that need an optional dependency (PyTorch) register only when it is installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, TypeVar
+
+from vigil.base import BaseDetector
+from vigil.errors import UnknownDetectorError
+
+__all__ = ["available_detectors", "detector_class", "make_detector", "register"]
+
+_REGISTRY: dict[str, type[BaseDetector]] = {}
+_BUILTIN_MODULES = (
+    "vigil.detectors.pca",
+    "vigil.detectors.iforest",
+    "vigil.detectors.mahalanobis",
+    "vigil.detectors.online_zscore",
+)
+_OPTIONAL_MODULES: tuple[str, ...] = ()
+_loaded = False
+
+D = TypeVar("D", bound=type[BaseDetector])
+
+
+def register(name: str, summary: str):  # noqa: ANN201 - decorator
+    """Class decorator registering a detector under ``name`` with a one-line ``summary``."""
+
+    def decorate(cls: D) -> D:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            msg = f"detector name {name!r} is already taken by {_REGISTRY[name].__name__}"
+            raise ValueError(msg)
+        cls.name = name
+        cls.summary = summary
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def _load_builtins() -> None:
+    global _loaded
+    if _loaded:
+        return
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(module)
+    for module in _OPTIONAL_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            continue
+    _loaded = True
+
+
+def available_detectors() -> dict[str, type[BaseDetector]]:
+    """Return every registered detector class by name, sorted by name."""
+    _load_builtins()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def detector_class(name: str) -> type[BaseDetector]:
+    """Return the class registered under ``name``."""
+    detectors = available_detectors()
+    if name not in detectors:
+        msg = f"no detector named {name!r}; available: {', '.join(detectors)} (see `vigil detectors`)"
+        raise UnknownDetectorError(msg)
+    return detectors[name]
+
+
+def make_detector(name: str, **params: Any) -> BaseDetector:
+    """Create the detector registered under ``name`` with ``params``.
+
+    Examples
+    --------
+    >>> make_detector("pca", n_components=2)
+    PCADetector(n_components=2)
+    """
+    return detector_class(name)(**params)
