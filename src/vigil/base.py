@@ -29,6 +29,7 @@ from vigil.validation import check_array, check_features, check_fitted, check_re
 
 __all__ = ["BaseDetector", "Interval", "OnlineDetector", "Options"]
 
+
 class Interval:
     """A numeric parameter constraint: ``Interval(float, 0, 0.5, closed="right")`` means 0 < v ≤ 0.5."""
 
@@ -53,6 +54,7 @@ class Interval:
         high = "inf" if self.high is None else self.high
         return f"{self.kind.__name__} in {left}{low}, {high}{right}"
 
+
 class Options:
     """A parameter constraint accepting one of a fixed set of values."""
 
@@ -65,6 +67,7 @@ class Options:
     def __repr__(self) -> str:
         return "one of " + ", ".join(repr(v) for v in self.values)
 
+
 def _accepts(constraint: Any, value: Any) -> bool:
     if constraint is None:
         return value is None
@@ -76,6 +79,7 @@ def _accepts(constraint: Any, value: Any) -> bool:
         return bool(constraint(value))
     msg = f"unknown constraint {constraint!r}"
     raise TypeError(msg)
+
 
 class BaseDetector:
     """Base class of every batch detector.
@@ -103,9 +107,7 @@ class BaseDetector:
     @classmethod
     def _param_names(cls) -> list[str]:
         signature = inspect.signature(cls.__init__)
-        return sorted(
-            p.name for p in signature.parameters.values() if p.name != "self" and p.kind == p.KEYWORD_ONLY
-        )
+        return sorted(p.name for p in signature.parameters.values() if p.name != "self" and p.kind == p.KEYWORD_ONLY)
 
     def get_params(self) -> dict[str, Any]:
         """Return the constructor parameters as a new dict."""
@@ -141,9 +143,7 @@ class BaseDetector:
                 raise InvalidInputError(msg)
 
     def __repr__(self) -> str:
-        defaults = {
-            p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()
-        }
+        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
         changed = [f"{k}={v!r}" for k, v in self.get_params().items() if defaults.get(k) != v]
         return f"{type(self).__name__}({', '.join(changed)})"
 
@@ -174,9 +174,11 @@ class BaseDetector:
         if names is not None:
             self.feature_names_in_ = names
         self._fit(values, y)
-        scores = self._checked_scores(values)
-        self.threshold_ = float(np.quantile(scores, 1.0 - self.contamination))
+        self.threshold_ = self._training_threshold(self._checked_scores(values))
         return self
+
+    def _training_threshold(self, scores: NDArray[np.float64]) -> float:
+        return float(np.quantile(scores, 1.0 - self.contamination))
 
     def _prepare(self, X: Any, where: str = "X") -> NDArray[np.float64]:
         check_fitted(self)
@@ -279,6 +281,7 @@ class BaseDetector:
         detector._restore_state({**document.get("state", {}), **arrays})
         return detector
 
+
 class OnlineDetector(BaseDetector):
     """A detector that also learns and scores one record (a mapping of feature name to value) at a time.
 
@@ -286,12 +289,15 @@ class OnlineDetector(BaseDetector):
     Subclasses implement ``_learn_one(values)`` and ``_score_one(values) -> float``, plus ``_fit``/``_score``.
     """
 
-    _warm_up: ClassVar[int] = 2
+    @property
+    def warm_up(self) -> int:
+        """Records needed before ``score_one`` answers."""
+        return 2
 
     @property
     def is_warm(self) -> bool:
         """True once the detector has seen enough samples to give meaningful scores."""
-        return getattr(self, "n_seen_", 0) >= self._warm_up
+        return getattr(self, "n_seen_", 0) >= self.warm_up
 
     def _record_names(self, x: Mapping[str, Any]) -> list[str]:
         names = getattr(self, "feature_names_in_", None)
@@ -308,16 +314,16 @@ class OnlineDetector(BaseDetector):
             self.n_features_in_ = len(names)
             self.feature_names_in_ = names
             self._init_online(len(names))
+            self.threshold_ = self._online_threshold()
         else:
             values = check_record(x, self._record_names(x), where=where)
         self._learn_one(values)
-        self.threshold_ = self._online_threshold()
 
     def score_one(self, x: Mapping[str, float], *, where: str = "x") -> float:
         """Score one record without learning from it."""
         check_fitted(self)
         if not self.is_warm:
-            msg = f"{type(self).__name__} has seen {getattr(self, 'n_seen_', 0)} records, needs {self._warm_up}"
+            msg = f"{type(self).__name__} has seen {getattr(self, 'n_seen_', 0)} records, needs {self.warm_up}"
             raise NotWarmError(msg)
         values = check_record(x, self._record_names(x), where=where)
         score = float(self._score_one(values))
@@ -336,4 +342,5 @@ class OnlineDetector(BaseDetector):
         return float(self._score(values[None, :])[0])
 
     def _online_threshold(self) -> float:
-        return float("inf")
+        """Threshold for a model built record by record (no training scores to take a quantile of)."""
+        raise NotImplementedError

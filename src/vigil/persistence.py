@@ -63,7 +63,8 @@ def read_json(path: Path, *, kind: str) -> dict[str, Any]:
         msg = f"{path} is corrupt: {exc}"
         raise ModelFormatError(msg) from exc
     if not isinstance(document, dict) or document.get("format") != f"vigil.{kind}":
-        msg = f"{path} is not a saved Vigil {kind} (format={document.get('format') if isinstance(document, dict) else None!r})"
+        found = document.get("format") if isinstance(document, dict) else None
+        msg = f"{path} is not a saved Vigil {kind} (format={found!r})"
         raise ModelFormatError(msg)
     version = document.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:

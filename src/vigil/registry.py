@@ -28,7 +28,7 @@ _loaded = False
 D = TypeVar("D", bound=type[BaseDetector])
 
 
-def register(name: str, summary: str):  # noqa: ANN201 - decorator
+def register(name: str, summary: str):
     """Class decorator registering a detector under ``name`` with a one-line ``summary``."""
 
     def decorate(cls: D) -> D:

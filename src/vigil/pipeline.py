@@ -1,0 +1,210 @@
+"""The unit Vigil trains, saves, evaluates and deploys: scaler → detector → calibrated threshold."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+from numpy.typing import NDArray
+
+import vigil
+from vigil.base import BaseDetector
+from vigil.calibration.thresholds import TargetFARThreshold, Thresholder, thresholder_from_dict
+from vigil.errors import InvalidInputError, ModelFormatError
+from vigil.features.scaling import make_scaler
+from vigil.persistence import FORMAT_VERSION, read_state, write_state
+from vigil.validation import check_array, check_features, check_fitted
+
+__all__ = ["Pipeline", "top_features"]
+
+
+class Pipeline:
+    """Scale features, score with a detector, and decide with a threshold learned from normal data.
+
+    Parameters
+    ----------
+    detector : BaseDetector
+        An unfitted detector; ``fit`` works on a clone, so the one passed in is never modified.
+    scaler : {"standard", "robust", "none"}
+        How features are scaled before the detector sees them; fitted on the training rows.
+    threshold : Thresholder or None
+        How the decision threshold is learned from normal scores. Default: a 1 % target false-alarm rate
+        (:class:`~vigil.calibration.thresholds.TargetFARThreshold`).
+    holdout : float
+        Share of the training rows (the last ones, in time order) held out to calibrate the threshold on
+        scores the detector did not train on. The detector is then refitted on all rows. 0 calibrates on
+        in-sample scores, which are optimistic and so raise more false alarms.
+
+    Attributes
+    ----------
+    detector_ : BaseDetector
+        The fitted detector.
+    scaler_ : Scaler
+    threshold_ : float
+    feature_names_in_ : list of str
+        Column names seen in ``fit`` (``x0, x1, …`` for unnamed arrays).
+    version_ : str
+        A short content hash of the fitted model, used as the model version in alerts.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from vigil.detectors.pca import PCADetector
+    >>> rng = np.random.default_rng(0)
+    >>> t = rng.normal(size=(300, 1))
+    >>> X = np.hstack([t, 2 * t, -t]) + 0.05 * rng.normal(size=(300, 3))
+    >>> pipe = Pipeline(PCADetector(n_components=1)).fit(X)
+    >>> pipe.predict([[0.5, 1.0, -0.5], [0.5, -1.0, -0.5]])
+    array([False,  True])
+    >>> pipe.explain([[0.5, -1.0, -0.5]], top_k=1)
+    [[('x1', 0.6...)]]
+    """
+
+    def __init__(
+        self,
+        detector: BaseDetector,
+        *,
+        scaler: str = "standard",
+        threshold: Thresholder | None = None,
+        holdout: float = 0.25,
+    ) -> None:
+        self.detector = detector
+        self.scaler = scaler
+        self.threshold = threshold
+        self.holdout = holdout
+
+    def __repr__(self) -> str:
+        return (
+            f"Pipeline({self.detector!r}, scaler={self.scaler!r}, threshold={self.threshold!r}, holdout={self.holdout})"
+        )
+
+    @property
+    def context_rows(self) -> int:
+        return self.detector.context_rows
+
+    def fit(self, X: Any, y: Any = None) -> Self:
+        """Fit scaler, detector and threshold on training rows ``X`` (time-ordered, mostly normal)."""
+        if not (isinstance(self.holdout, (int, float)) and 0.0 <= self.holdout < 1.0):
+            msg = f"Pipeline(holdout={self.holdout!r}) must be a share in [0, 1)"
+            raise InvalidInputError(msg)
+        values, names = check_array(X, where="X", min_rows=4)
+        self.n_features_in_ = values.shape[1]
+        self.feature_names_in_ = names if names is not None else [f"x{j}" for j in range(values.shape[1])]
+        self._named_input = names is not None
+        self.scaler_ = make_scaler(self.scaler).fit(values)
+        scaled = self.scaler_.transform(values)
+        thresholder = self.threshold if self.threshold is not None else TargetFARThreshold(far=0.01)
+        n_holdout = round(self.holdout * len(scaled))
+        if n_holdout >= 2 and len(scaled) - n_holdout >= 2:
+            first = self.detector.clone().fit(scaled[:-n_holdout], y)
+            calibration_scores = first.score_samples(scaled[-n_holdout:])
+        else:
+            calibration_scores = None
+        self.detector_ = self.detector.clone().fit(scaled, y)
+        if calibration_scores is None:
+            calibration_scores = self.detector_.score_samples(scaled)
+        self.thresholder_ = type(thresholder)(**thresholder.get_params()).fit(calibration_scores)
+        self.threshold_ = self.thresholder_.threshold_
+        train_scores = self.detector_.score_samples(scaled)
+        self.train_score_quantiles_ = {str(q): float(np.quantile(train_scores, q)) for q in (0.5, 0.9, 0.99, 1.0)}
+        self.version_ = self._fingerprint()
+        return self
+
+    def _fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        digest.update(repr(self.detector_.get_params()).encode())
+        digest.update(self.detector_.name.encode())
+        for value in (self.scaler_.center_, self.scaler_.scale_, np.array([self.threshold_])):
+            digest.update(np.ascontiguousarray(value).tobytes())
+        for key, value in sorted(self.detector_._learned_state().items()):
+            digest.update(key.encode())
+            digest.update(
+                np.ascontiguousarray(value).tobytes() if isinstance(value, np.ndarray) else repr(value).encode()
+            )
+        return f"{self.detector_.name}-{digest.hexdigest()[:10]}"
+
+    def _transform(self, X: Any, where: str = "X") -> NDArray[np.float64]:
+        check_fitted(self)
+        values, names = check_array(X, where=where)
+        values = check_features(
+            values,
+            names,
+            n_features=self.n_features_in_,
+            feature_names=self.feature_names_in_ if self._named_input else None,
+            where=where,
+        )
+        return self.scaler_.transform(values)
+
+    def score_samples(self, X: Any) -> NDArray[np.float64]:
+        """One anomaly score per row; higher = more anomalous."""
+        return self.detector_.score_samples(self._transform(X))
+
+    def predict(self, X: Any) -> NDArray[np.bool_]:
+        """True where the score exceeds the calibrated threshold."""
+        return self.score_samples(X) > self.threshold_
+
+    def contributions(self, X: Any) -> NDArray[np.float64]:
+        """Each feature's share of each row's score, shape (n, d), rows summing to 1."""
+        return self.detector_.feature_contributions(self._transform(X))
+
+    def explain(self, X: Any, *, top_k: int = 3) -> list[list[tuple[str, float]]]:
+        """For each row, the ``top_k`` features that drove its score, with their shares, largest first."""
+        shares = self.contributions(X)
+        return top_features(shares, self.feature_names_in_, top_k=top_k)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted pipeline to directory ``path``: ``config.json``, ``arrays.npz``, ``detector/``."""
+        check_fitted(self)
+        directory = Path(path)
+        document = {
+            "format": "vigil.pipeline",
+            "format_version": FORMAT_VERSION,
+            "vigil_version": vigil.__version__,
+            "version": self.version_,
+            "detector": self.detector_.name,
+            "scaler": self.scaler_.kind,
+            "holdout": self.holdout,
+            "threshold": self.thresholder_.to_dict(),
+            "feature_names": self.feature_names_in_,
+            "named_input": self._named_input,
+            "train_score_quantiles": self.train_score_quantiles_,
+        }
+        write_state(directory, document, {"scaler_center": self.scaler_.center_, "scaler_scale": self.scaler_.scale_})
+        self.detector_.save(directory / "detector")
+        return directory
+
+    @classmethod
+    def load(cls, path: str | Path) -> Pipeline:
+        """Load a pipeline saved by :meth:`save`; a corrupt or foreign directory raises ModelFormatError."""
+        directory = Path(path)
+        document, arrays = read_state(directory, kind="pipeline")
+        try:
+            detector = BaseDetector.load(directory / "detector")
+            pipe = cls(detector.clone(), scaler=document["scaler"], holdout=float(document["holdout"]))
+            pipe.detector_ = detector
+            pipe.scaler_ = make_scaler(document["scaler"]).restore(arrays["scaler_center"], arrays["scaler_scale"])
+            pipe.thresholder_ = thresholder_from_dict(document["threshold"])
+            pipe.threshold = type(pipe.thresholder_)(**pipe.thresholder_.get_params())
+            pipe.threshold_ = float(document["threshold"]["threshold"])
+            pipe.feature_names_in_ = [str(n) for n in document["feature_names"]]
+            pipe._named_input = bool(document["named_input"])
+            pipe.n_features_in_ = len(pipe.feature_names_in_)
+            pipe.train_score_quantiles_ = dict(document.get("train_score_quantiles", {}))
+            pipe.version_ = str(document["version"])
+        except (KeyError, TypeError, ValueError) as exc:
+            msg = f"{directory} is not a valid saved pipeline: {exc!r}"
+            raise ModelFormatError(msg) from exc
+        if pipe.scaler_.center_.shape != (pipe.n_features_in_,) or detector.n_features_in_ != pipe.n_features_in_:
+            msg = f"{directory} is inconsistent: scaler, detector and feature names disagree on the feature count"
+            raise ModelFormatError(msg)
+        return pipe
+
+
+def top_features(shares: NDArray[np.float64], names: list[str], *, top_k: int = 3) -> list[list[tuple[str, float]]]:
+    """Rank features by share per row; return the ``top_k`` (name, share) pairs of each row."""
+    k = max(1, min(top_k, shares.shape[1]))
+    order = np.argsort(-shares, axis=1, kind="stable")[:, :k]
+    return [[(names[j], float(shares[i, j])) for j in row] for i, row in enumerate(order)]
