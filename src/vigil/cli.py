@@ -1,0 +1,415 @@
+"""The ``vigil`` command: a thin layer over the library.
+
+Exit codes: 0 success, 1 unexpected failure, 2 bad input or arguments (the message says what and where).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from vigil.errors import VigilError
+
+__all__ = ["main"]
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _parse_param(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        msg = f"--param expects KEY=VALUE, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def _split_columns(text: str | None) -> list[str]:
+    return [c.strip() for c in text.split(",") if c.strip()] if text else []
+
+
+def _add_pipeline_options(parser: argparse.ArgumentParser, *, default_detector: str | None = None) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--detector", required=default_detector is None, default=default_detector, help="see `vigil detectors`"
+    )
+    group.add_argument(
+        "--param",
+        action="append",
+        type=_parse_param,
+        default=[],
+        metavar="KEY=VALUE",
+        help="detector parameter (JSON value), repeatable, e.g. --param n_components=0.95",
+    )
+    group.add_argument("--scaler", default="standard", choices=["standard", "robust", "none"])
+    group.add_argument(
+        "--threshold",
+        default="target-far",
+        choices=["target-far", "quantile", "pot"],
+        help="how the decision threshold is learned from training scores (default: target-far)",
+    )
+    group.add_argument("--far", type=float, default=0.01, help="target false-alarm rate for target-far (0.01)")
+    group.add_argument("--quantile", type=float, default=0.99, help="training-score quantile for quantile (0.99)")
+    group.add_argument("--factor", type=float, default=1.0, help="multiplier of the quantile (1.0)")
+    group.add_argument("--risk", type=float, default=1e-3, help="tail probability for pot (0.001)")
+    group.add_argument(
+        "--holdout",
+        type=float,
+        default=0.25,
+        help="share of the training rows (the last ones) held out to calibrate the threshold (0.25)",
+    )
+    group.add_argument("--seed", type=int, default=0, help="random_state of the detector (0)")
+
+
+def _pipeline_factory(args: argparse.Namespace):
+    from vigil.calibration.thresholds import make_thresholder
+    from vigil.pipeline import Pipeline
+    from vigil.registry import detector_class
+
+    cls = detector_class(args.detector)
+    params = dict(args.param)
+    if "random_state" in cls._param_names() and "random_state" not in params:
+        params["random_state"] = args.seed
+    threshold_params = {
+        "target-far": {"far": args.far},
+        "quantile": {"quantile": args.quantile, "factor": args.factor},
+        "pot": {"risk": args.risk},
+    }[args.threshold]
+
+    def make():
+        return Pipeline(
+            cls(**params),
+            scaler=args.scaler,
+            threshold=make_thresholder(args.threshold, **threshold_params),
+            holdout=args.holdout,
+        )
+
+    config = {
+        "detector": args.detector,
+        "params": params,
+        "scaler": args.scaler,
+        "threshold": {"kind": args.threshold, **threshold_params},
+        "holdout": args.holdout,
+    }
+    make()  # fail now, before any data are read, on a bad parameter name
+    return make, config
+
+
+def _command_line(argv: Sequence[str] | None) -> str:
+    words = list(sys.argv[1:] if argv is None else argv)
+    return "vigil " + shlex.join(words)
+
+
+def _write_json(path: str | None, document: dict[str, Any]) -> None:
+    if path:
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
+        print(f"wrote {out}", file=sys.stderr)
+
+
+def _pct(value: Any) -> str:
+    return "—" if value is None else f"{100 * value:.2f} %"
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _print_result(result: dict[str, Any]) -> None:
+    rows = [
+        ("F1", _num(result.get("f1"))),
+        ("FAR", _pct(result.get("far"))),
+        ("MAR", _pct(result.get("mar"))),
+        ("precision", _num(result.get("precision"))),
+        ("recall", _num(result.get("recall"))),
+        ("ROC-AUC", _num(result.get("roc_auc"))),
+        ("PR-AUC", _num(result.get("pr_auc"))),
+        ("event recall", _num(result.get("event_recall"))),
+        ("F1, point-adjusted (inflated)", _num(result.get("f1_point_adjusted"))),
+        ("F1, oracle threshold (mean over parts)", _num(result.get("oracle_best_f1_mean"))),
+        ("fit / score seconds", f"{_num(result.get('fit_seconds'), 2)} / {_num(result.get('score_seconds'), 2)}"),
+        ("rows scored", str(result.get("rows_scored"))),
+    ]
+    width = max(len(k) for k, _ in rows)
+    title = f"{result.get('dataset', 'evaluation')} · {result.get('detector')}"
+    print(title)
+    for key, value in rows:
+        print(f"  {key:<{width}}  {value}")
+
+
+# ---------------------------------------------------------------------------------------------- commands
+def _cmd_detectors(args: argparse.Namespace) -> int:
+    from vigil.registry import available_detectors
+
+    detectors = available_detectors()
+    width = max(len(n) for n in detectors)
+    for name, cls in detectors.items():
+        kind = "online" if hasattr(cls, "learn_one") else "batch"
+        print(f"{name:<{width}}  {kind:<6}  {cls.summary}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from vigil.data.benchmarks import load_benchmark
+    from vigil.evaluation.runner import EvaluationPart, environment, evaluate_parts
+
+    make, config = _pipeline_factory(args)
+    benchmark = load_benchmark(args.dataset, data_dir=args.data_dir)
+    parts = [
+        EvaluationPart(p.name, p.X_train, p.X_test, p.y_test, p.time_test, extra=p.extra) for p in benchmark.parts
+    ]
+    result = evaluate_parts(parts, make, progress=not args.quiet, label=f"{args.dataset} · {args.detector}")
+    document = {
+        "dataset": benchmark.name,
+        "detector": args.detector,
+        "protocol": benchmark.protocol,
+        **result,
+        "config": config,
+        "seed": args.seed,
+        "command": _command_line(args._argv),
+        "environment": environment(),
+    }
+    if not args.per_part:
+        document.pop("per_part")
+    _print_result(document)
+    _write_json(args.json, document)
+    return 0
+
+
+def _read(path: str, args: argparse.Namespace, *, label: str | None, columns: Sequence[str] | None = None):
+    from vigil.data.tables import read_table
+
+    return read_table(
+        path,
+        label=label,
+        time=args.time,
+        drop=_split_columns(args.drop),
+        sep=args.sep,
+        columns=columns,
+        sort_time=args.sort_time,
+        drop_duplicate_times=args.drop_duplicate_times,
+    )
+
+
+def _add_table_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("input file")
+    group.add_argument("--time", help="timestamp column (ISO 8601 or epoch seconds)")
+    group.add_argument("--drop", help="comma-separated columns to ignore")
+    group.add_argument("--sep", default=",", help="field separator (default ',')")
+    group.add_argument(
+        "--sort-time", action="store_true", help="sort rows by time instead of rejecting out-of-order timestamps"
+    )
+    group.add_argument(
+        "--drop-duplicate-times",
+        action="store_true",
+        help="keep the first row of each repeated timestamp instead of rejecting duplicates",
+    )
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from vigil.data.tables import split_rows
+    from vigil.errors import InvalidInputError
+    from vigil.evaluation.runner import EvaluationPart, environment, evaluate_parts
+
+    make, config = _pipeline_factory(args)
+    if (args.test is None) == (args.train_rows is None):
+        msg = "give either --test TEST.csv or --train-rows N (to split TRAIN.csv), not both or neither"
+        raise InvalidInputError(msg)
+    train = _read(args.train, args, label=args.label)
+    if args.train_rows is not None:
+        train, test = split_rows(train, args.train_rows)
+    else:
+        test = _read(args.test, args, label=args.label, columns=list(train.X.columns))
+    X_train = train.X
+    if train.y is not None and train.y.any():
+        # Unsupervised detectors learn normal behaviour: labelled anomalies are kept out of training.
+        X_train = train.X.loc[~train.y].reset_index(drop=True)
+        print(f"left {int(train.y.sum())} labelled anomalous rows out of training", file=sys.stderr)
+    if test.y is None:
+        msg = f"{test.source}: --label column is needed to evaluate"
+        raise InvalidInputError(msg)
+    part = EvaluationPart(test.source, X_train, test.X, test.y, test.time)
+    result = evaluate_parts([part], make, progress=not args.quiet, label="evaluating")
+    result.pop("per_part")
+    document = {
+        "dataset": test.source,
+        "detector": args.detector,
+        "protocol": (
+            f"fit on {len(X_train)} rows of {train.source}"
+            + (f" (first {args.train_rows} rows)" if args.train_rows else "")
+            + f", score {len(test.X)} rows of {test.source}; point-wise, no point-adjust"
+        ),
+        **result,
+        "config": config,
+        "command": _command_line(args._argv),
+        "environment": environment(),
+    }
+    _print_result(document)
+    _write_json(args.json, document)
+    return 0
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    make, _ = _pipeline_factory(args)
+    table = _read(args.train, args, label=args.label)
+    X = table.X
+    if table.y is not None and table.y.any():
+        X = table.X.loc[~table.y].reset_index(drop=True)
+        print(f"left {int(table.y.sum())} labelled anomalous rows out of training", file=sys.stderr)
+    pipe = make().fit(X)
+    out = pipe.save(args.output)
+    layout = {
+        "time": args.time,
+        "label": args.label,
+        "drop": _split_columns(args.drop),
+        "sep": args.sep,
+        "features": pipe.feature_names_in_,
+    }
+    (out / "input.json").write_text(json.dumps(layout, indent=2) + "\n")
+    print(
+        f"fitted {args.detector} on {len(X)} rows × {X.shape[1]} columns; "
+        f"threshold {pipe.threshold_:.4g}; model {pipe.version_} saved to {out}"
+    )
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from vigil.data.tables import read_table
+    from vigil.pipeline import Pipeline, top_features
+
+    model = Path(args.model)
+    pipe = Pipeline.load(model)
+    layout_path = model / "input.json"
+    layout = json.loads(layout_path.read_text()) if layout_path.is_file() else {}
+    table = read_table(
+        args.data,
+        label=args.label if args.label is not None else layout.get("label"),
+        time=args.time if args.time is not None else layout.get("time"),
+        drop=_split_columns(args.drop) if args.drop is not None else layout.get("drop", []),
+        sep=args.sep if args.sep is not None else layout.get("sep", ","),
+        columns=pipe.feature_names_in_,
+        sort_time=args.sort_time,
+        drop_duplicate_times=args.drop_duplicate_times,
+    )
+    scores = pipe.score_samples(table.X)
+    ranked = top_features(pipe.contributions(table.X), pipe.feature_names_in_, top_k=args.top_k)
+    out = pd.DataFrame({"row": np.arange(len(scores))})
+    if table.time is not None:
+        out["time"] = table.time.strftime("%Y-%m-%dT%H:%M:%S")
+    out["score"] = scores
+    out["threshold"] = pipe.threshold_
+    out["anomaly"] = scores > pipe.threshold_
+    out["top_features"] = [";".join(f"{name}={share:.3f}" for name, share in row) for row in ranked]
+    destination = Path(args.output)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    out.to_csv(destination, index=False)
+    print(
+        f"scored {len(out)} rows with {pipe.version_}: {int(out['anomaly'].sum())} above the threshold "
+        f"{pipe.threshold_:.4g}; wrote {destination}"
+    )
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from vigil.demo import run_demo
+
+    run_demo(
+        output=Path(args.output),
+        hours=args.hours,
+        seed=args.seed,
+        detector=args.detector,
+        progress=not args.quiet,
+    )
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vigil",
+        description="Anomaly detection for IoT environments: train on normal history, evaluate honestly, "
+        "score new data with explanations.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("detectors", help="list the registered detectors")
+    p.set_defaults(func=_cmd_detectors)
+
+    p = sub.add_parser("bench", help="run a benchmark data set under its official protocol")
+    p.add_argument("--dataset", required=True, choices=["skab", "smd", "ton-iot"])
+    p.add_argument("--data-dir", help="folder holding the data sets (default: $VIGIL_DATA_DIR)")
+    p.add_argument("--json", help="write the full result as JSON to this file")
+    p.add_argument("--per-part", action="store_true", help="include per-file/machine/device figures in the JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_pipeline_options(p)
+    p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("evaluate", help="evaluate a detector on your own labelled CSV")
+    p.add_argument("--train", required=True, help="training CSV (mostly normal rows)")
+    p.add_argument("--test", help="test CSV with the same columns")
+    p.add_argument("--train-rows", type=int, help="split --train: its first N rows train, the rest test")
+    p.add_argument("--label", required=True, help="label column: 0 normal, non-zero anomalous")
+    p.add_argument("--json", help="write the result as JSON to this file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_table_options(p)
+    _add_pipeline_options(p)
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("fit", help="fit a pipeline (scaler + detector + threshold) and save it")
+    p.add_argument("train", help="training CSV")
+    p.add_argument("-o", "--output", required=True, help="model directory to write")
+    p.add_argument("--label", help="label column; rows labelled anomalous are left out of training")
+    _add_table_options(p)
+    _add_pipeline_options(p)
+    p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("score", help="score a CSV with a saved model")
+    p.add_argument("model", help="model directory written by `vigil fit`")
+    p.add_argument("data", help="CSV to score (same columns as in training)")
+    p.add_argument("-o", "--output", required=True, help="CSV of scores to write")
+    p.add_argument("--top-k", type=int, default=3, help="contributing columns to list per row (3)")
+    p.add_argument("--label", default=None, help="label column to ignore (default: as in training)")
+    p.add_argument("--time", default=None, help="time column (default: as in training)")
+    p.add_argument("--drop", default=None, help="columns to ignore (default: as in training)")
+    p.add_argument("--sep", default=None, help="field separator (default: as in training)")
+    p.add_argument("--sort-time", action="store_true", help="sort rows by time")
+    p.add_argument("--drop-duplicate-times", action="store_true", help="keep the first row of a repeated time")
+    p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser("demo", help="simulate a smart factory, detect its incidents, and write a report")
+    p.add_argument("-o", "--output", default="vigil-demo", help="folder for the report and alert store")
+    p.add_argument("--hours", type=float, default=4.0, help="simulated hours (4)")
+    p.add_argument("--seed", type=int, default=7, help="simulator seed (7)")
+    p.add_argument("--detector", default="pca", help="detector to deploy (pca)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args._argv = argv
+    try:
+        return int(args.func(args))
+    except VigilError as exc:
+        print(f"vigil {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
