@@ -1,0 +1,573 @@
+"""Alerts: flagged points grouped into explained incidents, one per sustained anomaly per device.
+
+A detector flags points; an operator wants incidents. :class:`AlertTracker` turns the stream of
+``(device, time, score, threshold, is_anomaly, contributions)`` into :class:`Alert` records: the first
+flagged point of a device opens an alert, later flagged points make it grow (end, number of points, peak
+score, top features), and it closes once no flagged point has arrived for more than ``device_gap_seconds``.
+Each change is reported as an :class:`AlertEvent` so that sinks (the alert store, a topic, a webhook) see
+``opened``, ``updated`` and ``closed`` in order.
+
+Alert ids are derived from device, model version and start time, so replaying the same stream through the
+same model gives the same ids, and an idempotent store (:class:`vigil.streaming.alert_store.AlertStore`)
+does not fill up with duplicates.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import numbers
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, NamedTuple
+
+from vigil.errors import InvalidInputError
+
+__all__ = [
+    "STATUSES",
+    "VERDICTS",
+    "Alert",
+    "AlertEvent",
+    "AlertTracker",
+    "alert_id",
+    "default_incident_type",
+    "format_time",
+    "parse_time",
+]
+
+#: Every status an alert can have: ``open`` (still growing), ``closed`` (ended, no verdict yet),
+#: ``confirmed`` and ``false_positive`` (an operator's verdict).
+STATUSES: tuple[str, ...] = ("open", "closed", "confirmed", "false_positive")
+
+#: What an operator can record about an alert; ``note`` leaves the status unchanged.
+VERDICTS: tuple[str, ...] = ("confirmed", "false_positive", "note")
+
+#: One feature holding at least this share of the attribution makes a single-sensor deviation.
+SINGLE_SENSOR_SHARE = 0.6
+
+_ALERT_FIELDS = (
+    "id",
+    "device",
+    "start",
+    "end",
+    "peak_time",
+    "score",
+    "threshold",
+    "model_version",
+    "top_features",
+    "incident_type",
+    "status",
+    "n_points",
+    "feedback",
+    "explanation",
+)
+
+
+def format_time(value: datetime) -> str:
+    """ISO 8601 in UTC with microseconds: exact, and sorts as text in time order."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def parse_time(value: Any, where: str) -> datetime:
+    """Read a timezone-aware datetime, POSIX seconds or ISO 8601 text with an offset; return it in UTC."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            msg = f"{where} is not a finite time: {value!r}"
+            raise InvalidInputError(msg)
+        return datetime.fromtimestamp(float(value), tz=UTC)
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError as exc:
+            msg = f"{where} is not an ISO 8601 time: {value!r}"
+            raise InvalidInputError(msg) from exc
+    else:
+        msg = f"{where} must be a timezone-aware datetime or POSIX seconds, got {type(value).__name__}"
+        raise InvalidInputError(msg)
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        msg = f"{where} has no time zone ({moment.isoformat()}): pass an aware datetime, for example in UTC"
+        raise InvalidInputError(msg)
+    return moment.astimezone(UTC)
+
+
+def alert_id(device: str, model_version: str, start: datetime) -> str:
+    """Return the deterministic id of the alert that ``model_version`` opened on ``device`` at ``start``.
+
+    The id is the first 16 hex digits of a SHA-256 over the three values, so a replayed stream gives the
+    same ids and the store treats the replay as updates, not new alerts.
+
+    Examples
+    --------
+    >>> from datetime import datetime, UTC
+    >>> t = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    >>> alert_id("pump2", "ae-3", t) == alert_id("pump2", "ae-3", t)
+    True
+    >>> len(alert_id("pump2", "ae-3", t))
+    16
+    """
+    key = "\x1f".join((device, model_version, format_time(start)))
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+
+
+def default_incident_type(top_features: Sequence[tuple[str, float]]) -> str:
+    """Name the kind of incident from the attribution shares, largest first.
+
+    One feature holding at least 60 % of the share is a ``"single-sensor deviation (<feature>)"``;
+    anything else is a ``"multi-sensor deviation"``. Without attribution the incident is an
+    ``"unattributed deviation"``. Pass another function as ``AlertTracker(classify=...)`` to replace it.
+
+    Examples
+    --------
+    >>> default_incident_type([("pump2.flow_m3h", 0.82), ("pump2.rpm", 0.1)])
+    'single-sensor deviation (pump2.flow_m3h)'
+    >>> default_incident_type([("pump2.flow_m3h", 0.45), ("pump2.rpm", 0.4)])
+    'multi-sensor deviation'
+    """
+    if not top_features:
+        return "unattributed deviation"
+    name, share = top_features[0]
+    if share >= SINGLE_SENSOR_SHARE:
+        return f"single-sensor deviation ({name})"
+    return "multi-sensor deviation"
+
+
+def _join_names(names: Sequence[str]) -> str:
+    if len(names) == 1:
+        return names[0]
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _explanation(top_features: Sequence[tuple[str, float]], score: float, threshold: float) -> str:
+    """One sentence: the fewest leading features (at most three) that cover half the share, and the peak."""
+    if threshold > 0:
+        peak = f"peak {score / threshold:.1f}× threshold"
+    else:
+        peak = f"peak score {score:.3g}, threshold {threshold:.3g}"
+    if not top_features:
+        return f"No feature attribution available ({peak})"
+    names: list[str] = []
+    covered = 0.0
+    for name, share in top_features[:3]:
+        names.append(name)
+        covered += share
+        if covered >= 0.5:
+            break
+    return f"{_join_names(names)} drove {covered * 100:.0f} % of the score ({peak})"
+
+
+@dataclass
+class Alert:
+    """One incident: a sustained anomaly on one device, seen by one model version.
+
+    Parameters
+    ----------
+    id : str
+        Deterministic id, see :func:`alert_id`.
+    device : str
+        The device (asset) the alert is about.
+    start, end : datetime
+        First and last flagged time, timezone-aware UTC.
+    peak_time : datetime
+        Time of the highest score.
+    score : float
+        The peak score.
+    threshold : float
+        The threshold in force at the peak point (thresholds may adapt over time).
+    model_version : str
+        The model version that produced the scores.
+    top_features : list of (str, float)
+        Largest first: each feature's share of the attribution *accumulated over every flagged point of
+        the alert* (the contributions are summed, then normalised), so a sustained deviation is described
+        by what drove it throughout rather than by one noisy peak point. The shares of all features sum
+        to 1; only the leading few are kept.
+    incident_type : str
+        Kind of incident, from the tracker's classifier (see :func:`default_incident_type`).
+    status : {"open", "closed", "confirmed", "false_positive"}
+        ``open`` while the alert can still grow, ``closed`` once it ended without a verdict yet, and an
+        operator's verdict after that.
+    n_points : int
+        Number of flagged points in the alert.
+    feedback : list of dict
+        Verdict history, oldest first; each entry has ``time`` (ISO 8601 text), ``verdict``, ``note`` and
+        ``user``.
+    explanation : str
+        A human-readable sentence about what drove the alert.
+
+    Examples
+    --------
+    >>> from datetime import datetime, UTC
+    >>> t = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    >>> alert = Alert(id="a1", device="pump2", start=t, end=t, peak_time=t, score=4.2, threshold=1.0,
+    ...               model_version="ae-3", top_features=[("pump2.flow_m3h", 0.9)])
+    >>> Alert.from_dict(alert.to_dict()) == alert
+    True
+    >>> alert.to_dict()["start"]
+    '2024-05-01T12:00:00.000000+00:00'
+    """
+
+    id: str
+    device: str
+    start: datetime
+    end: datetime
+    peak_time: datetime
+    score: float
+    threshold: float
+    model_version: str
+    top_features: list[tuple[str, float]] = field(default_factory=list)
+    incident_type: str = ""
+    status: str = "open"
+    n_points: int = 1
+    feedback: list[dict[str, str]] = field(default_factory=list)
+    explanation: str = ""
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            msg = f"alert {self.id!r} has status {self.status!r}; expected one of {', '.join(STATUSES)}"
+            raise InvalidInputError(msg)
+        for name in ("start", "end", "peak_time"):
+            setattr(self, name, parse_time(getattr(self, name), f"alert {self.id!r} {name}"))
+        # JSON has no tuples: normalise here so that a round trip through to_dict compares equal.
+        self.top_features = [(str(name), float(share)) for name, share in self.top_features]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-friendly dict: ISO 8601 times, ``top_features`` as ``[name, share]`` pairs."""
+        return {
+            "id": self.id,
+            "device": self.device,
+            "start": format_time(self.start),
+            "end": format_time(self.end),
+            "peak_time": format_time(self.peak_time),
+            "score": float(self.score),
+            "threshold": float(self.threshold),
+            "model_version": self.model_version,
+            "top_features": [[name, float(share)] for name, share in self.top_features],
+            "incident_type": self.incident_type,
+            "status": self.status,
+            "n_points": int(self.n_points),
+            "feedback": [dict(entry) for entry in self.feedback],
+            "explanation": self.explanation,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Alert:
+        """Rebuild an alert from :meth:`to_dict` output (or its JSON); missing fields are an error."""
+        missing = [name for name in _ALERT_FIELDS if name not in data]
+        if missing:
+            msg = f"alert record is missing {', '.join(missing)}"
+            raise InvalidInputError(msg)
+        alert_name = data["id"]
+        try:
+            top_features = [(str(name), float(share)) for name, share in data["top_features"]]
+            feedback = [dict(entry) for entry in data["feedback"]]
+            score = float(data["score"])
+            threshold = float(data["threshold"])
+            n_points = int(data["n_points"])
+        except (TypeError, ValueError) as exc:
+            msg = f"alert record {alert_name!r} has a malformed field: {exc}"
+            raise InvalidInputError(msg) from exc
+        return cls(
+            id=str(alert_name),
+            device=str(data["device"]),
+            start=parse_time(data["start"], f"alert {alert_name!r} start"),
+            end=parse_time(data["end"], f"alert {alert_name!r} end"),
+            peak_time=parse_time(data["peak_time"], f"alert {alert_name!r} peak_time"),
+            score=score,
+            threshold=threshold,
+            model_version=str(data["model_version"]),
+            top_features=top_features,
+            incident_type=str(data["incident_type"]),
+            status=str(data["status"]),
+            n_points=n_points,
+            feedback=feedback,
+            explanation=str(data["explanation"]),
+        )
+
+
+class AlertEvent(NamedTuple):
+    """A change to an alert: ``kind`` is ``"opened"``, ``"updated"`` or ``"closed"``.
+
+    ``alert`` is a snapshot taken when the event happened; later points do not change it.
+    """
+
+    kind: Literal["opened", "updated", "closed"]
+    alert: Alert
+
+
+@dataclass
+class _DeviceState:
+    last_time: datetime
+    alert: Alert | None = None
+    totals: dict[str, float] = field(default_factory=dict)
+
+
+class AlertTracker:
+    """Group flagged points into one growing :class:`Alert` per sustained anomaly and device.
+
+    Parameters
+    ----------
+    device_gap_seconds : float
+        An open alert closes when more than this many seconds pass after its last flagged point. The
+        gap is checked when a later point of the same device arrives, and by :meth:`flush`.
+    model_version : str
+        Recorded in every alert and part of its id.
+    classify : callable, optional
+        ``classify(top_features) -> str`` names the incident type; :func:`default_incident_type` if None.
+    top_k : int
+        How many leading features each alert keeps in ``top_features``.
+
+    Raises
+    ------
+    InvalidInputError
+        A negative or non-finite gap, an empty model version or ``top_k < 1``.
+
+    Examples
+    --------
+    >>> tracker = AlertTracker(device_gap_seconds=30, model_version="ae-3")
+    >>> for t, score in [(0, 5.0), (1, 8.0), (2, 0.2)]:
+    ...     events = tracker.update("pump2", t, score, 1.0, score > 1.0,
+    ...                             {"pump2.flow_m3h": score, "pump2.rpm": 0.1})
+    ...     print([(e.kind, e.alert.n_points) for e in events])
+    [('opened', 1)]
+    [('updated', 2)]
+    []
+    >>> [(e.kind, e.alert.status) for e in tracker.update("pump2", 60, 3.0, 1.0, True, {"pump2.rpm": 1.0})]
+    [('closed', 'closed'), ('opened', 'open')]
+    >>> closed = tracker.close_all()[0].alert
+    >>> closed.incident_type
+    'single-sensor deviation (pump2.rpm)'
+    >>> closed.explanation
+    'pump2.rpm drove 100 % of the score (peak 3.0× threshold)'
+    """
+
+    def __init__(
+        self,
+        *,
+        device_gap_seconds: float = 30.0,
+        model_version: str,
+        classify: Callable[[Sequence[tuple[str, float]]], str] | None = None,
+        top_k: int = 5,
+    ) -> None:
+        if not (isinstance(device_gap_seconds, numbers.Real) and math.isfinite(device_gap_seconds)) or (
+            device_gap_seconds < 0
+        ):
+            msg = f"device_gap_seconds must be a finite number >= 0, got {device_gap_seconds!r}"
+            raise InvalidInputError(msg)
+        if not isinstance(model_version, str) or not model_version:
+            msg = f"model_version must be a non-empty string, got {model_version!r}"
+            raise InvalidInputError(msg)
+        if not isinstance(top_k, int) or top_k < 1:
+            msg = f"top_k must be an integer >= 1, got {top_k!r}"
+            raise InvalidInputError(msg)
+        self.device_gap_seconds = float(device_gap_seconds)
+        self.model_version = model_version
+        self.classify = classify if classify is not None else default_incident_type
+        self.top_k = top_k
+        self._devices: dict[str, _DeviceState] = {}
+
+    # -- public -------------------------------------------------------------------------------------
+
+    def update(
+        self,
+        device: str,
+        time: datetime | float,
+        score: float,
+        threshold: float,
+        is_anomaly: bool,
+        contributions: Mapping[str, float],
+    ) -> list[AlertEvent]:
+        """Feed one scored point and return what happened to the device's alerts, in order.
+
+        Parameters
+        ----------
+        device : str
+        time : datetime or float
+            Timezone-aware datetime, or POSIX seconds. Must not go back in time for a device.
+        score, threshold : float
+            The point's anomaly score and the threshold it was compared with; both finite.
+        is_anomaly : bool
+            Whether the point was flagged.
+        contributions : mapping of str to float
+            Each feature's non-negative contribution to the score (for example its reconstruction error);
+            only the relative sizes matter.
+
+        Returns
+        -------
+        list of AlertEvent
+            A ``closed`` event if the open alert's gap was exceeded, then ``opened`` or ``updated`` if the
+            point was flagged. Empty when nothing changed.
+
+        Raises
+        ------
+        InvalidInputError
+            An empty device, a naive or earlier time than the device's previous point, a non-finite score
+            or threshold, or a negative or non-finite contribution.
+        """
+        if not isinstance(device, str) or not device:
+            msg = f"device must be a non-empty string, got {device!r}"
+            raise InvalidInputError(msg)
+        moment = parse_time(time, f"time (device={device})")
+        for name, value in (("score", score), ("threshold", threshold)):
+            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
+                where = f"device={device}, time={format_time(moment)}"
+                msg = f"{name} is {value!r} ({where}): expected a finite number"
+                raise InvalidInputError(msg)
+        checked = self._check_contributions(contributions, device, moment)
+
+        state = self._devices.get(device)
+        if state is not None and moment < state.last_time:
+            msg = (
+                f"time {format_time(moment)} for device {device!r} is earlier than its previous point at "
+                f"{format_time(state.last_time)}: points of one device must arrive in time order"
+            )
+            raise InvalidInputError(msg)
+        if state is None:
+            state = self._devices[device] = _DeviceState(last_time=moment)
+        state.last_time = moment
+
+        events: list[AlertEvent] = []
+        if state.alert is not None and self._gap_exceeded(state.alert, moment):
+            events.append(self._close(state))
+        if bool(is_anomaly):
+            if state.alert is None:
+                events.append(self._open(state, device, moment, float(score), float(threshold), checked))
+            else:
+                events.append(self._grow(state, moment, float(score), float(threshold), checked))
+        return events
+
+    def flush(self, now: datetime | float) -> list[AlertEvent]:
+        """Close every open alert whose last flagged point is more than the gap before ``now``.
+
+        Call it on a timer so that an alert closes even when its device falls silent.
+        """
+        moment = parse_time(now, "now")
+        events = []
+        for device in sorted(self._devices):
+            state = self._devices[device]
+            if state.alert is not None and self._gap_exceeded(state.alert, moment):
+                events.append(self._close(state))
+        return events
+
+    def close_all(self) -> list[AlertEvent]:
+        """Close every open alert, for example at the end of a replayed file or on shutdown."""
+        return [
+            self._close(self._devices[device])
+            for device in sorted(self._devices)
+            if self._devices[device].alert is not None
+        ]
+
+    @property
+    def open_alerts(self) -> list[Alert]:
+        """Snapshots of the alerts still open, by device name."""
+        return [
+            copy.deepcopy(self._devices[device].alert)
+            for device in sorted(self._devices)
+            if self._devices[device].alert is not None
+        ]
+
+    def __repr__(self) -> str:
+        return (
+            f"AlertTracker(device_gap_seconds={self.device_gap_seconds!r}, "
+            f"model_version={self.model_version!r}, "
+            f"open={sum(state.alert is not None for state in self._devices.values())})"
+        )
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_contributions(contributions: Mapping[str, float], device: str, moment: datetime) -> dict[str, float]:
+        if not isinstance(contributions, Mapping):
+            msg = (
+                f"contributions must be a mapping of feature name to number, got "
+                f"{type(contributions).__name__} (device={device}, time={format_time(moment)})"
+            )
+            raise InvalidInputError(msg)
+        checked: dict[str, float] = {}
+        for name, value in contributions.items():
+            try:
+                number = float(value)
+            except (TypeError, ValueError) as exc:
+                where = f"device={device}, time={format_time(moment)}"
+                msg = f"contributions[{name!r}] is not a number: {value!r} ({where})"
+                raise InvalidInputError(msg) from exc
+            if not math.isfinite(number) or number < 0:
+                msg = (
+                    f"contributions[{name!r}] is {number!r} (device={device}, time={format_time(moment)}): "
+                    "expected a finite magnitude >= 0"
+                )
+                raise InvalidInputError(msg)
+            checked[str(name)] = number
+        return checked
+
+    def _gap_exceeded(self, alert: Alert, moment: datetime) -> bool:
+        return (moment - alert.end).total_seconds() > self.device_gap_seconds
+
+    def _describe(self, state: _DeviceState) -> None:
+        alert = state.alert
+        assert alert is not None
+        total = sum(state.totals.values())
+        if total > 0:
+            ranked = sorted(state.totals.items(), key=lambda item: (-item[1], item[0]))
+            alert.top_features = [(name, value / total) for name, value in ranked[: self.top_k]]
+        else:
+            alert.top_features = []
+        alert.incident_type = self.classify(list(alert.top_features))
+        alert.explanation = _explanation(alert.top_features, alert.score, alert.threshold)
+
+    def _open(
+        self,
+        state: _DeviceState,
+        device: str,
+        moment: datetime,
+        score: float,
+        threshold: float,
+        contributions: dict[str, float],
+    ) -> AlertEvent:
+        state.alert = Alert(
+            id=alert_id(device, self.model_version, moment),
+            device=device,
+            start=moment,
+            end=moment,
+            peak_time=moment,
+            score=score,
+            threshold=threshold,
+            model_version=self.model_version,
+            status="open",
+            n_points=1,
+        )
+        state.totals = dict(contributions)
+        self._describe(state)
+        return AlertEvent("opened", copy.deepcopy(state.alert))
+
+    def _grow(
+        self,
+        state: _DeviceState,
+        moment: datetime,
+        score: float,
+        threshold: float,
+        contributions: dict[str, float],
+    ) -> AlertEvent:
+        alert = state.alert
+        assert alert is not None
+        alert.end = moment
+        alert.n_points += 1
+        if score > alert.score:
+            alert.score = score
+            alert.threshold = threshold
+            alert.peak_time = moment
+        for name, value in contributions.items():
+            state.totals[name] = state.totals.get(name, 0.0) + value
+        self._describe(state)
+        return AlertEvent("updated", copy.deepcopy(alert))
+
+    @staticmethod
+    def _close(state: _DeviceState) -> AlertEvent:
+        alert = state.alert
+        assert alert is not None
+        alert.status = "closed"
+        state.alert = None
+        state.totals = {}
+        return AlertEvent("closed", alert)
