@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
@@ -28,6 +29,14 @@ class MahalanobisDetector(BaseDetector):
         Share of rows MCD fits on; None lets scikit-learn choose (n + d + 1) / 2.
     ridge : float
         Added to the covariance diagonal, relative to its mean variance.
+
+    Attributes
+    ----------
+    location_, precision_ : ndarray
+        Centre and inverse covariance.
+    robust_ : bool
+        False when MCD was undefined for the training data (constant or collinear columns, too few rows)
+        and the classical estimate was used instead.
     contamination, random_state
         See :class:`~vigil.base.BaseDetector`.
 
@@ -63,14 +72,37 @@ class MahalanobisDetector(BaseDetector):
         return [{"random_state": 0}, {"support_fraction": 0.9, "random_state": 1}]
 
     def _fit(self, values: NDArray[np.float64], y: Any) -> None:
-        seed = int(self._rng().integers(2**31 - 1))
-        mcd = MinCovDet(support_fraction=self.support_fraction, random_state=seed).fit(values)
-        covariance = mcd.covariance_
-        scale = float(np.mean(np.diag(covariance))) or 1.0
+        location, covariance = self._robust_estimate(values)
+        # Ridge relative to the mean variance, floored so that (nearly) constant data cannot make the
+        # precision matrix overflow.
+        scale = max(float(np.mean(np.diag(covariance))), 1e-12)
         covariance = covariance + self.ridge * scale * np.eye(values.shape[1])
-        self.location_ = mcd.location_
+        self.location_ = location
         self.precision_ = np.linalg.pinv(covariance, hermitian=True)
         self.center_ = self.location_
+
+    def _robust_estimate(self, values: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """MCD location and covariance; the classical estimate where MCD is undefined.
+
+        MCD needs the data to span every dimension (and its h-subsets to be non-singular). Constant or
+        collinear columns, or fewer rows than twice the features, break that; the classical mean and
+        covariance (plus the ridge) are used then, and ``robust_`` records which estimate was used.
+        """
+        n, d = values.shape
+        centred = values - values.mean(axis=0)
+        if n >= 2 * d and np.linalg.matrix_rank(centred) == d:
+            seed = int(self._rng().integers(2**31 - 1))
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    mcd = MinCovDet(support_fraction=self.support_fraction, random_state=seed).fit(values)
+                except ValueError:  # the best h-subset is singular (many identical rows)
+                    mcd = None
+            if mcd is not None and not caught:
+                self.robust_ = True
+                return mcd.location_, mcd.covariance_
+        self.robust_ = False
+        return values.mean(axis=0), np.atleast_2d(np.cov(values, rowvar=False))
 
     def _score(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
         centred = values - self.location_

@@ -115,18 +115,19 @@ class PCADetector(BaseDetector):
             ratio = np.cumsum(eigenvalues) / total if total > 0 else np.ones_like(eigenvalues)
             k = int(np.searchsorted(ratio, self.n_components) + 1)
             k = min(k, d - 1) if d > 1 else 1
-        # A component of (near) zero variance would make T² divide by ~0.
-        floor = max(eigenvalues[0], 1e-12) * 1e-9
+        # Components of (near) zero variance would make T² divide by ~0: keep at most those above a floor,
+        # and floor the variance of the first one when the training data do not vary at all.
+        floor = max(float(eigenvalues[0]) * 1e-9, 1e-12)
         k = max(1, min(k, int((eigenvalues > floor).sum())))
         self.n_components_ = k
         self.components_ = vt[:k]
-        self.eigenvalues_ = eigenvalues[:k]
-        residual = np.zeros(d)
-        residual[: len(eigenvalues) - k] = eigenvalues[k:]
+        self.eigenvalues_ = np.maximum(eigenvalues[:k], floor)
         self.t2_limit_ = _t2_limit(n, k, self.alpha)
-        q_limit = _q_limit(eigenvalues[k:], self.alpha)
-        # With no residual variance at all (d ≤ k) Q is identically zero; keep the ratio finite.
-        self.q_limit_ = q_limit if q_limit > 0 else 1.0
+        residual_eigenvalues = eigenvalues[k:]
+        residual_eigenvalues = residual_eigenvalues[residual_eigenvalues > floor]
+        # Without residual variance Q is ~0 in training, and any departure from the plane is anomalous.
+        q_limit = _q_limit(residual_eigenvalues, self.alpha) if residual_eigenvalues.size else 0.0
+        self.q_limit_ = max(q_limit, floor)
 
     def _statistics(
         self, values: NDArray[np.float64]
