@@ -70,11 +70,16 @@ def _add_pipeline_options(parser: argparse.ArgumentParser, *, default_detector: 
 
 def _pipeline_factory(args: argparse.Namespace):
     from vigil.calibration.thresholds import make_thresholder
+    from vigil.errors import InvalidInputError
     from vigil.pipeline import Pipeline
     from vigil.registry import detector_class
 
     cls = detector_class(args.detector)
     params = dict(args.param)
+    unknown = sorted(set(params) - set(cls._param_names()))
+    if unknown:
+        msg = f"{cls.__name__} has no parameter {unknown[0]!r}; valid: {cls._param_names()}"
+        raise InvalidInputError(msg)
     if "random_state" in cls._param_names() and "random_state" not in params:
         params["random_state"] = args.seed
     threshold_params = {

@@ -1,0 +1,153 @@
+"""The command line, run in-process through ``main`` and once as the installed ``vigil`` program."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vigil.cli import main
+from vigil.registry import available_detectors
+
+REQUIRED_BENCH_KEYS = {
+    "dataset",
+    "detector",
+    "protocol",
+    "f1",
+    "far",
+    "mar",
+    "precision",
+    "recall",
+    "roc_auc",
+    "pr_auc",
+    "fit_seconds",
+    "score_seconds",
+    "rows_scored",
+}
+
+
+@pytest.fixture
+def plant_csv(tmp_path):
+    """A small coupled process with a labelled fault (flow drops while speed holds) in its last rows."""
+    rng = np.random.default_rng(3)
+    n = 600
+    speed = 1500 + 200 * np.sin(np.arange(n) / 40) + rng.normal(0, 5, n)
+    flow = 0.02 * speed + rng.normal(0, 0.3, n)
+    current = 0.01 * speed + rng.normal(0, 0.2, n)
+    label = np.zeros(n, dtype=int)
+    label[550:570] = 1
+    flow[550:570] -= 8.0
+    time = pd.date_range("2026-01-01", periods=n, freq="s").strftime("%Y-%m-%dT%H:%M:%S")
+    frame = pd.DataFrame({"time": time, "speed": speed, "flow": flow, "current": current, "label": label})
+    path = tmp_path / "plant.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_detectors_lists_every_registered_detector(capsys):
+    assert main(["detectors"]) == 0
+    out = capsys.readouterr().out
+    for name, cls in available_detectors().items():
+        assert name in out
+        assert cls.summary in out
+
+
+def test_fit_then_score_writes_one_explained_row_per_input_row(tmp_path, plant_csv, capsys):
+    model = tmp_path / "model"
+    argv = ["fit", str(plant_csv), "--detector", "pca", "--label", "label", "--time", "time", "-o", str(model)]
+    assert main(argv) == 0
+    assert "left 20 labelled anomalous rows out of training" in capsys.readouterr().err
+    out = tmp_path / "scores.csv"
+    assert main(["score", str(model), str(plant_csv), "-o", str(out)]) == 0
+    scores = pd.read_csv(out)
+    assert len(scores) == 600
+    assert list(scores.columns) == ["row", "time", "score", "threshold", "anomaly", "top_features"]
+    assert scores.loc[550:569, "anomaly"].mean() > 0.9
+    assert scores.loc[:549, "anomaly"].mean() < 0.05
+    assert scores.loc[555, "top_features"].startswith("flow=")
+
+
+def test_score_rejects_a_file_missing_a_feature_column(tmp_path, plant_csv, capsys):
+    model = tmp_path / "model"
+    assert main(["fit", str(plant_csv), "--detector", "pca", "--label", "label", "--time", "time", "-o", str(model)]) == 0
+    broken = tmp_path / "broken.csv"
+    pd.read_csv(plant_csv).drop(columns=["current"]).to_csv(broken, index=False)
+    assert main(["score", str(model), str(broken), "-o", str(tmp_path / "s.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "broken.csv" in err and "current" in err and "missing" in err
+
+
+def test_evaluate_splits_one_file_and_reports_far_and_mar_beside_f1(tmp_path, plant_csv, capsys):
+    out = tmp_path / "result.json"
+    argv = ["evaluate", "--train", str(plant_csv), "--train-rows", "400", "--label", "label", "--time", "time"]
+    assert main([*argv, "--detector", "mahalanobis", "--json", str(out), "--quiet"]) == 0
+    result = json.loads(out.read_text())
+    assert REQUIRED_BENCH_KEYS <= set(result)
+    assert result["rows_scored"] == 200
+    assert result["recall"] > 0.9
+    assert result["far"] < 0.05
+    assert "F1" in capsys.readouterr().out
+
+
+def test_evaluate_names_file_line_and_column_of_a_bad_cell(tmp_path, plant_csv, capsys):
+    frame = pd.read_csv(plant_csv)
+    frame["flow"] = frame["flow"].astype(object)
+    frame.loc[10, "flow"] = "broken"
+    bad = tmp_path / "bad.csv"
+    frame.to_csv(bad, index=False)
+    argv = ["evaluate", "--train", str(bad), "--train-rows", "400", "--label", "label", "--detector", "pca"]
+    assert main([*argv, "--time", "time"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.csv" in err and "line 12" in err and "'flow'" in err and "'broken'" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["fit", "x.csv", "--detector", "no-such", "-o", "m"], "no detector named 'no-such'"),
+        (["fit", "x.csv", "--detector", "pca", "--param", "n_trees=3", "-o", "m"], "no parameter 'n_trees'"),
+        (["score", "no-such-model", "x.csv", "-o", "s.csv"], "not a directory holding a saved Vigil pipeline"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_clear_message(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bench_without_data_names_the_expected_path(tmp_path, capsys):
+    missing = tmp_path / "nowhere"
+    assert main(["bench", "--dataset", "skab", "--detector", "pca", "--data-dir", str(missing), "--quiet"]) == 2
+    assert str(missing) in capsys.readouterr().err
+
+
+@pytest.mark.data
+def test_bench_skab_writes_the_official_protocol_result(tmp_path, data_dir):
+    out = tmp_path / "skab.json"
+    argv = ["bench", "--dataset", "skab", "--detector", "pca", "--data-dir", str(data_dir), "--json", str(out)]
+    assert main([*argv, "--quiet"]) == 0
+    result = json.loads(out.read_text())
+    assert REQUIRED_BENCH_KEYS <= set(result)
+    assert result["dataset"] == "skab"
+    assert result["n_parts"] == 34
+    assert result["rows_scored"] == 23801
+    assert result["tp"] + result["fn"] == 12771
+    assert "400" in result["protocol"]
+    # Better than flagging everything on FAR, which is what makes an F1 near 0.7 meaningful.
+    assert result["far"] < 0.5
+    assert result["command"].startswith("vigil bench --dataset skab")
+
+
+def test_installed_program_runs():
+    program = shutil.which("vigil", path=str(Path(sys.executable).parent))
+    if program is None:
+        pytest.skip("the vigil program is not installed beside this Python")
+    done = subprocess.run([program, "detectors"], capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "pca" in done.stdout
