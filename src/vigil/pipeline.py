@@ -139,7 +139,8 @@ class Pipeline:
 
     def score_samples(self, X: Any) -> NDArray[np.float64]:
         """One anomaly score per row; higher = more anomalous."""
-        return self.detector_.score_samples(self._transform(X))
+        scaled = self._transform(X)
+        return self.detector_.score_samples(scaled)
 
     def predict(self, X: Any) -> NDArray[np.bool_]:
         """True where the score exceeds the calibrated threshold."""
@@ -147,7 +148,8 @@ class Pipeline:
 
     def contributions(self, X: Any) -> NDArray[np.float64]:
         """Each feature's share of each row's score, shape (n, d), rows summing to 1."""
-        return self.detector_.feature_contributions(self._transform(X))
+        scaled = self._transform(X)
+        return self.detector_.feature_contributions(scaled)
 
     def explain(self, X: Any, *, top_k: int = 3) -> list[list[tuple[str, float]]]:
         """For each row, the ``top_k`` features that drove its score, with their shares, largest first."""

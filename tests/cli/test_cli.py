@@ -75,7 +75,9 @@ def test_fit_then_score_writes_one_explained_row_per_input_row(tmp_path, plant_c
 
 def test_score_rejects_a_file_missing_a_feature_column(tmp_path, plant_csv, capsys):
     model = tmp_path / "model"
-    assert main(["fit", str(plant_csv), "--detector", "pca", "--label", "label", "--time", "time", "-o", str(model)]) == 0
+    assert (
+        main(["fit", str(plant_csv), "--detector", "pca", "--label", "label", "--time", "time", "-o", str(model)]) == 0
+    )
     broken = tmp_path / "broken.csv"
     pd.read_csv(plant_csv).drop(columns=["current"]).to_csv(broken, index=False)
     assert main(["score", str(model), str(broken), "-o", str(tmp_path / "s.csv")]) == 2
