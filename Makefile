@@ -33,7 +33,7 @@ lint: $(TEST_STAMP)
 	$(BIN)/ruff format --check src tests benchmarks
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/skab_table.py
+	$(BIN)/python benchmarks/tables.py --dataset skab
 
 clean:
 	rm -rf $(VENV) vigil-demo .pytest_cache
