@@ -17,7 +17,7 @@ import builtins
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,8 +26,9 @@ from typing import Any, Self
 
 from vigil.errors import InvalidInputError, VigilError
 from vigil.streaming.alerts import STATUSES, VERDICTS, Alert, format_time, parse_time
+from vigil.streaming.dead_letters import DEAD_LETTER_KINDS, DeadLetter
 
-__all__ = ["SCHEMA_VERSION", "AlertStore"]
+__all__ = ["SCHEMA_VERSION", "AlertStore", "merge_alert"]
 
 #: Version of the table layout, kept in ``PRAGMA user_version``.
 SCHEMA_VERSION = 1
@@ -76,9 +77,41 @@ CREATE INDEX alerts_device_start ON alerts (device, start_time);
 CREATE INDEX alerts_status_start ON alerts (status, start_time);
 """
 
+# Added beside the alerts without a schema version bump: the table is independent of them, a file of
+# version 1 gains it when opened, and an older Vigil opening a newer file just never reads it.
+_DEAD_LETTER_SCHEMA = """
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    received  TEXT NOT NULL,  -- ISO 8601 UTC with microseconds
+    kind      TEXT NOT NULL,
+    reason    TEXT NOT NULL,
+    source    TEXT NOT NULL,
+    device    TEXT,
+    payload   TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_letters_received ON dead_letters (received)
+"""
+
 
 def _feedback_key(entry: dict[str, Any]) -> str:
     return json.dumps(entry, sort_keys=True)
+
+
+def merge_alert(stored: Alert | None, incoming: Alert) -> Alert:
+    """Return what to store when ``incoming`` replaces ``stored`` (the row with the same id, or None).
+
+    The tracker knows nothing of verdicts: a stored ``confirmed`` or ``false_positive`` status survives an
+    incoming ``open`` or ``closed`` one, and feedback entries missing from the incoming alert are kept.
+    Every alert store applies this same rule.
+    """
+    if stored is None:
+        return incoming
+    seen = {_feedback_key(entry) for entry in stored.feedback}
+    feedback = stored.feedback + [e for e in incoming.feedback if _feedback_key(e) not in seen]
+    status = incoming.status
+    if stored.status in _VERDICT_STATUSES and incoming.status not in _VERDICT_STATUSES:
+        status = stored.status
+    return Alert.from_dict({**incoming.to_dict(), "status": status, "feedback": feedback})
 
 
 class AlertStore:
@@ -163,6 +196,7 @@ class AlertStore:
                         conn.execute(statement)
                 conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                self._create_dead_letters(conn)
             elif app_id != APPLICATION_ID:
                 msg = f"{self.path!r} is a SQLite database of another application (application_id={app_id})"
                 raise InvalidInputError(msg)
@@ -172,11 +206,19 @@ class AlertStore:
                     f"to {SCHEMA_VERSION}: upgrade Vigil to open it"
                 )
                 raise InvalidInputError(msg)
+            else:
+                self._create_dead_letters(conn)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+    @staticmethod
+    def _create_dead_letters(conn: sqlite3.Connection) -> None:
+        for statement in _DEAD_LETTER_SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
 
     # -- plumbing -----------------------------------------------------------------------------------
 
@@ -293,26 +335,100 @@ class AlertStore:
         InvalidInputError
             ``alert`` is not an :class:`~vigil.streaming.alerts.Alert` or holds values JSON cannot store.
         """
-        if not isinstance(alert, Alert):
-            msg = f"upsert expects an Alert, got {type(alert).__name__}"
-            raise InvalidInputError(msg)
+        return self.upsert_many([alert])[0]
+
+    def upsert_many(self, alerts: Sequence[Alert], dead_letters: Sequence[DeadLetter] = ()) -> builtins.list[Alert]:
+        """Upsert several alerts, and add dead letters, in one transaction; return the alerts as stored.
+
+        A streaming runtime calls this once per micro-batch, so a batch's alerts and refused records are
+        committed together (one fsync) or not at all. Each alert follows :meth:`upsert`'s rules.
+
+        Raises
+        ------
+        InvalidInputError
+            An element is not an :class:`~vigil.streaming.alerts.Alert` (or a
+            :class:`~vigil.streaming.dead_letters.DeadLetter`), or holds values JSON cannot store.
+        """
+        for alert in alerts:
+            if not isinstance(alert, Alert):
+                msg = f"upsert expects an Alert, got {type(alert).__name__}"
+                raise InvalidInputError(msg)
+        letters = self._dead_letter_rows(dead_letters)
+        placeholders = ", ".join("?" for _ in _COLUMNS)
+        updates = ", ".join(f"{name} = excluded.{name}" for name in _COLUMNS if name != "id")
+        stored_alerts = []
         with self._transaction() as conn:
-            stored = self._fetch(conn, alert.id)
-            if stored is not None:
-                seen = {_feedback_key(entry) for entry in stored.feedback}
-                feedback = stored.feedback + [e for e in alert.feedback if _feedback_key(e) not in seen]
-                status = alert.status
-                if stored.status in _VERDICT_STATUSES and alert.status not in _VERDICT_STATUSES:
-                    status = stored.status
-                alert = Alert.from_dict({**alert.to_dict(), "status": status, "feedback": feedback})
-            placeholders = ", ".join("?" for _ in _COLUMNS)
-            updates = ", ".join(f"{name} = excluded.{name}" for name in _COLUMNS if name != "id")
-            conn.execute(
-                f"INSERT INTO alerts ({', '.join(_COLUMNS)}) VALUES ({placeholders}) "
-                f"ON CONFLICT (id) DO UPDATE SET {updates}",
-                self._alert_to_row(alert),
+            for incoming in alerts:
+                alert = merge_alert(self._fetch(conn, incoming.id), incoming)
+                conn.execute(
+                    f"INSERT INTO alerts ({', '.join(_COLUMNS)}) VALUES ({placeholders}) "
+                    f"ON CONFLICT (id) DO UPDATE SET {updates}",
+                    self._alert_to_row(alert),
+                )
+                stored_alerts.append(alert)
+            if letters:
+                conn.executemany(
+                    "INSERT INTO dead_letters (received, kind, reason, source, device, payload) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    letters,
+                )
+        return stored_alerts
+
+    @staticmethod
+    def _dead_letter_rows(dead_letters: Sequence[DeadLetter]) -> builtins.list[tuple[Any, ...]]:
+        rows = []
+        for letter in dead_letters:
+            if not isinstance(letter, DeadLetter):
+                msg = f"expected a DeadLetter, got {type(letter).__name__}"
+                raise InvalidInputError(msg)
+            rows.append(
+                (format_time(letter.received), letter.kind, letter.reason, letter.source, letter.device, letter.payload)
             )
-        return alert
+        return rows
+
+    def add_dead_letters(self, dead_letters: Sequence[DeadLetter]) -> None:
+        """Store refused messages with their reasons (see :mod:`vigil.streaming.dead_letters`)."""
+        self.upsert_many([], dead_letters)
+
+    def list_dead_letters(
+        self, kind: str | None = None, limit: int | None = 100, offset: int = 0
+    ) -> builtins.list[DeadLetter]:
+        """Return dead letters, newest first, optionally of one ``kind`` only."""
+        self._check_paging(limit, offset)
+        where, params = "", []
+        if kind is not None:
+            if kind not in DEAD_LETTER_KINDS:
+                msg = f"kind must be one of {', '.join(DEAD_LETTER_KINDS)}, got {kind!r}"
+                raise InvalidInputError(msg)
+            where, params = " WHERE kind = ?", [kind]
+        query = (
+            "SELECT id, received, kind, reason, source, device, payload FROM dead_letters"
+            f"{where} ORDER BY id DESC LIMIT ? OFFSET ?"
+        )
+        with self._lock:
+            rows = self._connection().execute(query, [*params, -1 if limit is None else limit, offset]).fetchall()
+        return [
+            DeadLetter(id=r[0], received=r[1], kind=r[2], reason=r[3], source=r[4], device=r[5], payload=r[6])
+            for r in rows
+        ]
+
+    def count_dead_letters(self, kind: str | None = None) -> int:
+        """Count the stored dead letters (of one ``kind`` if given)."""
+        if kind is None:
+            query, params = "SELECT COUNT(*) FROM dead_letters", []
+        else:
+            query, params = "SELECT COUNT(*) FROM dead_letters WHERE kind = ?", [kind]
+        with self._lock:
+            return int(self._connection().execute(query, params).fetchone()[0])
+
+    @staticmethod
+    def _check_paging(limit: int | None, offset: int) -> None:
+        for name, value in (("limit", limit), ("offset", offset)):
+            if value is None and name == "limit":
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                msg = f"{name} must be an integer >= 0, got {value!r}"
+                raise InvalidInputError(msg)
 
     def get(self, alert_id: str) -> Alert | None:
         """Return the alert with this id, or None."""
@@ -407,12 +523,7 @@ class AlertStore:
         InvalidInputError
             An unknown status, a naive datetime, or a negative limit or offset.
         """
-        for name, value in (("limit", limit), ("offset", offset)):
-            if value is None and name == "limit":
-                continue
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                msg = f"{name} must be an integer >= 0, got {value!r}"
-                raise InvalidInputError(msg)
+        self._check_paging(limit, offset)
         where, params = self._where(device, status, since, until)
         params += [-1 if limit is None else limit, offset]
         query = f"SELECT {', '.join(_COLUMNS)} FROM alerts{where} ORDER BY start_time DESC, id DESC LIMIT ? OFFSET ?"

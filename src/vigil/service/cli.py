@@ -1,0 +1,255 @@
+"""The service's commands for the ``vigil`` CLI: ``serve``, ``retrain`` and ``replay``.
+
+``vigil.cli`` calls :func:`add_commands` with its sub-parsers; each command sets ``func`` to a handler that
+returns an exit code and raises :class:`~vigil.errors.VigilError` for bad input (exit code 2). The
+service's dependencies are imported only when a command runs, so ``vigil --help`` works without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from vigil.errors import InvalidInputError
+
+__all__ = ["add_commands", "main"]
+
+
+def _model_spec(text: str) -> tuple[str, Path | None]:
+    name, sep, path = text.partition("=")
+    if sep:
+        return name.strip(), Path(path)
+    return "default", Path(text)
+
+
+def _route_spec(text: str) -> tuple[str, str]:
+    pattern, sep, model = text.partition("=")
+    if not sep or not pattern or not model:
+        msg = f"--route expects PATTERN=MODEL, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return pattern, model
+
+
+def _add_mqtt_options(parser: argparse.ArgumentParser, *, serve: bool) -> None:
+    group = parser.add_argument_group("MQTT")
+    group.add_argument(
+        "--mqtt", required=not serve, metavar="URL", help="broker, mqtt://HOST:1883 or mqtts://HOST:8883 for TLS"
+    )
+    group.add_argument("--mqtt-protocol", choices=["5", "3.1.1"], default="5", help="MQTT version (5)")
+    group.add_argument("--mqtt-username", help="user name (overrides the URL's)")
+    group.add_argument("--mqtt-password-file", help="file whose first line is the password")
+    group.add_argument("--mqtt-ca", help="CA bundle to verify the broker (TLS)")
+    group.add_argument("--mqtt-cert", help="client certificate (TLS)")
+    group.add_argument("--mqtt-key", help="client key (TLS)")
+    if serve:
+        group.add_argument("--topic", default="plant/+/telemetry", help="subscription ('plant/+/telemetry')")
+        group.add_argument("--client-id", default="vigil-service", help="fixed id of the persistent session")
+        group.add_argument("--alert-topic", default="vigil/alerts", help="where alert events go ('' for none)")
+        group.add_argument(
+            "--dead-letter-topic", default="vigil/dead-letters", help="where dead letters go ('' for none)"
+        )
+
+
+def _mqtt_options(args: argparse.Namespace, **overrides: Any) -> Any:
+    from vigil.service.mqtt import MqttOptions, read_password_file
+
+    fields: dict[str, Any] = {
+        "url": args.mqtt,
+        "protocol": args.mqtt_protocol,
+        "username": args.mqtt_username,
+        "password": read_password_file(args.mqtt_password_file) if args.mqtt_password_file else None,
+        "ca_file": args.mqtt_ca,
+        "cert_file": args.mqtt_cert,
+        "key_file": args.mqtt_key,
+    }
+    fields.update(overrides)
+    return MqttOptions(**fields)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from vigil.service.server import ServiceConfig, run_service
+    from vigil.streaming.runtime import RuntimeConfig
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    models = list(args.model)
+    registry = Path(args.registry)
+    if not models and not registry.is_dir():
+        msg = "give --model MODEL_DIR (a directory written by `vigil fit`) or an existing --registry"
+        raise InvalidInputError(msg)
+    mqtt = None
+    if args.mqtt:
+        mqtt = _mqtt_options(
+            args,
+            topic=args.topic,
+            client_id=args.client_id,
+            alert_topic=args.alert_topic or None,
+            dead_letter_topic=args.dead_letter_topic or None,
+        )
+    runtime = RuntimeConfig(
+        max_batch=args.max_batch,
+        max_delay=args.max_delay_ms / 1000.0,
+        max_payload_bytes=args.max_payload_bytes,
+        device_gap_seconds=args.device_gap,
+        target_far=args.target_far,
+    )
+    config = ServiceConfig(
+        registry=registry,
+        models=models,
+        routes=list(args.route),
+        store=args.store,
+        http=args.http,
+        token_file=Path(args.token_file) if args.token_file else None,
+        mqtt=mqtt,
+        webhooks=list(args.webhook),
+        runtime=runtime,
+    )
+    return run_service(config)
+
+
+def _cmd_retrain(args: argparse.Namespace) -> int:
+    from vigil.service.stores import open_store
+    from vigil.streaming.model_registry import ModelRegistry
+    from vigil.streaming.retrain import retrain
+
+    registry = ModelRegistry(args.registry)
+    data = None
+    if args.data:
+        import pandas as pd
+
+        data = pd.read_csv(args.data)
+    runs = 0
+    while True:
+        store = open_store(args.store) if args.store else None
+        try:
+            result = retrain(
+                registry,
+                args.model,
+                store=store,
+                data=data,
+                holdback=args.holdback,
+                tolerance=args.tolerance,
+                min_rows=args.min_rows,
+                activate=not args.no_activate,
+            )
+        finally:
+            if store is not None:
+                store.close()
+        verdict = "activated" if result.activated else "kept the champion"
+        print(
+            f"retrained {result.model}: challenger {result.challenger} vs champion {result.champion}: {verdict} "
+            f"({result.reason}); FAR {result.challenger_far:.4f} vs {result.champion_far:.4f} on "
+            f"{result.n_holdback} held-back rows; trained on {result.n_train} rows, "
+            f"{result.n_excluded} rows of confirmed anomalies left out"
+        )
+        if args.json:
+            Path(args.json).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        runs += 1
+        if args.every is None or (args.max_runs is not None and runs >= args.max_runs):
+            return 0
+        time.sleep(args.every)  # the schedule itself, not synchronisation
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from vigil.service.replay import iter_messages, read_replay_table, replay
+
+    frame = read_replay_table(
+        args.data, time_column=args.time, device_column=args.device_column, drop=[c for c in args.drop if c]
+    )
+    options = _mqtt_options(args, client_id=f"vigil-replay-{os.getpid()}")
+    messages = iter_messages(
+        frame,
+        topic_template=args.topic_template,
+        time_column=args.time,
+        device_column=args.device_column,
+        n_devices=args.devices,
+        device_prefix=args.device_prefix,
+        period=args.period,
+    )
+    report = replay(messages, options, rate=args.rate, limit=args.limit)
+    print(f"published {report.messages} messages in {report.seconds:.1f} s ({report.rate:.0f}/s)")
+    return 0
+
+
+def add_commands(subparsers: Any) -> None:
+    """Add ``serve``, ``retrain`` and ``replay`` to the ``vigil`` command's sub-parsers."""
+    p = subparsers.add_parser("serve", help="run the monitoring service (HTTP/MQTT ingestion, REST API, dashboard)")
+    p.add_argument(
+        "--model",
+        action="append",
+        type=_model_spec,
+        default=[],
+        metavar="[NAME=]DIR",
+        help="model directory from `vigil fit`, optionally named by asset type; repeatable",
+    )
+    p.add_argument("--registry", default="vigil-registry", help="model registry folder (vigil-registry)")
+    p.add_argument(
+        "--route",
+        action="append",
+        type=_route_spec,
+        default=[],
+        metavar="PATTERN=MODEL",
+        help="devices matching the glob PATTERN use MODEL; repeatable, first match wins",
+    )
+    p.add_argument("--http", default="127.0.0.1:8080", metavar="HOST:PORT", help="listen address (127.0.0.1:8080)")
+    p.add_argument("--store", default="sqlite:///alerts.db", help="sqlite:///FILE or postgresql://USER@HOST/DB")
+    p.add_argument("--token-file", help="API tokens, lines of 'read TOKEN' or 'write TOKEN'")
+    p.add_argument("--webhook", action="append", default=[], metavar="URL", help="POST alert events here")
+    p.add_argument("--max-batch", type=int, default=1024, help="records per micro-batch at most (1024)")
+    p.add_argument("--max-delay-ms", type=float, default=2.0, help="wait for a batch to fill, ms (2)")
+    p.add_argument("--max-payload-bytes", type=int, default=1_048_576, help="largest message accepted (1 MiB)")
+    p.add_argument("--device-gap", type=float, default=30.0, help="seconds without anomaly that close an alert")
+    p.add_argument("--target-far", type=float, default=0.01, help="per-device false-alarm rate after feedback")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    _add_mqtt_options(p, serve=True)
+    p.set_defaults(func=_cmd_serve)
+
+    p = subparsers.add_parser("retrain", help="fit a challenger on recent data; activate it if not worse")
+    p.add_argument("--registry", default="vigil-registry", help="model registry folder (vigil-registry)")
+    p.add_argument("--model", default="default", help="model (asset type) to retrain (default)")
+    p.add_argument("--store", help="alert store whose confirmed alerts are left out of training")
+    p.add_argument("--data", help="CSV with device, time (POSIX s) and the features; default the saved recent rows")
+    p.add_argument("--holdback", type=float, default=0.25, help="newest share used only to compare (0.25)")
+    p.add_argument("--tolerance", type=float, default=0.005, help="slack on FAR and recall (0.005)")
+    p.add_argument("--min-rows", type=int, default=200, help="fewest training rows (200)")
+    p.add_argument("--no-activate", action="store_true", help="store the challenger without activating it")
+    p.add_argument("--every", type=float, help="repeat every N seconds")
+    p.add_argument("--max-runs", type=int, help="with --every, stop after N runs")
+    p.add_argument("--json", help="write the result as JSON")
+    p.set_defaults(func=_cmd_retrain)
+
+    p = subparsers.add_parser("replay", help="publish a data set as device messages over MQTT")
+    p.add_argument("data", help="CSV or Parquet of telemetry")
+    p.add_argument("--rate", type=float, default=100.0, help="messages per second, 0 for as fast as possible")
+    p.add_argument("--topic-template", default="plant/{device}/telemetry", help="topic per device")
+    p.add_argument("--time", help="time column (ISO 8601 or POSIX s); default now + row × --period")
+    p.add_argument("--period", type=float, default=1.0, help="seconds between rows without --time (1)")
+    p.add_argument("--device-column", help="column naming each row's device")
+    p.add_argument("--devices", type=int, default=1, help="without --device-column: fan out to N devices (1)")
+    p.add_argument("--device-prefix", default="device", help="name prefix of fanned-out devices")
+    p.add_argument("--drop", action="append", default=[], help="column that is not a sensor (label…); repeatable")
+    p.add_argument("--limit", type=int, help="stop after N messages")
+    _add_mqtt_options(p, serve=False)
+    p.set_defaults(func=_cmd_replay)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m vigil.service COMMAND``: the same commands without the rest of the ``vigil`` CLI."""
+    from vigil.errors import VigilError
+
+    parser = argparse.ArgumentParser(prog="vigil", description="Vigil monitoring service")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_commands(sub)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except VigilError as exc:
+        print(f"vigil {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

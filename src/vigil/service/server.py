@@ -1,0 +1,154 @@
+"""Assemble and run the monitoring service: store, registry, runtime, MQTT, webhooks, HTTP server.
+
+:class:`Service` owns every part and closes them in reverse order. :func:`run_service` runs it under
+uvicorn until SIGINT or SIGTERM, then stops taking messages, lets the runtime commit what it holds, and
+leaves unacknowledged MQTT messages with the broker for the next run.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vigil.errors import InvalidInputError
+from vigil.service._optional import require
+from vigil.service.app import DEFAULT_MAX_BODY_BYTES, create_app
+from vigil.service.auth import TokenAuth
+from vigil.service.stores import open_store
+from vigil.streaming.model_registry import ModelRegistry
+from vigil.streaming.runtime import Runtime, RuntimeConfig, Sink
+
+__all__ = ["Service", "ServiceConfig", "parse_host_port", "run_service"]
+
+log = logging.getLogger(__name__)
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` → (host, port); port 0 picks a free one.
+
+    Examples
+    --------
+    >>> parse_host_port("127.0.0.1:8080")
+    ('127.0.0.1', 8080)
+    """
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        msg = f"--http expects HOST:PORT, got {text!r}"
+        raise InvalidInputError(msg)
+    return host.strip("[]"), int(port)
+
+
+@dataclass
+class ServiceConfig:
+    """Everything ``vigil serve`` configures (see :mod:`vigil.service.cli` for the options)."""
+
+    registry: Path
+    models: list[tuple[str, Path | None]] = field(default_factory=list)
+    routes: list[tuple[str, str]] = field(default_factory=list)
+    store: str = "sqlite:///alerts.db"
+    http: str = "127.0.0.1:8080"
+    token_file: Path | None = None
+    mqtt: Any = None  # MqttOptions or None
+    webhooks: list[str] = field(default_factory=list)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+
+class Service:
+    """The parts of a running service, opened in order and closed in reverse."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.auth = TokenAuth.from_file(config.token_file) if config.token_file is not None else None
+        self.registry = ModelRegistry(config.registry)
+        names = []
+        for name, directory in config.models:
+            if directory is not None:
+                version = self.registry.add(name, directory)
+                if self.registry.active(name) is None:
+                    self.registry.activate(name, version, reason="first deployment")
+            names.append(name)
+        self._closers: list[Any] = []
+        self.store = open_store(config.store)
+        self._closers.append(self.store.close)
+        try:
+            sinks: list[Sink] = []
+            self.webhooks = None
+            if config.webhooks:
+                from vigil.service.webhooks import WebhookSink
+
+                self.webhooks = WebhookSink(config.webhooks)
+                self._closers.append(self.webhooks.close)
+                sinks.append(self.webhooks)
+            self.runtime = Runtime(
+                self.store, self.registry, models=names or None, routes=config.routes, config=config.runtime
+            )
+            self.mqtt = None
+            if config.mqtt is not None:
+                from vigil.service.mqtt import MqttIngest
+
+                self.mqtt = MqttIngest(self.runtime, config.mqtt)
+                sinks.append(self.mqtt)
+            self.runtime.sinks.extend(sinks)
+            self.app = create_app(
+                self.runtime, auth=self.auth, max_body_bytes=config.max_body_bytes, status=self.status
+            )
+        except BaseException:
+            self.close()
+            raise
+
+    def status(self) -> dict[str, Any]:
+        return self.mqtt.status() if self.mqtt is not None else {}
+
+    def start(self) -> Service:
+        """Start the runtime, then the MQTT subscription (so nothing arrives before it can be scored)."""
+        self.runtime.start()
+        self._closers.append(self.runtime.stop)
+        if self.mqtt is not None:
+            self.mqtt.start()
+            self._closers.append(self.mqtt.stop)
+        return self
+
+    def close(self) -> None:
+        """Stop MQTT first (no new messages), then the runtime (commit what it holds), then the store."""
+        while self._closers:
+            closer = self._closers.pop()
+            try:
+                closer()
+            except Exception:
+                log.exception("closing %r failed", closer)
+
+    def __enter__(self) -> Service:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def run_service(config: ServiceConfig, *, ready: Any = None) -> int:
+    """Run the service under uvicorn until interrupted; print the URL once it listens."""
+    uvicorn = require("uvicorn")
+    host, port = parse_host_port(config.http)
+    with Service(config) as service:
+        server = uvicorn.Server(
+            uvicorn.Config(service.app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+        )
+
+        def announce() -> None:
+            while not server.started:
+                if server.should_exit:
+                    return
+                threading.Event().wait(0.05)
+            sockets = [s for srv in server.servers for s in srv.sockets]
+            actual = sockets[0].getsockname()[1] if sockets else port
+            print(f"vigil serve: listening on http://{host}:{actual}", file=sys.stderr, flush=True)
+            if ready is not None:
+                ready(actual)
+
+        threading.Thread(target=announce, name="vigil-announce", daemon=True).start()
+        server.run()
+    return 0

@@ -1,0 +1,205 @@
+"""Champion/challenger retraining on recent telemetry, with operators' confirmed anomalies left out.
+
+:func:`retrain` takes the recent rows a running service saved for a model (``REGISTRY/<model>/recent.npz``)
+or a table given by the caller, drops every row that falls inside a *confirmed* alert of its device, and
+splits the rest in time: the older part trains a challenger of the same configuration as the active
+model (the champion), the newest part (``holdback``) judges both. The challenger is stored as a new
+version in every case — so the decision can be audited and reversed — and activated only if it is not
+worse: its false-alarm rate on held-back normal rows is at most the champion's plus ``tolerance``, and,
+when the held-back rows include confirmed anomalies, it flags at least as many of them (less
+``tolerance``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from vigil.errors import InvalidInputError
+from vigil.pipeline import Pipeline
+from vigil.streaming.model_registry import ModelRegistry
+
+__all__ = ["RetrainResult", "load_recent", "retrain"]
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    """What :func:`retrain` did and why."""
+
+    model: str
+    champion: str
+    challenger: str
+    activated: bool
+    reason: str
+    n_train: int
+    n_holdback: int
+    n_excluded: int
+    champion_far: float
+    challenger_far: float
+    champion_recall: float | None
+    challenger_recall: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_recent(registry: ModelRegistry, name: str) -> pd.DataFrame:
+    """The recent rows a running service saved for model ``name``: ``device``, ``time`` and the features.
+
+    Raises
+    ------
+    InvalidInputError
+        The service has saved no rows for this model yet.
+    """
+    path = registry.model_dir(name) / "recent.npz"
+    if not path.is_file():
+        msg = f"no recent telemetry saved for model {name!r} ({path} is missing): run the service first or pass data"
+        raise InvalidInputError(msg)
+    with np.load(path, allow_pickle=False) as archive:
+        frame = pd.DataFrame(archive["X"], columns=[str(f) for f in archive["features"]])
+        frame.insert(0, "time", archive["time"])
+        frame.insert(0, "device", archive["device"].astype(str))
+    return frame
+
+
+def _confirmed_mask(data: pd.DataFrame, confirmed: list[tuple[str, float, float]]) -> np.ndarray:
+    mask = np.zeros(len(data), dtype=bool)
+    devices = data["device"].to_numpy()
+    times = data["time"].to_numpy(dtype=np.float64)
+    for device, start, end in confirmed:
+        mask |= (devices == device) & (times >= start) & (times <= end)
+    return mask
+
+
+def retrain(
+    registry: ModelRegistry,
+    name: str,
+    *,
+    store: Any = None,
+    data: pd.DataFrame | None = None,
+    holdback: float = 0.25,
+    tolerance: float = 0.005,
+    min_rows: int = 200,
+    activate: bool = True,
+) -> RetrainResult:
+    """Fit a challenger on recent normal data, compare it with the active model, activate it if not worse.
+
+    Parameters
+    ----------
+    registry : ModelRegistry
+    name : str
+        The model (asset type) to retrain.
+    store : alert store, optional
+        Source of confirmed alerts, whose rows are excluded from training and count as positives in the
+        held-back part.
+    data : DataFrame, optional
+        Columns ``device``, ``time`` (POSIX seconds) and the model's features; default the rows the
+        service saved (:func:`load_recent`).
+    holdback : float
+        Newest share of the rows used only to compare the two models.
+    tolerance : float
+        Slack on the false-alarm rate and recall comparisons.
+    min_rows : int
+        Fewest training rows accepted.
+    activate : bool
+        Activate an accepted challenger (else only store it).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from vigil.detectors.pca import PCADetector
+    >>> rng = np.random.default_rng(0)
+    >>> X = pd.DataFrame(rng.normal(size=(600, 2)), columns=["a", "b"])
+    >>> registry = ModelRegistry(tempfile.mkdtemp())
+    >>> _ = registry.add("pump", Pipeline(PCADetector(n_components=1)).fit(X[:300]), activate=True)
+    >>> recent = X.assign(device="p1", time=np.arange(600.0))
+    >>> result = retrain(registry, "pump", data=recent)
+    >>> result.n_train, result.n_holdback, result.activated == (registry.active("pump") == result.challenger)
+    (450, 150, True)
+    """
+    if not 0.0 < holdback < 1.0:
+        msg = f"holdback must be a share in (0, 1), got {holdback!r}"
+        raise InvalidInputError(msg)
+    champion_version = registry.active(name)
+    champion = registry.load(name)
+    frame = load_recent(registry, name) if data is None else data
+    missing = [c for c in ("device", "time", *champion.feature_names_in_) if c not in frame.columns]
+    if missing:
+        msg = f"retraining data lacks columns {missing}"
+        raise InvalidInputError(msg)
+    frame = frame.sort_values("time", kind="stable").reset_index(drop=True)
+    confirmed: list[tuple[str, float, float]] = []
+    if store is not None:
+        for alert in store.list(status="confirmed", limit=None):
+            confirmed.append((alert.device, alert.start.timestamp(), alert.end.timestamp()))
+    positive = _confirmed_mask(frame, confirmed)
+    n_hold = max(1, round(holdback * len(frame)))
+    split = len(frame) - n_hold
+    train_rows = ~positive[:split]
+    X = frame[list(champion.feature_names_in_)]
+    X_train = X.iloc[:split][train_rows].reset_index(drop=True)
+    if len(X_train) < min_rows:
+        msg = f"only {len(X_train)} normal rows to train on (at least {min_rows} needed)"
+        raise InvalidInputError(msg)
+    challenger = Pipeline(
+        champion.detector.clone(), scaler=champion.scaler, threshold=champion.threshold, holdout=champion.holdout
+    ).fit(X_train)
+
+    X_hold = X.iloc[split:]
+    hold_positive = positive[split:]
+    champion_flags = champion.predict(X_hold)
+    challenger_flags = challenger.predict(X_hold)
+    normal = ~hold_positive
+    champion_far = float(champion_flags[normal].mean()) if normal.any() else 0.0
+    challenger_far = float(challenger_flags[normal].mean()) if normal.any() else 0.0
+    champion_recall = float(champion_flags[hold_positive].mean()) if hold_positive.any() else None
+    challenger_recall = float(challenger_flags[hold_positive].mean()) if hold_positive.any() else None
+
+    reasons = []
+    if challenger_far > champion_far + tolerance:
+        reasons.append(f"false-alarm rate {challenger_far:.4f} > champion's {champion_far:.4f} + {tolerance}")
+    if (
+        champion_recall is not None
+        and challenger_recall is not None
+        and challenger_recall < champion_recall - tolerance
+    ):
+        reasons.append(f"recall on confirmed anomalies {challenger_recall:.3f} < champion's {champion_recall:.3f}")
+    accepted = not reasons
+    reason = "not worse than the champion" if accepted else "; ".join(reasons)
+    if challenger.version_ == champion_version:
+        accepted, reason = False, "the challenger is identical to the champion"
+    meta = {
+        "parent": champion_version,
+        "retrain": {
+            "accepted": accepted,
+            "reason": reason,
+            "champion_far": champion_far,
+            "challenger_far": challenger_far,
+            "champion_recall": champion_recall,
+            "challenger_recall": challenger_recall,
+            "n_train": len(X_train),
+            "n_holdback": int(n_hold),
+        },
+    }
+    version = registry.add(name, challenger, meta=meta)
+    activated = False
+    if accepted and activate:
+        registry.activate(name, version, reason=f"retrain: {reason}")
+        activated = True
+    return RetrainResult(
+        model=name,
+        champion=str(champion_version),
+        challenger=version,
+        activated=activated,
+        reason=reason,
+        n_train=len(X_train),
+        n_holdback=int(n_hold),
+        n_excluded=int(positive[:split].sum()),
+        champion_far=champion_far,
+        challenger_far=challenger_far,
+        champion_recall=champion_recall,
+        challenger_recall=challenger_recall,
+    )

@@ -1,0 +1,865 @@
+"""The streaming runtime: telemetry in, decisions and alerts out, one worker thread, micro-batches.
+
+Transports (HTTP, MQTT) hand raw payloads to :meth:`Runtime.submit`, which decodes them on the caller's
+thread and queues them. One worker thread takes whatever has queued — up to ``max_batch`` records, waiting
+at most ``max_delay`` seconds for more — and for that micro-batch:
+
+1. checks every record (shape, device route, the model's sensors, finite numbers, time order per device)
+   and turns each refusal into a :class:`~vigil.streaming.dead_letters.DeadLetter`;
+2. scores the accepted records of each model in one call of the same fitted
+   :class:`~vigil.pipeline.Pipeline` used everywhere else (windowed models get each device's history);
+3. compares each score with the device's threshold and feeds the model's alert tracker, so a sustained
+   anomaly is one alert that grows;
+4. commits the batch's alerts and dead letters to the store in one transaction, retrying while the store
+   is down;
+5. only then publishes to the sinks and reports each submission as done — an MQTT message is
+   acknowledged after its decisions are durable, so a crash before that makes the broker redeliver it.
+
+Model versions are swapped between batches (:meth:`Runtime.activate`): the queue keeps filling meanwhile,
+so no message is lost, and the old version's open alerts are closed. On start, alerts left open by a
+previous run of the same version are resumed, so a restart after a crash continues them instead of
+opening duplicates.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import json
+import logging
+import math
+import queue
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+
+from vigil.errors import InvalidInputError, SchemaError, VigilError
+from vigil.pipeline import Pipeline
+from vigil.streaming.alerts import Alert, AlertEvent, AlertTracker, format_time
+from vigil.streaming.alerts import _DeviceState as _TrackerDeviceState
+from vigil.streaming.dead_letters import DeadLetter
+from vigil.streaming.device_calibration import DeviceCalibration
+from vigil.streaming.drift import DriftReport, score_drift
+from vigil.streaming.messages import Reading, Rejection, decode_payload, parse_record
+from vigil.streaming.model_registry import ModelRegistry, atomic_write_text
+from vigil.streaming.runtime_metrics import RuntimeMetrics
+from vigil.validation import check_record
+
+__all__ = ["Decision", "Runtime", "RuntimeConfig", "Sink"]
+
+log = logging.getLogger(__name__)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class Sink(Protocol):
+    """Where committed alert events and dead letters go besides the store (MQTT topic, webhook)."""
+
+    def publish(self, events: Sequence[AlertEvent], dead_letters: Sequence[DeadLetter]) -> None: ...
+
+
+class Decision(NamedTuple):
+    """What the runtime decided about one accepted record."""
+
+    device: str
+    time: datetime
+    model: str
+    version: str
+    score: float
+    threshold: float
+    anomaly: bool
+    alert_id: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "time": format_time(self.time),
+            "model": self.model,
+            "version": self.version,
+            "score": self.score,
+            "threshold": self.threshold,
+            "anomaly": self.anomaly,
+            "alert_id": self.alert_id,
+        }
+
+
+Outcome = Decision | DeadLetter
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Tuning of the runtime; the defaults suit 1-10 k messages/s on one core.
+
+    Parameters
+    ----------
+    max_batch : int
+        Most records scored in one micro-batch.
+    max_delay : float
+        Seconds the worker waits for more records once a batch has begun.
+    queue_size : int
+        Submissions that may wait; a full queue refuses HTTP posts and slows MQTT delivery.
+    max_payload_bytes, max_batch_records : int
+        Larger payloads, or batches with more records, are dead-lettered as ``oversized``.
+    max_devices : int
+        Distinct devices kept in memory; records of further devices are refused as ``unknown_device``.
+    device_gap_seconds : float
+        An alert closes after this many seconds without a flagged point (see AlertTracker).
+    target_far : float
+        False-alarm rate each device is recalibrated to after a false-positive verdict.
+    calibration_window, calibration_min_samples : int
+        Recent scores kept per device for recalibration, and the fewest used for a quantile.
+    timeline_points : int
+        Recent (time, score, threshold) points kept per device for the dashboard.
+    recent_rows : int
+        Recent accepted rows kept per model for retraining (saved under the registry).
+    recent_flush_seconds : float
+        How often those rows are written to the registry.
+    registry_poll_seconds : float
+        How often the registry's active pointers are checked for versions activated elsewhere.
+    """
+
+    max_batch: int = 1024
+    max_delay: float = 0.002
+    queue_size: int = 20_000
+    max_payload_bytes: int = 1_048_576
+    max_batch_records: int = 10_000
+    max_devices: int = 100_000
+    device_gap_seconds: float = 30.0
+    target_far: float = 0.01
+    calibration_window: int = 2000
+    calibration_min_samples: int = 200
+    timeline_points: int = 600
+    recent_rows: int = 20_000
+    recent_flush_seconds: float = 30.0
+    registry_poll_seconds: float = 2.0
+
+
+@dataclass
+class _Submission:
+    records: list[Any] | None
+    source: str
+    received: float
+    device_hint: str | None
+    rejection: Rejection | None = None
+    raw: str = ""
+    on_done: Callable[[list[Outcome]], None] | None = None
+
+
+@dataclass
+class _Control:
+    action: Callable[[], Any]
+    future: Future[Any]
+
+
+@dataclass
+class _Pending:
+    submission: int
+    index: int
+    reading: Reading
+    vector: np.ndarray
+    received: float
+
+
+class _ResumableTracker(AlertTracker):
+    """An AlertTracker that can take back an alert left open by a previous run of the same model."""
+
+    def resume(self, alert: Alert) -> None:
+        state = _TrackerDeviceState(last_time=alert.end, alert=copy.deepcopy(alert))
+        # Accumulated attribution is not stored, only the top shares: rebuild totals from them so later
+        # points weigh against the alert's history rather than replace it.
+        state.totals = {name: share * alert.n_points for name, share in alert.top_features}
+        self._devices[alert.device] = state
+
+
+@dataclass
+class _ModelSlot:
+    name: str
+    version: str
+    pipeline: Pipeline
+    tracker: _ResumableTracker
+    calibration: DeviceCalibration
+    features: list[str]
+    context: int
+    recent_scores: deque[float]
+    recent_rows: deque[tuple[str, float, np.ndarray]]
+    last_event_ts: float | None = None
+    last_event_mono: float = 0.0
+
+    @property
+    def threshold(self) -> float:
+        return float(self.pipeline.threshold_)
+
+
+@dataclass
+class _Device:
+    name: str
+    model: str
+    last_ts: float | None = None
+    history: np.ndarray | None = None
+    timeline: deque[tuple[float, float, float, bool]] = field(default_factory=deque)
+
+
+class Runtime:
+    """Score telemetry from any transport with the registry's active models; store and publish alerts.
+
+    Parameters
+    ----------
+    store : AlertStore-like
+        Has ``upsert_many(alerts, dead_letters)``, ``list(...)`` and ``get(id)`` (SQLite or PostgreSQL).
+    registry : ModelRegistry
+        Where the models and their active versions are.
+    models : sequence of str, optional
+        Models to serve; default every registry model with an active version.
+    routes : sequence of (pattern, model)
+        ``fnmatch`` patterns of device ids and the model that scores them, first match wins. A record's
+        ``asset_type`` names its model directly. With no routes and one model, every device uses it;
+        otherwise a device that matches no route is refused as ``unknown_device``.
+    config : RuntimeConfig
+    sinks : sequence of Sink
+        Receive each batch's committed alert events and dead letters.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile
+    >>> from vigil.detectors.pca import PCADetector
+    >>> from vigil.streaming.alert_store import AlertStore
+    >>> X = np.random.default_rng(0).normal(size=(200, 2))
+    >>> tmp = tempfile.mkdtemp()
+    >>> registry = ModelRegistry(tmp)
+    >>> _ = registry.add("pump", Pipeline(PCADetector(n_components=1)).fit(X), activate=True)
+    >>> with AlertStore(":memory:") as store, Runtime(store, registry) as runtime:
+    ...     done = runtime.submit(b'{"device": "p1", "time": 0, "readings": {"x0": 0.1, "x1": 0.2}}', "http")
+    ...     [type(o).__name__ for o in done.result(timeout=10)]
+    ['Decision']
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        registry: ModelRegistry,
+        *,
+        models: Sequence[str] | None = None,
+        routes: Sequence[tuple[str, str]] = (),
+        config: RuntimeConfig | None = None,
+        sinks: Sequence[Sink] = (),
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.config = config if config is not None else RuntimeConfig()
+        self.sinks = list(sinks)
+        self.metrics = RuntimeMetrics()
+        names = list(models) if models is not None else [n for n in registry.names() if registry.active(n)]
+        if not names:
+            msg = f"the model registry {registry.root} has no model with an active version"
+            raise InvalidInputError(msg)
+        self.routes = [(str(pattern), str(model)) for pattern, model in routes]
+        unknown = sorted({model for _, model in self.routes if model not in names})
+        if unknown:
+            msg = f"routes name models that are not served: {unknown} (served: {names})"
+            raise InvalidInputError(msg)
+        self._slots: dict[str, _ModelSlot] = {name: self._load_slot(name) for name in names}
+        self._devices: dict[str, _Device] = {}
+        self._route_cache: dict[tuple[str, str | None], str | None] = {}
+        self._queue: queue.Queue[_Submission | _Control] = queue.Queue(maxsize=self.config.queue_size)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_flush = time.monotonic()
+        self._last_recent_flush = time.monotonic()
+        self._last_poll = time.monotonic()
+        self._resume_open_alerts()
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def start(self) -> Runtime:
+        """Start the worker thread (once)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="vigil-runtime", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Process what is queued, close nothing that is still open (a restart resumes it), and stop."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join(timeout)
+        self._thread = None
+        self._save_recent()
+
+    def __enter__(self) -> Runtime:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    # -- ingestion -----------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        raw: bytes | str,
+        source: str,
+        *,
+        device_hint: str | None = None,
+        on_done: Callable[[list[Outcome]], None] | None = None,
+        timeout: float | None = 5.0,
+    ) -> Future[list[Outcome]]:
+        """Decode a payload and queue it; return a future of one outcome per record, in order.
+
+        A payload that cannot be decoded is queued as one dead letter, so it is stored and published
+        like any other. ``on_done`` (if given) is called from the worker thread with the outcomes once
+        they are committed.
+
+        Raises
+        ------
+        queue.Full
+            The queue stayed full for ``timeout`` seconds (None waits for as long as it takes).
+        """
+        received = time.perf_counter()
+        decoded = decode_payload(
+            raw, max_bytes=self.config.max_payload_bytes, max_records=self.config.max_batch_records
+        )
+        future: Future[list[Outcome]] = Future()
+
+        def done(outcomes: list[Outcome]) -> None:
+            try:
+                if on_done is not None:
+                    on_done(outcomes)
+            finally:
+                future.set_result(outcomes)
+
+        if isinstance(decoded, Rejection):
+            excerpt = raw[:4096].decode("utf-8", "replace") if isinstance(raw, bytes) else raw[:4096]
+            item = _Submission(None, source, received, device_hint, decoded, excerpt, done)
+            n = 1
+        else:
+            item = _Submission(decoded, source, received, device_hint, None, "", done)
+            n = len(decoded)
+        self.metrics.record_received(source.partition(":")[0], n)
+        self._put(item, timeout)
+        return future
+
+    def reject(self, rejection: Rejection, source: str, raw: bytes | str = b"") -> Future[list[Outcome]]:
+        """Queue a refusal decided by a transport (for example a body over the size limit) as a dead letter."""
+        future: Future[list[Outcome]] = Future()
+        excerpt = raw[:4096].decode("utf-8", "replace") if isinstance(raw, bytes) else raw[:4096]
+        self.metrics.record_received(source.partition(":")[0], 1)
+        self._put(_Submission(None, source, time.perf_counter(), None, rejection, excerpt, future.set_result), 5.0)
+        return future
+
+    def _put(self, item: _Submission | _Control, timeout: float | None) -> None:
+        if timeout is not None:
+            self._queue.put(item, timeout=timeout)
+            return
+        while True:  # wait as long as it takes, but not past a stop
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                if self._stop.is_set():
+                    raise
+
+    def call(self, action: Callable[[], Any], timeout: float = 30.0) -> Any:
+        """Run ``action`` on the worker thread between batches and return its result."""
+        if not self.running:
+            msg = "the runtime is not running"
+            raise VigilError(msg)
+        future: Future[Any] = Future()
+        self._put(_Control(action, future), timeout)
+        return future.result(timeout)
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Return once everything queued before this call has been processed and committed."""
+        self.call(lambda: None, timeout)
+
+    # -- models ----------------------------------------------------------------------------------------
+
+    def activate(self, name: str, version: str, *, reason: str = "activated") -> str | None:
+        """Make ``version`` active in the registry and hot-swap it in; return the replaced version."""
+        slot = self._slot(name)
+        previous = self.registry.activate(name, version, reason=reason)
+        if slot.version != version:
+            new = self._load_slot(name)
+            self.call(lambda: self._install(new))
+        return previous
+
+    def rollback(self, name: str) -> str:
+        """Re-activate the previous version of ``name`` and hot-swap it in; return it."""
+        self._slot(name)
+        version = self.registry.rollback(name)
+        new = self._load_slot(name)
+        self.call(lambda: self._install(new))
+        return version
+
+    def apply_verdict(self, alert: Alert) -> float | None:
+        """Learn from an operator's verdict; a false positive recalibrates the alert's device.
+
+        Returns the device's new threshold after a false positive, else None.
+        """
+        if alert.status != "false_positive":
+            return None
+        return self.call(lambda: self._recalibrate(alert))
+
+    def models(self) -> list[dict[str, Any]]:
+        """The served models: name, active version, threshold, features, per-device overrides."""
+        out = []
+        for name, slot in self._slots.items():
+            out.append(
+                {
+                    "name": name,
+                    "version": slot.version,
+                    "threshold": slot.threshold,
+                    "features": list(slot.features),
+                    "device_thresholds": slot.calibration.overrides(),
+                    "routes": [pattern for pattern, model in self.routes if model == name],
+                }
+            )
+        return out
+
+    def drift(self, name: str) -> DriftReport:
+        """Compare the model's recent scores with its training scores (see :func:`score_drift`)."""
+        slot = self._slot(name)
+        return score_drift(list(slot.recent_scores), slot.pipeline.train_score_quantiles_)
+
+    def devices(self) -> list[dict[str, Any]]:
+        """Every device seen: its model, last time, last score and threshold."""
+        out = []
+        for device in list(self._devices.values()):
+            last = device.timeline[-1] if device.timeline else None
+            out.append(
+                {
+                    "device": device.name,
+                    "model": device.model,
+                    "last_time": None if device.last_ts is None else _iso(device.last_ts),
+                    "last_score": None if last is None else last[1],
+                    "threshold": None if last is None else last[2],
+                }
+            )
+        return sorted(out, key=lambda d: d["device"])
+
+    def timeline(self, device: str) -> list[dict[str, Any]]:
+        """The device's recent points (time, score, threshold, anomaly), oldest first."""
+        state = self._devices.get(device)
+        if state is None:
+            msg = f"no device {device!r} has sent telemetry since the service started"
+            raise InvalidInputError(msg)
+        return [
+            {"time": _iso(ts), "score": score, "threshold": thr, "anomaly": flag}
+            for ts, score, thr, flag in list(state.timeline)
+        ]
+
+    # -- the worker ------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            items = self._collect()
+            if items:
+                try:
+                    self._process(items)
+                except Exception:  # the service must outlive any bug in one batch
+                    log.exception("a micro-batch failed unexpectedly; its submissions stay unacknowledged")
+            try:
+                self._housekeeping()
+            except Exception:
+                log.exception("runtime housekeeping failed")
+            if self._stop.is_set() and self._queue.empty():
+                return
+
+    def _collect(self) -> list[_Submission | _Control]:
+        try:
+            first = self._queue.get(timeout=0.1)
+        except queue.Empty:
+            return []
+        items = [first]
+        if isinstance(first, _Control):
+            return items
+        n = len(first.records or ())
+        deadline = time.perf_counter() + self.config.max_delay
+        while n < self.config.max_batch:
+            remaining = deadline - time.perf_counter()
+            try:
+                item = self._queue.get_nowait() if remaining <= 0 else self._queue.get(timeout=remaining)
+            except queue.Empty:
+                break
+            items.append(item)
+            if isinstance(item, _Control):
+                break  # a control runs after the records queued before it, never in the middle of a batch
+            n += len(item.records or ())
+        return items
+
+    def _process(self, items: list[_Submission | _Control]) -> None:
+        submissions = [item for item in items if isinstance(item, _Submission)]
+        controls = [item for item in items if isinstance(item, _Control)]
+        if submissions:
+            self._process_submissions(submissions)
+        for control in controls:
+            try:
+                control.future.set_result(control.action())
+            except Exception as exc:
+                control.future.set_exception(exc)
+
+    def _process_submissions(self, submissions: list[_Submission]) -> None:
+        outcomes: list[list[Outcome | None]] = []
+        letters: list[DeadLetter] = []
+        groups: dict[str, list[_Pending]] = {}
+        for s_index, sub in enumerate(submissions):
+            if sub.rejection is not None:
+                letter = self._letter(sub.rejection, sub.source, sub.raw)
+                letters.append(letter)
+                outcomes.append([letter])
+                continue
+            records = sub.records or []
+            row: list[Outcome | None] = [None] * len(records)
+            outcomes.append(row)
+            for r_index, record in enumerate(records):
+                where = f"record {r_index}" if len(records) > 1 else "record"
+                accepted = self._accept(record, sub.device_hint, where)
+                if isinstance(accepted, Rejection):
+                    letter = self._letter(accepted, sub.source, record)
+                    letters.append(letter)
+                    row[r_index] = letter
+                    continue
+                model, reading, vector = accepted
+                groups.setdefault(model, []).append(_Pending(s_index, r_index, reading, vector, sub.received))
+
+        events: list[AlertEvent] = []
+        scored: Counter[str] = Counter()
+        for model, pending in groups.items():
+            slot = self._slots[model]
+            try:
+                decisions = self._score(slot, pending, events)
+            except Exception as exc:  # a model bug refuses these records, it does not stop the service
+                log.exception("model %s failed to score %d records", model, len(pending))
+                for item in pending:
+                    reason = f"model {model} ({slot.version}) failed on this record: {exc!r}"
+                    letter = self._letter(Rejection("internal", reason, item.reading.device), "runtime", item.reading)
+                    letters.append(letter)
+                    outcomes[item.submission][item.index] = letter
+                continue
+            scored[model] += len(pending)
+            for item, decision in zip(pending, decisions, strict=True):
+                outcomes[item.submission][item.index] = decision
+
+        if not self._commit(events, letters):
+            return  # stopping while the store is down: leave the submissions unacknowledged
+        self._publish(events, letters)
+        now = time.perf_counter()
+        latencies = [now - sub.received for sub in submissions for _ in (sub.records or [None])]
+        self.metrics.record_batch(
+            scored, Counter(letter.kind for letter in letters), Counter(e.kind for e in events), latencies
+        )
+        for sub, row in zip(submissions, outcomes, strict=True):
+            if sub.on_done is not None:
+                try:
+                    sub.on_done([o for o in row if o is not None])
+                except Exception:
+                    log.exception("a completion callback failed")
+
+    def _accept(self, record: Any, device_hint: str | None, where: str) -> tuple[str, Reading, np.ndarray] | Rejection:
+        reading = parse_record(record, device_hint=device_hint, where=where)
+        if isinstance(reading, Rejection):
+            return reading
+        device = reading.device
+        model = self._route(device, reading.asset_type)
+        if model is None:
+            if reading.asset_type is not None:
+                reason = f"{where}: asset_type {reading.asset_type!r} names no served model ({sorted(self._slots)})"
+            else:
+                reason = f"{where}: no model is routed to device {device!r}"
+            return Rejection("unknown_device", reason, device)
+        slot = self._slots[model]
+        try:
+            vector = check_record(reading.values, slot.features, where=f"readings (device={device}, {where})")
+        except SchemaError as exc:
+            return Rejection("sensors_mismatch", str(exc), device)
+        except InvalidInputError as exc:
+            text = str(exc)
+            kind = "non_finite" if (" is NaN" in text or " is infinite" in text) else "wrong_type"
+            return Rejection(kind, text, device)
+        state = self._devices.get(device)
+        if state is None:
+            if len(self._devices) >= self.config.max_devices:
+                reason = f"{where}: device {device!r} is beyond the limit of {self.config.max_devices} devices"
+                return Rejection("unknown_device", reason, device)
+            state = self._devices[device] = _Device(device, model, timeline=deque(maxlen=self.config.timeline_points))
+        elif state.model != model:
+            state.model = model
+            state.history = None
+        ts = reading.timestamp
+        if state.last_ts is not None and ts <= state.last_ts:
+            kind = "duplicate" if ts == state.last_ts else "out_of_order"
+            reason = (
+                f"{where}: time {format_time(reading.time)} of device {device!r} is "
+                f"{'the same as' if kind == 'duplicate' else 'earlier than'} its previous {_iso(state.last_ts)}"
+            )
+            return Rejection(kind, reason, device)
+        state.last_ts = ts
+        return model, reading, vector
+
+    def _route(self, device: str, asset_type: str | None) -> str | None:
+        key = (device, asset_type)
+        if key in self._route_cache:
+            return self._route_cache[key]
+        if asset_type is not None:
+            model = asset_type if asset_type in self._slots else None
+        else:
+            model = next((m for pattern, m in self.routes if fnmatch.fnmatchcase(device, pattern)), None)
+            if model is None and not self.routes and len(self._slots) == 1:
+                model = next(iter(self._slots))
+        if len(self._route_cache) < 2 * self.config.max_devices:
+            self._route_cache[key] = model
+        return model
+
+    def _score(self, slot: _ModelSlot, pending: list[_Pending], events: list[AlertEvent]) -> list[Decision]:
+        X = np.vstack([item.vector for item in pending])
+        n, d = X.shape
+        shares = np.zeros((n, d))
+        thresholds = np.array([slot.calibration.threshold(item.reading.device, slot.threshold) for item in pending])
+        if slot.context == 0:
+            scores = np.asarray(slot.pipeline.score_samples(X), dtype=np.float64)
+            flagged = scores > thresholds
+            if flagged.any():
+                shares[flagged] = slot.pipeline.contributions(X[flagged])
+        else:
+            scores = np.empty(n)
+            by_device: dict[str, list[int]] = {}
+            for i, item in enumerate(pending):
+                by_device.setdefault(item.reading.device, []).append(i)
+            for device, rows in by_device.items():
+                state = self._devices[device]
+                history = state.history if state.history is not None else np.empty((0, d))
+                joined = np.vstack([history, X[rows]])
+                device_scores = slot.pipeline.score_samples(joined)[len(history) :]
+                scores[rows] = device_scores
+                if (device_scores > thresholds[rows]).any():
+                    shares[rows] = slot.pipeline.contributions(joined)[len(history) :]
+                state.history = joined[-slot.context :]
+            flagged = scores > thresholds
+        if not np.isfinite(scores).all():
+            msg = f"model {slot.name} ({slot.version}) produced non-finite scores"
+            raise VigilError(msg)
+
+        decisions = []
+        mono = time.monotonic()
+        for i, item in enumerate(pending):
+            reading = item.reading
+            device = reading.device
+            score, threshold, is_anomaly = float(scores[i]), float(thresholds[i]), bool(flagged[i])
+            contributions = dict(zip(slot.features, shares[i].tolist(), strict=True)) if is_anomaly else {}
+            row_events = slot.tracker.update(device, reading.time, score, threshold, is_anomaly, contributions)
+            events.extend(row_events)
+            alert = next((e.alert.id for e in row_events if e.kind != "closed"), None)
+            ts = reading.timestamp
+            slot.calibration.observe(device, ts, score)
+            slot.recent_scores.append(score)
+            slot.recent_rows.append((device, ts, item.vector))
+            self._devices[device].timeline.append((ts, score, threshold, is_anomaly))
+            if slot.last_event_ts is None or ts > slot.last_event_ts:
+                slot.last_event_ts = ts
+            slot.last_event_mono = mono
+            decisions.append(
+                Decision(device, reading.time, slot.name, slot.version, score, threshold, is_anomaly, alert)
+            )
+        return decisions
+
+    def _commit(self, events: list[AlertEvent], letters: list[DeadLetter]) -> bool:
+        latest: dict[str, Alert] = {}
+        for event in events:
+            latest[event.alert.id] = event.alert  # a batch may grow an alert many times: store the last state
+        if not latest and not letters:
+            return True
+        delay = 0.05
+        while True:
+            try:
+                self.store.upsert_many(list(latest.values()), letters)
+                return True
+            except Exception:
+                self.metrics.record_store_error()
+                log.exception("the alert store refused a batch; retrying in %.2f s", delay)
+                if self._stop.wait(delay):
+                    return False
+                delay = min(delay * 2, 5.0)
+
+    def _publish(self, events: list[AlertEvent], letters: list[DeadLetter]) -> None:
+        if not events and not letters:
+            return
+        # Every opened and closed event goes out; of an alert's updates in one batch, only the last.
+        last_update = {e.alert.id: i for i, e in enumerate(events) if e.kind == "updated"}
+        published = [e for i, e in enumerate(events) if e.kind != "updated" or last_update[e.alert.id] == i]
+        for sink in self.sinks:
+            try:
+                sink.publish(published, letters)
+            except Exception:
+                log.exception("sink %r failed", sink)
+
+    # -- housekeeping ----------------------------------------------------------------------------------
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if now - self._last_flush >= 1.0:
+            self._last_flush = now
+            events: list[AlertEvent] = []
+            for slot in self._slots.values():
+                if slot.last_event_ts is not None:
+                    clock = slot.last_event_ts + (now - slot.last_event_mono)
+                    events.extend(slot.tracker.flush(clock))
+            if events and self._commit(events, []):
+                self._publish(events, [])
+                self.metrics.record_batch(Counter(), Counter(), Counter(e.kind for e in events), [])
+        if now - self._last_recent_flush >= self.config.recent_flush_seconds:
+            self._last_recent_flush = now
+            self._save_recent()
+        if now - self._last_poll >= self.config.registry_poll_seconds:
+            self._last_poll = now
+            self._poll_registry()
+
+    def _poll_registry(self) -> None:
+        for name, slot in list(self._slots.items()):
+            try:
+                active = self.registry.active(name)
+                if active is not None and active != slot.version:
+                    log.info("model %s: version %s was activated elsewhere; swapping it in", name, active)
+                    self._install(self._load_slot(name))
+            except VigilError:
+                log.exception("model %s: could not load the newly activated version", name)
+
+    # -- models, internals -----------------------------------------------------------------------------
+
+    def _slot(self, name: str) -> _ModelSlot:
+        slot = self._slots.get(name)
+        if slot is None:
+            msg = f"model {name!r} is not served (served: {sorted(self._slots)})"
+            raise InvalidInputError(msg)
+        return slot
+
+    def _load_slot(self, name: str) -> _ModelSlot:
+        version = self.registry.active(name)
+        if version is None:
+            msg = f"model {name!r} has no active version in the registry {self.registry.root}"
+            raise InvalidInputError(msg)
+        pipeline = self.registry.load(name, version)
+        calibration = DeviceCalibration(
+            target_far=self.config.target_far,
+            window=self.config.calibration_window,
+            min_samples=self.config.calibration_min_samples,
+        )
+        saved = self._calibration_path(name, version)
+        if saved.is_file():
+            calibration.restore(json.loads(saved.read_text(encoding="utf-8")))
+        return _ModelSlot(
+            name=name,
+            version=version,
+            pipeline=pipeline,
+            tracker=_ResumableTracker(device_gap_seconds=self.config.device_gap_seconds, model_version=version),
+            calibration=calibration,
+            features=list(pipeline.feature_names_in_),
+            context=int(pipeline.context_rows),
+            recent_scores=deque(maxlen=self.config.calibration_window * 4),
+            recent_rows=deque(maxlen=self.config.recent_rows),
+        )
+
+    def _install(self, new: _ModelSlot) -> None:
+        old = self._slots[new.name]
+        if old.version == new.version:
+            return
+        events = old.tracker.close_all()
+        if events and self._commit(events, []):
+            self._publish(events, [])
+        self._save_recent(old)
+        for device in self._devices.values():
+            if device.model == new.name:
+                device.history = None
+        self._slots[new.name] = new
+        log.info("model %s: now serving %s (was %s)", new.name, new.version, old.version)
+
+    def _calibration_path(self, name: str, version: str) -> Path:
+        return self.registry.model_dir(name) / "calibration" / f"{version}.json"
+
+    def _recalibrate(self, alert: Alert) -> float | None:
+        slot = next((s for s in self._slots.values() if s.version == alert.model_version), None)
+        if slot is None:
+            return None  # the alert's model version is no longer served: nothing to adjust
+        confirmed = self.store.list(device=alert.device, status="confirmed", limit=1000)
+        exclude = [(a.start.timestamp(), a.end.timestamp()) for a in confirmed]
+        threshold = slot.calibration.recalibrate(
+            alert.device, default=slot.threshold, peak=alert.score, exclude=exclude
+        )
+        atomic_write_text(
+            self._calibration_path(slot.name, slot.version), json.dumps(slot.calibration.overrides(), indent=2)
+        )
+        return threshold
+
+    def _save_recent(self, slot: _ModelSlot | None = None) -> None:
+        """Write each model's recent accepted rows to ``REGISTRY/<model>/recent.npz`` for retraining."""
+        for current in [slot] if slot is not None else list(self._slots.values()):
+            rows = list(current.recent_rows)
+            if not rows:
+                continue
+            path = self.registry.model_dir(current.name) / "recent.npz"
+            tmp = path.with_name(".recent.tmp.npz")
+            np.savez(
+                tmp,
+                device=np.array([r[0] for r in rows]),
+                time=np.array([r[1] for r in rows], dtype=np.float64),
+                X=np.vstack([r[2] for r in rows]),
+                features=np.array(current.features),
+            )
+            tmp.replace(path)
+
+    def _resume_open_alerts(self) -> None:
+        """Continue alerts a previous run left open (same version); close those of versions no longer served."""
+        try:
+            open_alerts = self.store.list(status="open", limit=None)
+        except Exception:
+            log.exception("could not read open alerts from the store; they will not be resumed")
+            return
+        stale = []
+        by_version = {slot.version: slot for slot in self._slots.values()}
+        for alert in open_alerts:
+            slot = by_version.get(alert.model_version)
+            if slot is None:
+                alert.status = "closed"
+                stale.append(alert)
+                continue
+            slot.tracker.resume(alert)
+            ts = alert.end.timestamp()
+            self._devices[alert.device] = _Device(
+                alert.device, slot.name, last_ts=ts, timeline=deque(maxlen=self.config.timeline_points)
+            )
+            slot.last_event_ts = max(slot.last_event_ts or ts, ts)
+            slot.last_event_mono = time.monotonic()
+        if stale:
+            self.store.upsert_many(stale, [])
+
+    def _letter(self, rejection: Rejection, source: str, payload: Any) -> DeadLetter:
+        if isinstance(payload, Reading):
+            payload = {"device": payload.device, "time": format_time(payload.time), "readings": payload.values}
+        if not isinstance(payload, str):
+            try:
+                payload = json.dumps(payload, default=str)
+            except (TypeError, ValueError):
+                payload = repr(payload)
+        return DeadLetter(
+            kind=rejection.kind, reason=rejection.reason, source=source, payload=payload, device=rejection.device
+        )
+
+
+def _iso(ts: float) -> str:
+    if not math.isfinite(ts):
+        return ""
+    return format_time(datetime.fromtimestamp(ts, tz=UTC))

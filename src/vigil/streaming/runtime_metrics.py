@@ -1,0 +1,140 @@
+"""Counters and a latency histogram of the streaming runtime, kept without any metrics library.
+
+The runtime updates them from its one worker thread; readers (``/metrics``, tests) take a consistent
+:meth:`RuntimeMetrics.snapshot`. The service turns a snapshot into Prometheus text, so the streaming
+package stays free of optional dependencies.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["LATENCY_BUCKETS", "LatencyHistogram", "RuntimeMetrics"]
+
+#: Upper bounds (seconds) of the ingest-to-decision latency buckets.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
+
+
+@dataclass
+class LatencyHistogram:
+    """Cumulative-bucket histogram in Prometheus' sense, plus a quantile estimate from the buckets.
+
+    Examples
+    --------
+    >>> h = LatencyHistogram()
+    >>> for value in (0.0002, 0.003, 0.004, 0.2):
+    ...     h.observe(value)
+    >>> h.count, round(h.total, 4), h.quantile(0.5)
+    (4, 0.2072, 0.005)
+    """
+
+    bounds: tuple[float, ...] = LATENCY_BUCKETS
+    counts: list[int] = field(default_factory=list)
+    count: int = 0
+    total: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.counts:
+            self.counts = [0] * (len(self.bounds) + 1)  # the last bucket is +Inf
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.count += 1
+        self.total += value
+
+    def quantile(self, q: float) -> float:
+        """Upper bound of the bucket holding the ``q`` quantile (``inf`` if beyond the last bound)."""
+        if self.count == 0:
+            return 0.0
+        rank = q * self.count
+        seen = 0
+        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            seen += n
+            if seen >= rank:
+                return bound
+        return float("inf")
+
+    def copy(self) -> LatencyHistogram:
+        return LatencyHistogram(self.bounds, list(self.counts), self.count, self.total)
+
+
+class RuntimeMetrics:
+    """What the runtime has done so far, by kind.
+
+    Attributes
+    ----------
+    received : Counter
+        Records received, by source (``http``, ``mqtt``).
+    scored : Counter
+        Records scored, by model name.
+    dead_letters : Counter
+        Refused messages and records, by dead-letter kind.
+    alerts : Counter
+        Alert events, by kind (``opened``, ``updated``, ``closed``).
+    latency : LatencyHistogram
+        Seconds from receipt to decision (scored and stored), per record.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.received: Counter[str] = Counter()
+        self.scored: Counter[str] = Counter()
+        self.dead_letters: Counter[str] = Counter()
+        self.alerts: Counter[str] = Counter()
+        self.latency = LatencyHistogram()
+        self.store_errors = 0
+        self.batches = 0
+
+    def record_received(self, source: str, n: int) -> None:
+        with self._lock:
+            self.received[source] += n
+
+    def record_batch(
+        self,
+        scored: Counter[str],
+        dead: Counter[str],
+        alerts: Counter[str],
+        latencies: list[float],
+    ) -> None:
+        with self._lock:
+            self.scored.update(scored)
+            self.dead_letters.update(dead)
+            self.alerts.update(alerts)
+            for value in latencies:
+                self.latency.observe(value)
+            self.batches += 1
+
+    def record_store_error(self) -> None:
+        with self._lock:
+            self.store_errors += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """A consistent copy of every counter and the histogram."""
+        with self._lock:
+            return {
+                "received": dict(self.received),
+                "scored": dict(self.scored),
+                "dead_letters": dict(self.dead_letters),
+                "alerts": dict(self.alerts),
+                "latency": self.latency.copy(),
+                "store_errors": self.store_errors,
+                "batches": self.batches,
+            }

@@ -1,0 +1,60 @@
+"""Fixtures of the service tests: a fitted model, a registry, a store, a running runtime, a broker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+for _module in ("fastapi", "uvicorn", "paho.mqtt", "prometheus_client", "httpx"):
+    pytest.importorskip(_module, reason=f"the service tests need {_module}: pip install 'vigil[service]'")
+
+from service_helpers import port_open, training_frame  # noqa: E402
+
+from vigil.detectors.pca import PCADetector  # noqa: E402
+from vigil.pipeline import Pipeline  # noqa: E402
+from vigil.streaming.alert_store import AlertStore  # noqa: E402
+from vigil.streaming.model_registry import ModelRegistry  # noqa: E402
+from vigil.streaming.runtime import Runtime, RuntimeConfig  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def fitted() -> Pipeline:
+    return Pipeline(PCADetector(n_components=1)).fit(training_frame())
+
+
+@pytest.fixture(scope="session")
+def fitted_v2() -> Pipeline:
+    return Pipeline(PCADetector(n_components=1)).fit(training_frame(seed=1))
+
+
+@pytest.fixture
+def registry(tmp_path: Path, fitted: Pipeline) -> ModelRegistry:
+    reg = ModelRegistry(tmp_path / "registry")
+    reg.add("pump", fitted, activate=True)
+    return reg
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[AlertStore]:
+    with AlertStore(tmp_path / "alerts.db") as s:
+        yield s
+
+
+@pytest.fixture
+def config() -> RuntimeConfig:
+    return RuntimeConfig(device_gap_seconds=5.0, calibration_min_samples=50, registry_poll_seconds=0.2)
+
+
+@pytest.fixture
+def runtime(store: AlertStore, registry: ModelRegistry, config: RuntimeConfig) -> Iterator[Runtime]:
+    with Runtime(store, registry, config=config) as rt:
+        yield rt
+
+
+@pytest.fixture
+def broker() -> str:
+    if not port_open("127.0.0.1", 1883):
+        pytest.skip("no MQTT broker at 127.0.0.1:1883 (start mosquitto)")
+    return "mqtt://127.0.0.1:1883"
