@@ -272,7 +272,12 @@ class BaseDetector:
         if cls is not BaseDetector and not issubclass(klass, cls):
             msg = f"{path} holds a {klass.__name__}, not a {cls.__name__}"
             raise ModelFormatError(msg)
-        params = document.get("params", {})
+        params = dict(document.get("params", {}))
+        # JSON has no tuples: give back the tuple type of parameters whose default is a tuple.
+        defaults = {p.name: p.default for p in inspect.signature(klass.__init__).parameters.values()}
+        for key, value in params.items():
+            if isinstance(defaults.get(key), tuple) and isinstance(value, list):
+                params[key] = tuple(value)
         try:
             detector = klass(**params)
         except TypeError as exc:

@@ -34,8 +34,8 @@ class Pipeline:
         (:class:`~vigil.calibration.thresholds.TargetFARThreshold`).
     holdout : float
         Share of the training rows (the last ones, in time order) held out to calibrate the threshold on
-        scores the detector did not train on. The detector is then refitted on all rows. 0 calibrates on
-        in-sample scores, which are optimistic and so raise more false alarms.
+        scores the detector did not train on; the detector learns from the other rows. 0 trains on every
+        row and calibrates on in-sample scores, which are optimistic and so raise more false alarms.
 
     Attributes
     ----------
@@ -97,13 +97,17 @@ class Pipeline:
         scaled = self.scaler_.transform(values)
         thresholder = self.threshold if self.threshold is not None else TargetFARThreshold(far=0.01)
         n_holdout = round(self.holdout * len(scaled))
-        if n_holdout >= 2 and len(scaled) - n_holdout >= 2:
-            first = self.detector.clone().fit(scaled[:-n_holdout], y)
-            calibration_scores = first.score_samples(scaled[-n_holdout:])
+        context = self.detector.context_rows
+        if n_holdout >= 2 and len(scaled) - n_holdout >= self.detector._min_fit_rows():
+            # The detector never sees the held-out rows, so their scores are honest out-of-sample scores, and
+            # the threshold is calibrated for exactly the model that will use it (no refit afterwards: a
+            # refitted model would score on another scale). Windowed detectors get the rows before the
+            # holdout as history, so every held-out row is scored from a full window.
+            split = len(scaled) - n_holdout
+            self.detector_ = self.detector.clone().fit(scaled[:split], None if y is None else np.asarray(y)[:split])
+            calibration_scores = self.detector_.score_samples(scaled[max(split - context, 0) :])[-n_holdout:]
         else:
-            calibration_scores = None
-        self.detector_ = self.detector.clone().fit(scaled, y)
-        if calibration_scores is None:
+            self.detector_ = self.detector.clone().fit(scaled, y)
             calibration_scores = self.detector_.score_samples(scaled)
         self.thresholder_ = type(thresholder)(**thresholder.get_params()).fit(calibration_scores)
         self.threshold_ = self.thresholder_.threshold_

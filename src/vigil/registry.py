@@ -8,6 +8,7 @@ that need an optional dependency (PyTorch) register only when it is installed.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any, TypeVar
 
 from vigil.base import BaseDetector
@@ -22,7 +23,11 @@ _BUILTIN_MODULES = (
     "vigil.detectors.mahalanobis",
     "vigil.detectors.online_zscore",
 )
-_OPTIONAL_MODULES: tuple[str, ...] = ()
+# (module, the optional package it needs): registered only where that package is installed.
+_OPTIONAL_MODULES: tuple[tuple[str, str], ...] = (
+    ("vigil.detectors.autoencoders", "torch"),
+    ("vigil.network.autoencoder", "torch"),
+)
 _loaded = False
 
 D = TypeVar("D", bound=type[BaseDetector])
@@ -49,11 +54,9 @@ def _load_builtins() -> None:
         return
     for module in _BUILTIN_MODULES:
         importlib.import_module(module)
-    for module in _OPTIONAL_MODULES:
-        try:
+    for module, dependency in _OPTIONAL_MODULES:
+        if importlib.util.find_spec(dependency) is not None:
             importlib.import_module(module)
-        except ImportError:
-            continue
     _loaded = True
 
 

@@ -150,7 +150,11 @@ def check_scores_shape_and_finite(det: BaseDetector) -> None:
     scores = det.fit(X).score_samples(X_test)
     assert scores.shape == (X_test.shape[0],), f"scores have shape {scores.shape}"
     assert np.isfinite(scores).all()
-    assert det.score_samples(X_test[:1]).shape == (1,)
+    rows = det.context_rows + 1
+    assert det.score_samples(X_test[:rows]).shape == (rows,)
+    if det.context_rows:
+        # Fewer rows than one window cannot be scored on their own: a clear error, never a padded guess.
+        _expect_invalid(lambda: det.score_samples(X_test[: rows - 1]), "fewer rows than one window")
 
 
 def check_scoring_is_pure(det: BaseDetector) -> None:

@@ -1,0 +1,239 @@
+"""Training and scoring glue shared by every PyTorch detector; the networks live in their own modules.
+
+A :class:`TorchDetector` cuts the (already scaled) rows into sliding windows, trains its network with Adam
+on the earlier windows, stops early on the loss of the later ones (a validation slice carved from the
+training rows only, in time order), and keeps the best weights. Each window gets a per-feature error;
+dividing it by that feature's mean error on the validation windows makes sensors comparable, and their
+mean is the window's score. A row's score is that of the window ending at it.
+
+Randomness comes from ``random_state`` through a forked RNG: the global torch RNG is left as it was.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from vigil.base import BaseDetector, Interval, Options
+from vigil.errors import InvalidInputError, ModelFormatError, NumericalError
+from vigil.features.windows import rows_from_windows, sliding_windows
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = ["TorchDetector", "require_torch"]
+
+_WEIGHT_PREFIX = "weights."
+
+
+def require_torch():  # noqa: ANN201 - returns the torch module
+    """Import torch, or explain how to install it."""
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - exercised only without torch
+        msg = "this detector needs PyTorch: pip install 'vigil[deep]'"
+        raise ImportError(msg) from exc
+    return torch
+
+
+class TorchDetector(BaseDetector):
+    """Base class of the PyTorch detectors (see the module docstring for what ``fit`` does).
+
+    Parameters
+    ----------
+    window : int
+        Rows per window (1 = each row on its own).
+    epochs : int
+        Most passes over the training windows.
+    batch_size : int
+        Windows per optimisation step.
+    learning_rate : float
+        Adam's step size.
+    validation_fraction : float
+        Share of the training windows, the latest ones, held out for early stopping and error scales.
+    patience : int
+        Epochs without a better validation loss before training stops.
+    device : str
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``.
+    contamination, random_state
+        See :class:`~vigil.base.BaseDetector`.
+
+    Subclasses implement ``_build_module(n_features)`` and ``_errors(module, batch)`` (per-feature errors,
+    shape (batch, n_features)); reconstruction models can rely on the default ``_loss``.
+    """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "window": [Interval(int, 1, None)],
+        "epochs": [Interval(int, 1, None)],
+        "batch_size": [Interval(int, 1, None)],
+        "learning_rate": [Interval(float, 0.0, 1.0, closed="right")],
+        "validation_fraction": [Interval(float, 0.0, 0.5, closed="left")],
+        "patience": [Interval(int, 1, None)],
+        "device": [Options("auto", "cpu", "cuda")],
+    }
+
+    def __init__(
+        self,
+        *,
+        window: int = 1,
+        epochs: int = 50,
+        batch_size: int = 64,
+        learning_rate: float = 1e-3,
+        validation_fraction: float = 0.2,
+        patience: int = 5,
+        device: str = "auto",
+        contamination: float = 0.01,
+        random_state: int | None = None,
+    ) -> None:
+        super().__init__(contamination=contamination, random_state=random_state)
+        self.window = window
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.device = device
+
+    # ------------------------------------------------------------------ hooks
+    def _build_module(self, n_features: int) -> nn.Module:
+        raise NotImplementedError
+
+    def _sample_rows(self) -> int:
+        """Rows one training sample spans (a forecaster needs one more than its input window)."""
+        return self.window
+
+    def _loss(self, module: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        return self._errors(module, batch).mean()
+
+    def _errors(self, module: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def context_rows(self) -> int:
+        return self._sample_rows() - 1
+
+    def _min_fit_rows(self) -> int:
+        return self._sample_rows() + 4
+
+    def _torch_device(self) -> torch.device:
+        torch = require_torch()
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            msg = f"{type(self).__name__}(device='cuda') but no CUDA device is available"
+            raise InvalidInputError(msg)
+        return torch.device(self.device)
+
+    @contextmanager
+    def _seeded(self, device: torch.device):
+        torch = require_torch()
+        devices = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            seed = int(self._rng().integers(2**31 - 1))
+            torch.manual_seed(seed)
+            yield torch.Generator(device="cpu").manual_seed(seed)
+
+    def _windows(self, values: NDArray[np.float64]) -> NDArray[np.float32]:
+        rows = self._sample_rows()
+        if values.shape[0] < rows:
+            msg = (
+                f"{type(self).__name__} needs at least {rows} rows (one window) to score, got {values.shape[0]}; "
+                "stream rows through StreamScorer to score fewer at a time"
+            )
+            raise InvalidInputError(msg)
+        return np.ascontiguousarray(sliding_windows(values, rows), dtype=np.float32)
+
+    def _fit(self, values: NDArray[np.float64], y: Any) -> None:
+        torch = require_torch()
+        device = self._torch_device()
+        windows = self._windows(values)
+        n_val = int(math.floor(len(windows) * self.validation_fraction))
+        if n_val and len(windows) - n_val < 2:
+            n_val = 0
+        train = torch.from_numpy(windows[: len(windows) - n_val]).to(device)
+        val = torch.from_numpy(windows[len(windows) - n_val :]).to(device) if n_val else train
+        with self._seeded(device) as generator:
+            module = self._build_module(values.shape[1]).to(device)
+            optimizer = torch.optim.Adam(module.parameters(), lr=self.learning_rate)
+            best_loss, best_state, stale = math.inf, None, 0
+            history = []
+            for _ in range(self.epochs):
+                module.train()
+                order = torch.randperm(len(train), generator=generator).to(device)
+                for start in range(0, len(train), self.batch_size):
+                    batch = train[order[start : start + self.batch_size]]
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = self._loss(module, batch)
+                    if not torch.isfinite(loss):
+                        msg = f"{type(self).__name__} training diverged (loss {loss.item()}); lower learning_rate"
+                        raise NumericalError(msg)
+                    loss.backward()
+                    optimizer.step()
+                val_loss = float(self._batched_errors(module, val).mean())
+                history.append(val_loss)
+                if val_loss < best_loss * (1.0 - 1e-6):  # losses are non-negative; inf at the start
+                    best_loss, stale = val_loss, 0
+                    best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+                else:
+                    stale += 1
+                    if stale >= self.patience:
+                        break
+            if best_state is not None:
+                module.load_state_dict(best_state)
+        self.module_ = module.eval()
+        self.epochs_trained_ = len(history)
+        self.validation_loss_ = np.asarray(history, dtype=np.float64)
+        scale = self._batched_errors(module, val).mean(axis=0)
+        self.error_scale_ = np.maximum(scale, max(float(scale.max()), 1e-12) * 1e-6)
+
+    def _batched_errors(self, module: nn.Module, windows: Any, chunk: int = 8192) -> NDArray[np.float64]:
+        torch = require_torch()
+        device = next(module.parameters()).device
+        module.eval()
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(windows), chunk):
+                batch = windows[start : start + chunk]
+                if not isinstance(batch, torch.Tensor):
+                    batch = torch.from_numpy(batch)
+                out.append(self._errors(module, batch.to(device)).double().cpu().numpy())
+        return np.concatenate(out, axis=0)
+
+    def _relative_errors(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
+        errors = self._batched_errors(self.module_, self._windows(values)) / self.error_scale_
+        return rows_from_windows(errors, self._sample_rows())
+
+    def _score(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
+        return self._relative_errors(values).mean(axis=1)
+
+    def _contributions(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
+        return self._relative_errors(values)
+
+    # ------------------------------------------------------------------ persistence
+    def _learned_state(self) -> dict[str, Any]:
+        state = {k: v for k, v in vars(self).items() if k.endswith("_") and k != "module_"}
+        for name, tensor in self.module_.state_dict().items():
+            state[_WEIGHT_PREFIX + name] = tensor.detach().cpu().numpy().copy()
+        return state
+
+    def _restore_state(self, state: dict[str, Any]) -> None:
+        torch = require_torch()
+        weights = {k[len(_WEIGHT_PREFIX) :]: v for k, v in state.items() if k.startswith(_WEIGHT_PREFIX)}
+        for key, value in state.items():
+            if not key.startswith(_WEIGHT_PREFIX):
+                setattr(self, key, value)
+        device = self._torch_device()
+        with self._seeded(device):
+            module = self._build_module(int(self.n_features_in_))
+        try:
+            module.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in weights.items()})
+        except (RuntimeError, KeyError) as exc:
+            msg = f"saved weights do not fit {type(self).__name__} with these parameters: {exc}"
+            raise ModelFormatError(msg) from exc
+        self.module_ = module.to(device).eval()
