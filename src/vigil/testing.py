@@ -88,7 +88,8 @@ def check_clone_and_params_round_trip(det: BaseDetector) -> None:
     except InvalidInputError:
         pass
     else:
-        raise AssertionError("set_params accepted an unknown parameter")
+        msg = "set_params accepted an unknown parameter"
+        raise AssertionError(msg)
 
 
 def check_fit_returns_self(det: BaseDetector) -> None:
@@ -104,7 +105,8 @@ def check_not_fitted_error(det: BaseDetector) -> None:
         det.score_samples(X_test)
     except NotFittedError:
         return
-    raise AssertionError("score_samples before fit did not raise NotFittedError")
+    msg = "score_samples before fit did not raise NotFittedError"
+    raise AssertionError(msg)
 
 
 def _expect_invalid(call: Callable[[], object], what: str) -> None:
@@ -112,7 +114,8 @@ def _expect_invalid(call: Callable[[], object], what: str) -> None:
         call()
     except InvalidInputError:
         return
-    raise AssertionError(f"{what} was accepted; expected InvalidInputError")
+    msg = f"{what} was accepted; expected InvalidInputError"
+    raise AssertionError(msg)
 
 
 def check_rejects_nonfinite(det: BaseDetector) -> None:

@@ -14,14 +14,14 @@ __all__ = ["AutoencoderDetector", "ConvAutoencoderDetector"]
 class _ReconstructionDetector(TorchDetector):
     """Score = per-feature squared reconstruction error, averaged over the window's time steps."""
 
-    def _errors(self, module, batch):  # noqa: ANN001, ANN202 - torch types
+    def _errors(self, module, batch):
         return ((module(batch) - batch) ** 2).mean(dim=1)
 
 
 def _hidden_sizes(n_inputs: int, latent: int) -> tuple[int, ...]:
     # One hidden layer halfway (in log scale) between input and code; at least 16 units so that few
     # sensors still get a layer wide enough not to lose whole directions to dead ReLUs.
-    return (max(16, 2 * latent, int(round((n_inputs * latent) ** 0.5))),)
+    return (max(16, 2 * latent, round((n_inputs * latent) ** 0.5)),)
 
 
 @register("autoencoder", "Dense autoencoder of (windowed) readings; score = per-sensor reconstruction error")
@@ -87,7 +87,7 @@ class AutoencoderDetector(_ReconstructionDetector):
     def _test_params(cls) -> list[dict[str, Any]]:
         return [{"latent": 2, "epochs": 15, "random_state": 0}, {"latent": 2, "window": 4, "epochs": 10}]
 
-    def _build_module(self, n_features: int):  # noqa: ANN202
+    def _build_module(self, n_features: int):
         require_torch()
         from vigil.detectors.networks import DenseAutoencoder
 
@@ -161,7 +161,7 @@ class ConvAutoencoderDetector(_ReconstructionDetector):
     def _test_params(cls) -> list[dict[str, Any]]:
         return [{"window": 8, "filters": (8, 4), "kernel_size": 3, "epochs": 10, "random_state": 0}]
 
-    def _build_module(self, n_features: int):  # noqa: ANN202
+    def _build_module(self, n_features: int):
         require_torch()
         from vigil.detectors.networks import ConvAutoencoder
 

@@ -5,6 +5,8 @@ Every network maps a batch of windows (batch, window, features) to a tensor of t
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -25,12 +27,12 @@ class DenseAutoencoder(nn.Module):
         super().__init__()
         sizes = [n_inputs, *hidden, latent]
         encoder: list[nn.Module] = []
-        for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+        for a, b in itertools.pairwise(sizes):
             encoder += [nn.Linear(a, b), nn.ReLU(), nn.Dropout(dropout)]
         self.encoder = nn.Sequential(*encoder[:-2])  # the code layer is linear
         back = sizes[::-1]
         decoder: list[nn.Module] = []
-        for a, b in zip(back[:-1], back[1:], strict=True):
+        for a, b in itertools.pairwise(back):
             decoder += [nn.Linear(a, b), nn.ReLU(), nn.Dropout(dropout)]
         self.decoder = nn.Sequential(*decoder[:-2])  # the output layer is linear
 

@@ -31,7 +31,7 @@ __all__ = ["TorchDetector", "require_torch"]
 _WEIGHT_PREFIX = "weights."
 
 
-def require_torch():  # noqa: ANN201 - returns the torch module
+def require_torch():
     """Import torch, or explain how to install it."""
     try:
         import torch
@@ -153,7 +153,7 @@ class TorchDetector(BaseDetector):
         torch = require_torch()
         device = self._torch_device()
         windows = self._windows(values)
-        n_val = int(math.floor(len(windows) * self.validation_fraction))
+        n_val = math.floor(len(windows) * self.validation_fraction)
         if n_val and len(windows) - n_val < 2:
             n_val = 0
         train = torch.from_numpy(windows[: len(windows) - n_val]).to(device)
