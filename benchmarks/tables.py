@@ -47,7 +47,7 @@ def _fmt(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
     return "—" if value is None else f"{value * scale:.{digits}f}"
 
 
-def run(dataset: str) -> int:
+def run(dataset: str, detectors: list[str] | None = None) -> int:
     folder = RESULTS / dataset
     folder.mkdir(parents=True, exist_ok=True)
     print(
@@ -55,7 +55,7 @@ def run(dataset: str) -> int:
         "| F1 point-adjusted (inflated) | oracle F1, mean per part | fit + score s |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for name in available_detectors():
+    for name in detectors or list(available_detectors()):
         out = folder / f"{name}.json"
         argv = ["bench", "--dataset", dataset, "--detector", name, "--json", str(out), "--quiet", "--per-part"]
         with contextlib.redirect_stdout(io.StringIO()):  # keep only the table on standard output
@@ -81,4 +81,6 @@ def run(dataset: str) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True, choices=sorted(PUBLISHED))
-    sys.exit(run(parser.parse_args().dataset))
+    parser.add_argument("--detectors", nargs="+", help="registered detector names (default: all)")
+    args = parser.parse_args()
+    sys.exit(run(args.dataset, args.detectors))
