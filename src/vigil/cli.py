@@ -140,6 +140,11 @@ def _print_result(result: dict[str, Any]) -> None:
         ("event recall", _num(result.get("event_recall"))),
         ("F1, point-adjusted (inflated)", _num(result.get("f1_point_adjusted"))),
         ("F1, oracle threshold (mean over parts)", _num(result.get("oracle_best_f1_mean"))),
+        *(
+            [("root cause HitRate@100% / @150%", f"{_num(result['hitrate_100'])} / {_num(result['hitrate_150'])}")]
+            if "hitrate_100" in result
+            else []
+        ),
         ("fit / score seconds", f"{_num(result.get('fit_seconds'), 2)} / {_num(result.get('score_seconds'), 2)}"),
         ("rows scored", str(result.get("rows_scored"))),
     ]
@@ -168,9 +173,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     make, config = _pipeline_factory(args)
     benchmark = load_benchmark(args.dataset, data_dir=args.data_dir)
-    parts = [
-        EvaluationPart(p.name, p.X_train, p.X_test, p.y_test, p.time_test, extra=p.extra) for p in benchmark.parts
-    ]
+    parts = [EvaluationPart(p.name, p.X_train, p.X_test, p.y_test, p.time_test, extra=p.extra) for p in benchmark.parts]
     result = evaluate_parts(parts, make, progress=not args.quiet, label=f"{args.dataset} · {args.detector}")
     document = {
         "dataset": benchmark.name,

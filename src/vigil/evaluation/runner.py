@@ -19,6 +19,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 import vigil
+from vigil.evaluation.interpretation import hit_rate
 from vigil.evaluation.metrics import best_f1, evaluate_groups
 from vigil.pipeline import Pipeline
 
@@ -63,7 +64,9 @@ def evaluate_parts(
     Returns a JSON-ready dict: pooled metrics at the top level (``f1``, ``far``, ``mar``, ``precision``,
     ``recall``, ``roc_auc``, ``pr_auc``, event recall, detection delay, false alarms per hour,
     ``f1_point_adjusted``), ``oracle_best_f1`` (threshold chosen on test labels: for comparison with
-    papers only), timings, ``macro`` means and ``per_part`` details.
+    papers only), timings, ``macro`` means and ``per_part`` details. Parts whose ``extra`` holds root-cause
+    labels (``"interpretation"``, as SMD's) add HitRate@100 % and @150 % of the pipeline's per-feature
+    contributions, per part and as ``hitrate_100``/``hitrate_150`` means over parts.
 
     ROC-AUC and PR-AUC are pooled over parts on scores divided by each part's own threshold, so that
     parts whose models score on different scales stay comparable.
@@ -91,6 +94,11 @@ def evaluate_parts(
         groups[part.name] = (part.y_test, decisions, relative, timestamps)
         oracle[part.name] = best_f1(part.y_test, scores)["f1"] if part.y_test.any() else float("nan")
         per_part_extra[part.name] = {"threshold": pipe.threshold_, "model_version": pipe.version_}
+        root_causes = part.extra.get("interpretation")
+        if root_causes:
+            shares = pipe.contributions(part.X_test)
+            for percent in (100, 150):
+                per_part_extra[part.name][f"hitrate_{percent}"] = hit_rate(shares, root_causes, percent=percent)
         if on_part is not None:
             on_part(part, pipe, scores)
     if any(g[3] is None for g in groups.values()):
@@ -102,9 +110,15 @@ def evaluate_parts(
         for name, metrics in report["per_part"].items()
     }
     oracle_values = [v for v in oracle.values() if np.isfinite(v)]
+    interpretation = {
+        f"hitrate_{percent}": float(np.mean([p[f"hitrate_{percent}"] for p in per_part_extra.values()]))
+        for percent in (100, 150)
+        if all(f"hitrate_{percent}" in p for p in per_part_extra.values())
+    }
     result = {
         **pooled,
         "oracle_best_f1_mean": float(np.mean(oracle_values)) if oracle_values else float("nan"),
+        **interpretation,
         "macro": report["macro"],
         "fit_seconds": fit_seconds,
         "score_seconds": score_seconds,
