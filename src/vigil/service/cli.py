@@ -50,6 +50,9 @@ def _add_mqtt_options(parser: argparse.ArgumentParser, *, serve: bool) -> None:
     if serve:
         group.add_argument("--topic", default="plant/+/telemetry", help="subscription ('plant/+/telemetry')")
         group.add_argument("--client-id", default="vigil-service", help="fixed id of the persistent session")
+        group.add_argument(
+            "--session-expiry", type=int, default=86_400, help="seconds the broker keeps the session (MQTT 5)"
+        )
         group.add_argument("--alert-topic", default="vigil/alerts", help="where alert events go ('' for none)")
         group.add_argument(
             "--dead-letter-topic", default="vigil/dead-letters", help="where dead letters go ('' for none)"
@@ -88,6 +91,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             args,
             topic=args.topic,
             client_id=args.client_id,
+            session_expiry=args.session_expiry,
             alert_topic=args.alert_topic or None,
             dead_letter_topic=args.dead_letter_topic or None,
         )
