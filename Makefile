@@ -13,11 +13,11 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[deep]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[deep,tune]'
 	@touch $@
 
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[deep,test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[deep,tune,service,network,vision,test]'
 	@touch $@
 
 install: $(STAMP)

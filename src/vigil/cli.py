@@ -329,6 +329,107 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tuning_tables(args: argparse.Namespace):
+    from vigil.data.benchmarks import load_benchmark
+    from vigil.evaluation.runner import EvaluationPart
+    from vigil.tuning.search import TrainingTable
+
+    if args.dataset:
+        benchmark = load_benchmark(args.dataset, data_dir=args.data_dir)
+        parts = benchmark.parts
+        # Tune on an evenly spread subset of the parts' *training* rows; evaluate on every part's test rows.
+        chosen = parts[:: max(1, len(parts) // args.parts)][: args.parts] if args.parts else parts
+        tables = [TrainingTable(p.name, p.X_train) for p in chosen]
+        tests = [EvaluationPart(p.name, p.X_train, p.X_test, p.y_test, p.time_test, extra=p.extra) for p in parts]
+        return tables, tests, benchmark.name
+    train = _read(args.train, args, label=args.label)
+    tables = [TrainingTable(train.source, train.X, train.y)]
+    tests = []
+    if args.test:
+        test = _read(args.test, args, label=args.label, columns=list(train.X.columns))
+        X_train = train.X if train.y is None else train.X.loc[~train.y].reset_index(drop=True)
+        if test.y is not None:
+            tests = [EvaluationPart(test.source, X_train, test.X, test.y, test.time)]
+    return tables, tests, train.source
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from vigil.errors import InvalidInputError
+    from vigil.evaluation.runner import environment, evaluate_parts
+    from vigil.tuning.search import cross_validate, tune
+    from vigil.tuning.spaces import search_space
+
+    if (args.dataset is None) == (args.train is None):
+        msg = "give either --train TRAIN.csv or --dataset NAME"
+        raise InvalidInputError(msg)
+    make_default, config = _pipeline_factory(args)
+    space = search_space(args.detector)
+    tables, tests, source = _tuning_tables(args)
+
+    def make(params):
+        pipe = make_default()
+        pipe.detector = pipe.detector.set_params(**params)
+        return pipe
+
+    result = tune(
+        make,
+        space,
+        tables,
+        n_trials=args.trials,
+        n_folds=args.folds,
+        gap=args.gap,
+        seed=args.seed,
+        storage=args.storage,
+        study_name=args.study_name,
+        timeout=args.timeout,
+        progress=not args.quiet,
+    )
+    rows = []
+    for label, params in (("default", {}), ("tuned", result.best_params)):
+        cv = cross_validate(lambda p=params: make(p), tables, n_folds=args.folds, gap=args.gap, seed=args.seed)
+        row = {"model": label, "params": params, "validation": cv}
+        if tests:
+            test = evaluate_parts(tests, lambda p=params: make(p), progress=False)
+            row["test"] = {k: test[k] for k in ("f1", "far", "mar", "recall", "precision", "roc_auc", "pr_auc")}
+            row["test"]["ms_per_row"] = 1000.0 * test["score_seconds"] / max(test["rows_scored"], 1)
+        rows.append(row)
+    print(f"tuned {args.detector} on {source}: {result.n_trials} trials in {result.seconds:.0f} s")
+    header = f"{'':<10}{'detection rate':>16}{'false-alarm rate':>18}{'F1':>8}{'µs/row':>9}"
+    for scope in ("validation", "test"):
+        if scope not in rows[0]:
+            continue
+        title = "validation folds of the training data (synthetic faults)" if scope == "validation" else "test data"
+        print(f"\n{title}\n{header}")
+        for row in rows:
+            m = row[scope]
+            rate, far, micros = 100 * m["recall"], 100 * m["far"], 1000 * m["ms_per_row"]
+            print(f"{row['model']:<10}{rate:>15.1f}%{far:>17.2f}%{m['f1']:>8.3f}{micros:>9.1f}")
+    tuned = json.dumps(result.best_params) if result.best_params else "the defaults were not beaten"
+    print(f"\ntuned parameters: {tuned}")
+    if args.output:
+        pipe = make(result.best_params)
+        X = tables[0].X if tables[0].y is None else tables[0].X.loc[~tables[0].y]
+        saved = pipe.fit(X).save(args.output)
+        print(f"saved the tuned pipeline ({pipe.version_}) to {saved}")
+    _write_json(
+        args.json,
+        {
+            "source": source,
+            "detector": args.detector,
+            "config": config,
+            "best_params": result.best_params,
+            "validation_f1_default": result.default_value,
+            "validation_f1_best": result.best_value,
+            "comparison": rows,
+            "trials": result.trials,
+            "seconds": result.seconds,
+            "command": _command_line(args._argv),
+            "environment": environment(),
+        },
+    )
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from vigil.demo import run_demo
 
@@ -394,6 +495,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sort-time", action="store_true", help="sort rows by time")
     p.add_argument("--drop-duplicate-times", action="store_true", help="keep the first row of a repeated time")
     p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser("tune", help="tune a detector's hyperparameters on validation folds of the training data")
+    p.add_argument("--train", help="training CSV (time-ordered)")
+    p.add_argument("--test", help="labelled test CSV for the before/after table")
+    p.add_argument("--label", help="label column (training anomalies are left out of fitting)")
+    p.add_argument("--dataset", choices=["skab", "smd", "ton-iot"], help="tune on a benchmark's training parts")
+    p.add_argument("--data-dir", help="folder holding the data sets (default: $VIGIL_DATA_DIR)")
+    p.add_argument("--parts", type=int, default=5, help="benchmark parts to tune on (5; 0 = all)")
+    p.add_argument("--trials", type=int, default=20, help="Optuna trials (20)")
+    p.add_argument("--folds", type=int, default=3, help="forward-chaining validation folds (3)")
+    p.add_argument("--gap", type=int, default=0, help="rows skipped between each fold's training and validation")
+    p.add_argument("--timeout", type=float, help="stop the search after this many seconds")
+    p.add_argument("--storage", help="Optuna storage to save and resume the study, e.g. sqlite:///study.db")
+    p.add_argument("--study-name", help="study name inside --storage")
+    p.add_argument("-o", "--output", help="save the tuned pipeline (fitted on the training rows) here")
+    p.add_argument("--json", help="write trials and the before/after comparison as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_table_options(p)
+    _add_pipeline_options(p)
+    p.set_defaults(func=_cmd_tune)
 
     p = sub.add_parser("demo", help="simulate a smart factory, detect its incidents, and write a report")
     p.add_argument("-o", "--output", default="vigil-demo", help="folder for the report and alert store")

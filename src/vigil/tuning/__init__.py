@@ -1,0 +1,1 @@
+"""Hyperparameter search on validation folds carved from training data only."""

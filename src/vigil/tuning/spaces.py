@@ -1,0 +1,76 @@
+"""Search spaces: the hyperparameters that matter for each detector, and their ranges.
+
+Each space is a function of an Optuna trial returning constructor parameters. Ranges are wide enough to
+contain the defaults, so a search can always fall back to them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["SEARCH_SPACES", "search_space"]
+
+Space = Callable[[Any], dict[str, Any]]
+
+
+def _pca(trial: Any) -> dict[str, Any]:
+    return {"n_components": trial.suggest_float("n_components", 0.5, 0.999)}
+
+
+def _mahalanobis(trial: Any) -> dict[str, Any]:
+    return {"support_fraction": trial.suggest_float("support_fraction", 0.5, 1.0)}
+
+
+def _online_zscore(trial: Any) -> dict[str, Any]:
+    forget = trial.suggest_categorical("forget", [False, True])
+    half_life = trial.suggest_float("half_life", 50.0, 5000.0, log=True) if forget else None
+    return {"half_life": half_life}
+
+
+def _iforest(trial: Any) -> dict[str, Any]:
+    return {
+        "n_estimators": trial.suggest_int("n_estimators", 50, 300, step=50),
+        "max_samples": trial.suggest_int("max_samples", 64, 512, log=True),
+        "max_features": trial.suggest_float("max_features", 0.5, 1.0),
+    }
+
+
+def _autoencoder(trial: Any) -> dict[str, Any]:
+    return {
+        "latent": trial.suggest_int("latent", 1, 16, log=True),
+        "window": trial.suggest_int("window", 1, 32, log=True),
+        "learning_rate": trial.suggest_float("learning_rate", 1e-4, 2e-2, log=True),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.3),
+    }
+
+
+def _conv_ae(trial: Any) -> dict[str, Any]:
+    wide = trial.suggest_categorical("wide_filters", [16, 32, 64])
+    return {
+        "window": trial.suggest_int("window", 16, 64, step=8),
+        "filters": (wide, wide // 2),
+        "kernel_size": trial.suggest_categorical("kernel_size", [3, 5, 7]),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.4),
+        "learning_rate": trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True),
+    }
+
+
+SEARCH_SPACES: dict[str, Space] = {
+    "pca": _pca,
+    "mahalanobis": _mahalanobis,
+    "online-zscore": _online_zscore,
+    "iforest": _iforest,
+    "autoencoder": _autoencoder,
+    "conv-ae": _conv_ae,
+}
+
+
+def search_space(detector: str) -> Space:
+    """Return the search space of a registered detector."""
+    from vigil.errors import InvalidInputError
+
+    if detector not in SEARCH_SPACES:
+        msg = f"no search space for detector {detector!r}; spaces exist for {sorted(SEARCH_SPACES)}"
+        raise InvalidInputError(msg)
+    return SEARCH_SPACES[detector]

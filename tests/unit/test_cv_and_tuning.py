@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vigil.cli import main
+from vigil.errors import InvalidInputError
+from vigil.evaluation.cv import forward_chaining_folds, shuffled_folds
+from vigil.evaluation.injection import inject_anomalies
+from vigil.pipeline import Pipeline
+from vigil.registry import make_detector
+from vigil.tuning.search import TrainingTable, tune
+from vigil.tuning.spaces import search_space
+
+
+@settings(max_examples=100, deadline=None)
+@given(n_rows=st.integers(30, 2000), n_folds=st.integers(2, 6), gap=st.integers(0, 5))
+def test_forward_chaining_folds_never_overlap_and_respect_time(n_rows, n_folds, gap):
+    try:
+        folds = forward_chaining_folds(n_rows, n_folds, gap=gap)
+    except InvalidInputError:
+        return
+    assert len(folds) == n_folds
+    seen_validation = set()
+    for fold in folds:
+        assert fold.train.max() + gap < fold.validation.min()  # past only, with the gap
+        assert not set(fold.train) & set(fold.validation)
+        assert not seen_validation & set(fold.validation)  # validation blocks are disjoint
+        seen_validation |= set(fold.validation)
+        assert fold.validation.max() < n_rows
+        assert np.all(np.diff(fold.validation) == 1)  # a contiguous block
+
+
+def test_shuffled_folds_partition_the_rows():
+    folds = shuffled_folds(23, 4, random_state=1)
+    validation = np.concatenate([f.validation for f in folds])
+    assert sorted(validation.tolist()) == list(range(23))
+    for f in folds:
+        assert not set(f.train) & set(f.validation)
+
+
+def test_injected_faults_leave_normal_rows_untouched_and_are_labelled():
+    X = np.random.default_rng(0).normal(size=(1000, 4))
+    faulty, labels = inject_anomalies(X, n_events=5, random_state=3)
+    assert np.array_equal(faulty[~labels], X[~labels])
+    starts = np.flatnonzero(np.diff(np.r_[0, labels.astype(int)]) == 1)
+    assert len(starts) == 5
+    with pytest.raises(InvalidInputError, match="cannot hold"):
+        inject_anomalies(X[:50], n_events=5)
+    with pytest.raises(InvalidInputError, match="unknown fault kinds"):
+        inject_anomalies(X, kinds=("meteor",))
+
+
+def _table(seed=0, n=900):
+    rng = np.random.default_rng(seed)
+    t = rng.normal(size=(n, 2))
+    X = np.hstack([t, t @ [[1.0], [0.5]], t @ [[-0.5], [1.0]]]) + 0.05 * rng.normal(size=(n, 4))
+    return pd.DataFrame(X, columns=["a", "b", "c", "d"])
+
+
+def test_a_tiny_study_runs_end_to_end_and_resumes(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    tables = [TrainingTable("t", _table())]
+
+    def make(p):
+        return Pipeline(make_detector("pca", **p))
+
+    first = tune(make, search_space("pca"), tables, n_trials=4, storage=storage, study_name="s", progress=False)
+    assert first.n_trials == 4
+    assert first.best_value >= first.default_value
+    resumed = tune(make, search_space("pca"), tables, n_trials=6, storage=storage, study_name="s", progress=False)
+    assert resumed.n_trials == 6  # two more trials, not six
+    assert all(t["state"] in {"COMPLETE", "PRUNED"} for t in resumed.trials)
+
+
+def test_tune_command_prints_before_and_after_and_saves_a_model(tmp_path, capsys):
+    frame = _table(1, 1200)
+    frame["label"] = 0
+    frame.iloc[:900].to_csv(tmp_path / "train.csv", index=False)
+    test = frame.iloc[900:].copy()
+    test.loc[test.index[100:130], "c"] += 1.5
+    test.loc[test.index[100:130], "label"] = 1
+    test.to_csv(tmp_path / "test.csv", index=False)
+    argv = ["tune", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"), "--label", "label"]
+    out_json = tmp_path / "tune.json"
+    argv += ["--detector", "pca", "--trials", "3", "--quiet", "-o", str(tmp_path / "model"), "--json", str(out_json)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "detection rate" in out and "default" in out and "tuned" in out and "test data" in out
+    result = json.loads(out_json.read_text())
+    assert [row["model"] for row in result["comparison"]] == ["default", "tuned"]
+    assert (tmp_path / "model" / "config.json").is_file()
+
+
+def test_unknown_search_space_is_a_clear_error():
+    with pytest.raises(InvalidInputError, match="no search space"):
+        search_space("no-such-detector")
