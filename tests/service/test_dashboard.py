@@ -1,0 +1,119 @@
+"""The dashboard in headless Chromium: live alerts, detail, timeline, verdict buttons, models; offline and safe."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from service_helpers import READ_TOKEN, WRITE_TOKEN, anomalous_readings, free_port, normal_readings, record
+
+from vigil.service.app import create_app
+from vigil.service.auth import TokenAuth
+from vigil.streaming.alert_store import AlertStore
+from vigil.streaming.runtime import Runtime
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+EVIL = "pump-<img src=x onerror=window.__xss=1>"
+
+
+@pytest.fixture
+def live_server(runtime: Runtime) -> Iterator[str]:
+    import uvicorn
+
+    app = create_app(runtime, auth=TokenAuth({WRITE_TOKEN: "write", READ_TOKEN: "read"}))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run)
+    thread.start()
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            threading.Event().wait(0.05)
+        assert server.started
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install 'vigil[service]' for Playwright")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def feed(runtime: Runtime) -> None:
+    rng = np.random.default_rng(0)
+    records = [record("p1", float(t), normal_readings(rng)) for t in range(40)]
+    records += [record("p1", float(t), anomalous_readings(rng)) for t in range(40, 50)]
+    records += [record("p1", float(t), normal_readings(rng)) for t in range(50, 80)]
+    records += [record(EVIL, 0.0, anomalous_readings(rng))]
+    runtime.submit(json.dumps(records).encode(), "http").result(timeout=10)
+
+
+def test_dashboard_shows_alerts_and_takes_verdicts(
+    live_server: str, browser, runtime: Runtime, store: AlertStore, tmp_path: Path
+) -> None:
+    feed(runtime)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(live_server + "/")
+    page.fill("#token", WRITE_TOKEN)
+    page.click("#token-form button")
+    rows = page.locator("#alerts tbody tr")
+    rows.first.wait_for()
+    assert rows.count() == 2
+    assert page.locator("#alerts tbody").get_by_text(EVIL).count() == 1  # shown as text, not markup
+
+    page.locator("#alerts tbody tr", has_text="p1").first.click()
+    page.wait_for_selector("#detail:not([hidden])")
+    assert "flow_m3h" in page.text_content("#detail-explanation")
+    assert page.locator("#detail-features .bar").first.text_content().startswith("flow_m3h")
+    page.wait_for_selector("#chart polyline.score-line")
+    assert page.locator("#chart polyline.threshold-line").count() == 1
+    assert page.locator("#chart rect.alert-span").count() == 1
+    flagged = sum(point["anomaly"] for point in runtime.timeline("p1"))
+    assert flagged >= 10
+    assert page.locator("#chart circle.flag").count() == flagged
+    assert "active" in page.text_content("#models")
+
+    page.fill("#verdict-note", "maintenance test")
+    page.click("#reject")
+    page.locator("#alerts tbody tr.selected", has_text="false positive").wait_for()
+    alert = store.list(device="p1")[0]
+    assert alert.status == "false_positive"
+    assert alert.feedback[-1]["note"] == "maintenance test"
+    page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+
+    assert page.evaluate("window.__xss") is None
+    assert all(url.startswith(live_server) for url in requests), "the dashboard must not load anything external"
+    page.close()
+
+
+def test_dashboard_with_a_read_token_cannot_write(live_server: str, browser, runtime: Runtime, store) -> None:
+    feed(runtime)
+    page = browser.new_page()
+    page.goto(live_server + "/")
+    page.fill("#token", READ_TOKEN)
+    page.click("#token-form button")
+    page.locator("#alerts tbody tr", has_text="p1").first.click()
+    page.wait_for_selector("#detail:not([hidden])")
+    page.click("#confirm")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "403" in page.text_content("#error")
+    assert store.list(device="p1")[0].status != "confirmed"
+    page.close()
