@@ -1,0 +1,97 @@
+"""Champion/challenger retraining: confirmed anomalies left out, activation only when not worse, CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from service_helpers import SENSORS, normal_readings, payload, record, training_frame
+
+from vigil.errors import InvalidInputError
+from vigil.service.cli import main
+from vigil.streaming.alert_store import AlertStore
+from vigil.streaming.alerts import AlertTracker
+from vigil.streaming.model_registry import ModelRegistry
+from vigil.streaming.retrain import load_recent, retrain
+from vigil.streaming.runtime import Runtime, RuntimeConfig
+
+
+def recent(frame: pd.DataFrame, device: str = "p1", start: float = 0.0) -> pd.DataFrame:
+    return frame.assign(device=device, time=start + np.arange(len(frame), dtype=float))
+
+
+def confirm(store: AlertStore, device: str, start: float, end: float) -> None:
+    tracker = AlertTracker(model_version="old", device_gap_seconds=1e9)
+    events = []
+    for t in (start, end):
+        events += tracker.update(device, t, 9.0, 1.0, True, {"flow_m3h": 1.0})
+    alert = store.upsert(events[-1].alert)
+    store.add_verdict(alert.id, "confirmed")
+
+
+def test_a_better_challenger_is_activated_and_confirmed_anomalies_are_left_out(
+    registry: ModelRegistry, store: AlertStore
+) -> None:
+    champion = registry.active("pump")
+    new_regime = training_frame(seed=3, n=2000, shift=0.8)  # the plant now runs at another operating point
+    new_regime.loc[500:549, "flow_m3h"] += 3.0  # an incident operators confirmed
+    new_regime.loc[1900:1939, "flow_m3h"] += 3.0  # another, in the held-back part
+    confirm(store, "p1", 500.0, 549.0)
+    confirm(store, "p1", 1900.0, 1939.0)
+    result = retrain(registry, "pump", store=store, data=recent(new_regime))
+    assert result.activated, result.reason
+    assert registry.active("pump") == result.challenger != champion
+    assert result.n_excluded == 50
+    assert result.challenger_far < result.champion_far
+    assert result.challenger_recall == 1.0
+    versions = [info.version for info in registry.versions("pump")]
+    assert versions == [champion, result.challenger]  # the champion stays available for rollback
+    assert registry.rollback("pump") == champion
+
+
+def test_a_worse_challenger_is_stored_but_not_activated(registry: ModelRegistry, store: AlertStore) -> None:
+    champion = registry.active("pump")
+    data = training_frame(seed=4, n=2000)
+    rng = np.random.default_rng(4)
+    polluted = rng.random(1500) < 0.3  # unlabelled faults in the training part teach the challenger they are normal
+    data.loc[np.flatnonzero(polluted), "flow_m3h"] += 1.0
+    data.loc[1900:1999, "flow_m3h"] += 1.0
+    confirm(store, "p1", 1900.0, 1999.0)
+    result = retrain(registry, "pump", store=store, data=recent(data))
+    assert not result.activated
+    assert "recall" in result.reason
+    assert registry.active("pump") == champion
+    assert result.challenger in [info.version for info in registry.versions("pump")]
+
+
+def test_retrain_reads_what_the_service_saved(registry: ModelRegistry, store: AlertStore) -> None:
+    config = RuntimeConfig(recent_flush_seconds=3600)
+    rng = np.random.default_rng(5)
+    with Runtime(store, registry, config=config) as runtime:
+        records = [record(f"p{i % 2}", float(i), normal_readings(rng)) for i in range(600)]
+        runtime.submit(payload(*records), "t").result(timeout=10)
+    saved = load_recent(registry, "pump")  # written when the runtime stopped
+    assert len(saved) == 600
+    assert list(saved.columns) == ["device", "time", *SENSORS]
+    result = retrain(registry, "pump", store=store, activate=False)
+    assert result.n_train + result.n_holdback == 600
+
+
+def test_retrain_without_saved_data_is_a_clear_error(registry: ModelRegistry) -> None:
+    with pytest.raises(InvalidInputError, match="no recent telemetry"):
+        retrain(registry, "pump")
+
+
+def test_the_retrain_command(tmp_path: Path, registry: ModelRegistry, capsys: pytest.CaptureFixture[str]) -> None:
+    csv = tmp_path / "recent.csv"
+    recent(training_frame(seed=6, n=1000, shift=0.8)).to_csv(csv, index=False)
+    out = tmp_path / "result.json"
+    code = main(
+        ["retrain", "--registry", str(registry.root), "--model", "pump", "--data", str(csv), "--json", str(out)]
+    )
+    assert code == 0
+    assert "activated" in capsys.readouterr().out
+    assert out.is_file()
+    assert main([*base, "--model", "nope"]) == 2
