@@ -88,10 +88,8 @@ def test_the_retrain_command(tmp_path: Path, registry: ModelRegistry, capsys: py
     csv = tmp_path / "recent.csv"
     recent(training_frame(seed=6, n=1000, shift=0.8)).to_csv(csv, index=False)
     out = tmp_path / "result.json"
-    code = main(
-        ["retrain", "--registry", str(registry.root), "--model", "pump", "--data", str(csv), "--json", str(out)]
-    )
-    assert code == 0
+    base = ["retrain", "--registry", str(registry.root), "--data", str(csv)]
+    assert main([*base, "--model", "pump", "--json", str(out)]) == 0
     assert "activated" in capsys.readouterr().out
     assert out.is_file()
     assert main([*base, "--model", "nope"]) == 2
