@@ -65,6 +65,13 @@ def _add_pipeline_options(parser: argparse.ArgumentParser, *, default_detector: 
         default=0.25,
         help="share of the training rows (the last ones) held out to calibrate the threshold (0.25)",
     )
+    group.add_argument(
+        "--smoothing",
+        type=int,
+        default=1,
+        metavar="K",
+        help="score = causal mean of the detector's scores over the last K rows; threshold calibrated on it (1 = off)",
+    )
     group.add_argument("--seed", type=int, default=0, help="random_state of the detector (0)")
 
 
@@ -94,6 +101,7 @@ def _pipeline_factory(args: argparse.Namespace):
             scaler=args.scaler,
             threshold=make_thresholder(args.threshold, **threshold_params),
             holdout=args.holdout,
+            smoothing=args.smoothing,
         )
 
     config = {
@@ -102,6 +110,7 @@ def _pipeline_factory(args: argparse.Namespace):
         "scaler": args.scaler,
         "threshold": {"kind": args.threshold, **threshold_params},
         "holdout": args.holdout,
+        "smoothing": args.smoothing,
     }
     make()  # fail now, before any data are read, on a bad parameter name
     return make, config
@@ -170,11 +179,19 @@ def _cmd_detectors(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from vigil.data.benchmarks import load_benchmark
     from vigil.evaluation.runner import EvaluationPart, environment, evaluate_parts
+    from vigil.evaluation.scores_file import ScoreRecorder
 
     make, config = _pipeline_factory(args)
     benchmark = load_benchmark(args.dataset, data_dir=args.data_dir)
     parts = [EvaluationPart(p.name, p.X_train, p.X_test, p.y_test, p.time_test, extra=p.extra) for p in benchmark.parts]
-    result = evaluate_parts(parts, make, progress=not args.quiet, label=f"{args.dataset} · {args.detector}")
+    recorder = ScoreRecorder() if args.scores else None
+    result = evaluate_parts(
+        parts,
+        make,
+        progress=not args.quiet,
+        label=f"{args.dataset} · {args.detector}",
+        on_part=recorder.record if recorder else None,
+    )
     document = {
         "dataset": benchmark.name,
         "detector": args.detector,
@@ -187,9 +204,22 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     }
     if not args.per_part:
         document.pop("per_part")
+    _save_scores(recorder, args, document)
     _print_result(document)
     _write_json(args.json, document)
     return 0
+
+
+def _save_scores(recorder: Any, args: argparse.Namespace, document: dict[str, Any]) -> None:
+    if recorder is None:
+        return
+    saved = recorder.write(args.scores)
+    # Reports find the scores relative to the JSON when both sit together.
+    if args.json and Path(args.json).resolve().parent == saved.resolve().parent:
+        document["scores_file"] = saved.name
+    else:
+        document["scores_file"] = str(saved.resolve())
+    print(f"wrote {saved}", file=sys.stderr)
 
 
 def _read(path: str, args: argparse.Namespace, *, label: str | None, columns: Sequence[str] | None = None):
@@ -226,6 +256,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from vigil.data.tables import split_rows
     from vigil.errors import InvalidInputError
     from vigil.evaluation.runner import EvaluationPart, environment, evaluate_parts
+    from vigil.evaluation.scores_file import ScoreRecorder
 
     make, config = _pipeline_factory(args)
     if (args.test is None) == (args.train_rows is None):
@@ -245,7 +276,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         msg = f"{test.source}: --label column is needed to evaluate"
         raise InvalidInputError(msg)
     part = EvaluationPart(test.source, X_train, test.X, test.y, test.time)
-    result = evaluate_parts([part], make, progress=not args.quiet, label="evaluating")
+    recorder = ScoreRecorder() if args.scores else None
+    result = evaluate_parts(
+        [part], make, progress=not args.quiet, label="evaluating", on_part=recorder.record if recorder else None
+    )
     result.pop("per_part")
     document = {
         "dataset": test.source,
@@ -260,6 +294,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         "command": _command_line(args._argv),
         "environment": environment(),
     }
+    _save_scores(recorder, args, document)
     _print_result(document)
     _write_json(args.json, document)
     return 0
@@ -430,6 +465,14 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from vigil.evaluation.result_report import write_result_report
+
+    path = write_result_report(args.results, args.output)
+    print(f"wrote {path}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from vigil.demo import run_demo
 
@@ -460,6 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder holding the data sets (default: $VIGIL_DATA_DIR)")
     p.add_argument("--json", help="write the full result as JSON to this file")
     p.add_argument("--per-part", action="store_true", help="include per-file/machine/device figures in the JSON")
+    p.add_argument("--scores", help="save every part's scores to this .npz (for vigil report's plots)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_pipeline_options(p)
     p.set_defaults(func=_cmd_bench)
@@ -470,6 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-rows", type=int, help="split --train: its first N rows train, the rest test")
     p.add_argument("--label", required=True, help="label column: 0 normal, non-zero anomalous")
     p.add_argument("--json", help="write the result as JSON to this file")
+    p.add_argument("--scores", help="save the test scores to this .npz (for vigil report's plots)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_table_options(p)
     _add_pipeline_options(p)
@@ -495,6 +540,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sort-time", action="store_true", help="sort rows by time")
     p.add_argument("--drop-duplicate-times", action="store_true", help="keep the first row of a repeated time")
     p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser("report", help="write one self-contained HTML report from result JSON files")
+    p.add_argument("results", nargs="+", help="JSON files written by vigil bench/evaluate/tune --json")
+    p.add_argument("-o", "--output", default="report.html", help="HTML file to write (report.html)")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("tune", help="tune a detector's hyperparameters on validation folds of the training data")
     p.add_argument("--train", help="training CSV (time-ordered)")
