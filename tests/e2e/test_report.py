@@ -91,7 +91,6 @@ def test_report_has_the_expected_sections(results):
         "plant.csv · pca",
         "plant.csv · mahalanobis",
         "Tuning · pca",
-        "Per part",
         "point-adjusted",
         "oracle",
         "Versions",
