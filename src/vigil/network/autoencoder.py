@@ -1,0 +1,189 @@
+"""A dense autoencoder anomaly detector for tabular traffic features (encoded flow records).
+
+Trained on normal rows only, it scores a row by its mean squared reconstruction error; each feature's
+squared error is its contribution. The network lives in :mod:`vigil.network.torch_models`; this module is
+the training glue and the detector contract. Weights are saved as npz arrays, never pickled.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from vigil.base import BaseDetector, Interval
+from vigil.registry import register
+
+try:
+    import torch
+except ImportError as exc:  # pragma: no cover - exercised only without torch
+    msg = "the flow autoencoder needs PyTorch: pip install 'vigil[deep]'"
+    raise ImportError(msg) from exc
+
+from vigil.network._torch_utils import load_state_arrays, seeded, state_arrays, threads
+from vigil.network.torch_models import DenseAutoencoder
+
+__all__ = ["FlowAutoencoderDetector"]
+
+_PREFIX = "net."
+
+
+def _positive_int_tuple(value: Any) -> bool:
+    return isinstance(value, tuple) and len(value) >= 1 and all(isinstance(v, int) and v >= 1 for v in value)
+
+
+@register("flow-ae", "Dense autoencoder (PyTorch) over encoded flow or packet features; score = reconstruction MSE")
+class FlowAutoencoderDetector(BaseDetector):
+    """Dense autoencoder trained on normal rows; the score is the mean squared reconstruction error.
+
+    Parameters
+    ----------
+    hidden : tuple of int
+        Widths of the encoder's hidden layers (the decoder mirrors them).
+    code : int
+        Width of the bottleneck.
+    epochs : int
+        Most passes over the training rows; early stopping on a held-out share usually ends sooner.
+    batch_size : int
+    learning_rate, weight_decay : float
+        AdamW settings.
+    validation : float
+        Share of the training rows (random) held out for early stopping.
+    patience : int
+        Epochs without a better validation loss before training stops.
+    n_threads : int or None
+        torch intra-op threads during fit and scoring (None: torch's default).
+    contamination, random_state
+        See :class:`~vigil.base.BaseDetector`.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> t = rng.normal(size=(300, 1))
+    >>> X = np.hstack([t, -t, 2 * t]) + 0.05 * rng.normal(size=(300, 3))
+    >>> det = FlowAutoencoderDetector(hidden=(8,), code=1, epochs=200, patience=20, batch_size=32, random_state=0)
+    >>> det = det.fit(X)
+    >>> det.predict([[0.5, -0.5, 1.0], [0.5, 0.5, 1.0]]).tolist()
+    [False, True]
+    """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "hidden": [_positive_int_tuple],
+        "code": [Interval(int, 1, None)],
+        "epochs": [Interval(int, 1, None)],
+        "batch_size": [Interval(int, 1, None)],
+        "learning_rate": [Interval(float, 0.0, None, closed="neither")],
+        "weight_decay": [Interval(float, 0.0, None)],
+        "validation": [Interval(float, 0.0, 0.5, closed="left")],
+        "patience": [Interval(int, 1, None)],
+        "n_threads": [None, Interval(int, 1, None)],
+    }
+
+    def __init__(
+        self,
+        *,
+        hidden: tuple[int, ...] = (64,),
+        code: int = 16,
+        epochs: int = 20,
+        batch_size: int = 512,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-5,
+        validation: float = 0.1,
+        patience: int = 3,
+        n_threads: int | None = None,
+        contamination: float = 0.01,
+        random_state: int | None = None,
+    ) -> None:
+        super().__init__(contamination=contamination, random_state=random_state)
+        self.hidden = hidden
+        self.code = code
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.validation = validation
+        self.patience = patience
+        self.n_threads = n_threads
+
+    @classmethod
+    def _test_params(cls) -> list[dict[str, Any]]:
+        return [{"hidden": (8,), "code": 2, "epochs": 30, "batch_size": 32, "n_threads": 1}]
+
+    def _min_fit_rows(self) -> int:
+        return 4
+
+    def _network(self) -> DenseAutoencoder:
+        return DenseAutoencoder(self.n_features_in_, hidden=self.hidden, code=self.code)
+
+    def _fit(self, values: NDArray[np.float64], y: Any) -> None:
+        rng = self._rng()
+        inputs = torch.from_numpy(values.astype(np.float32))
+        n_val = round(self.validation * len(values))
+        order = rng.permutation(len(values))
+        val_rows, train_rows = (order[:n_val], order[n_val:]) if n_val >= 1 else (order, order)
+        with seeded(self.random_state), threads(self.n_threads):
+            net = self._network()
+            optimizer = torch.optim.AdamW(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+            val = inputs[torch.from_numpy(val_rows)]
+            best: tuple[float, int, dict[str, torch.Tensor]] = (float("inf"), -1, {})
+            for epoch in range(self.epochs):
+                net.train()
+                for start in range(0, len(train_rows), self.batch_size):
+                    batch = inputs[torch.from_numpy(rng.permutation(train_rows)[start : start + self.batch_size])]
+                    loss = ((net(batch) - batch) ** 2).mean()
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                net.eval()
+                with torch.no_grad():
+                    val_loss = float(((net(val) - val) ** 2).mean())
+                if val_loss < best[0] - 1e-9:
+                    best = (val_loss, epoch, {k: v.clone() for k, v in net.state_dict().items()})
+                elif epoch - best[1] >= self.patience:
+                    break
+            net.load_state_dict(best[2])
+            net.eval()
+        self.n_epochs_ = epoch + 1
+        self.weights_ = state_arrays(net, _PREFIX)
+        self._net = net
+
+    def _loaded_network(self) -> DenseAutoencoder:
+        net = getattr(self, "_net", None)
+        if net is None:
+            net = self._network()
+            load_state_arrays(net, self.weights_, _PREFIX)
+            net.eval()
+            self._net = net
+        return net
+
+    def _squared_errors(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
+        net = self._loaded_network()
+        inputs = torch.from_numpy(values.astype(np.float32))
+        with threads(self.n_threads), torch.no_grad():
+            parts = [(net(inputs[i : i + 8192]) - inputs[i : i + 8192]) ** 2 for i in range(0, len(inputs), 8192)]
+        return torch.cat(parts).double().numpy()
+
+    def _score(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
+        return self._squared_errors(values).mean(axis=1)
+
+    def _contributions(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
+        return self._squared_errors(values)
+
+    # ------------------------------------------------------------------ persistence: weights as flat arrays
+    def _learned_state(self) -> dict[str, Any]:
+        state = {k: v for k, v in vars(self).items() if k.endswith("_") and k != "weights_"}
+        for key, value in getattr(self, "weights_", {}).items():
+            state[f"weight:{key}"] = value
+        return state
+
+    def _restore_state(self, state: dict[str, Any]) -> None:
+        weights = {}
+        for key, value in state.items():
+            if key.startswith("weight:"):
+                weights[key[len("weight:") :]] = np.asarray(value)
+            else:
+                setattr(self, key, value)
+        self.hidden = tuple(self.hidden)
+        self.weights_ = weights
+        self._net = None

@@ -1,0 +1,133 @@
+"""Supervised classifier plus novelty detector: known attacks by the MLP, unseen ones by the autoencoder.
+
+A classifier only recognises the attacks it was trained on; the 17 attack names of NSL-KDD's test set that
+never occur in training are mostly missed by it. An autoencoder trained on normal rows flags whatever does
+not look normal, known or not. :class:`HybridFlowModel` says "attack" when either does. The autoencoder's
+threshold is the target false-alarm rate ``novelty_far`` on normal training rows that it did not train on
+(split-conformal rule), so no test row sets anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+import numpy as np
+from numpy.typing import NDArray
+
+from vigil.calibration.thresholds import TargetFARThreshold
+from vigil.errors import InvalidInputError, NotFittedError
+from vigil.network.autoencoder import FlowAutoencoderDetector
+from vigil.network.classifier import FlowClassifier
+from vigil.validation import check_array
+
+__all__ = ["NOVEL", "HybridFlowModel"]
+
+NOVEL = "novel"
+"""Category given to rows flagged by the novelty detector alone."""
+
+
+class HybridFlowModel:
+    """Attack if the classifier says so *or* the autoencoder's error exceeds its normal-data threshold.
+
+    Parameters
+    ----------
+    classifier : FlowClassifier
+        Unfitted; trained on all training rows.
+    novelty : FlowAutoencoderDetector
+        Unfitted; trained on the normal training rows outside the calibration share.
+    novelty_far : float
+        Target false-alarm rate of the novelty detector on held-out normal training rows.
+    calibration : float
+        Share of the normal training rows held out to set the novelty threshold.
+    random_state : int or None
+
+    Attributes
+    ----------
+    novelty_threshold_ : float
+    calibration_scores_ : numpy.ndarray
+        Novelty scores of the held-out normal rows (to re-derive thresholds for other FAR targets).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(400, 3))
+    >>> y = X[:, 0] > 1.0
+    >>> model = HybridFlowModel(
+    ...     classifier=FlowClassifier(hidden=(8,), epochs=20, batch_size=32, random_state=0, n_threads=1),
+    ...     novelty=FlowAutoencoderDetector(hidden=(4,), code=2, epochs=20, batch_size=32, random_state=0),
+    ...     random_state=0,
+    ... ).fit(X, y)
+    >>> model.predict(np.array([[3.0, 0.0, 0.0], [0.0, 0.0, 0.0], [-1.0, 9.0, -9.0]])).tolist()
+    [True, False, True]
+    >>> model.predict_category(np.array([[-1.0, 9.0, -9.0]])).tolist()
+    ['novel']
+    """
+
+    def __init__(
+        self,
+        *,
+        classifier: FlowClassifier,
+        novelty: FlowAutoencoderDetector,
+        novelty_far: float = 0.05,
+        calibration: float = 0.1,
+        random_state: int | None = None,
+    ) -> None:
+        self.classifier = classifier
+        self.novelty = novelty
+        self.novelty_far = novelty_far
+        self.calibration = calibration
+        self.random_state = random_state
+
+    def fit(self, X: Any, y: Any, category: Any = None) -> Self:
+        """Fit the classifier on all rows and the novelty detector on normal rows; set its threshold."""
+        if not 0.0 < self.novelty_far < 1.0 or not 0.0 < self.calibration < 0.5:
+            msg = f"HybridFlowModel(novelty_far={self.novelty_far}, calibration={self.calibration}) is invalid"
+            raise InvalidInputError(msg)
+        values, _ = check_array(X, where="X", min_rows=4)
+        y_bool = np.asarray(y, dtype=bool)
+        normal = np.flatnonzero(~y_bool)
+        rng = np.random.default_rng(self.random_state)
+        held = rng.choice(normal, size=max(2, round(self.calibration * len(normal))), replace=False)
+        fit_rows = np.setdiff1d(normal, held)
+        self.classifier_ = self.classifier.fit(X, y_bool, category)
+        self.novelty_ = self.novelty.clone().fit(values[fit_rows])
+        self.calibration_scores_ = self.novelty_.score_samples(values[held])
+        self.novelty_threshold_ = self.threshold_for(self.novelty_far)
+        return self
+
+    def threshold_for(self, far: float) -> float:
+        """The novelty threshold for another target false-alarm rate, from the same calibration scores."""
+        if not hasattr(self, "calibration_scores_"):
+            msg = "HybridFlowModel is not fitted yet: call fit() first"
+            raise NotFittedError(msg)
+        return TargetFARThreshold(far=far).fit(self.calibration_scores_).threshold_
+
+    def scores(self, X: Any) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """(classifier P(attack), novelty score) of each row."""
+        if not hasattr(self, "classifier_"):
+            msg = "HybridFlowModel is not fitted yet: call fit() first"
+            raise NotFittedError(msg)
+        values, _ = check_array(X, where="X")
+        return self.classifier_.predict_proba(values), self.novelty_.score_samples(values)
+
+    def score_samples(self, X: Any) -> NDArray[np.float64]:
+        """One number per row for ROC curves: max of P(attack) and the novelty score over its threshold, squashed.
+
+        Both parts map to [0, 1) with 0.5 at their decision point, so ``score > 0.5`` equals :meth:`predict`.
+        """
+        proba, novelty = self.scores(X)
+        ratio = novelty / max(self.novelty_threshold_, 1e-12)
+        return np.maximum(proba * (0.5 / self.classifier_.threshold), ratio / (1.0 + ratio))
+
+    def predict(self, X: Any) -> NDArray[np.bool_]:
+        """True for rows the classifier or the novelty detector flags."""
+        proba, novelty = self.scores(X)
+        return (proba > self.classifier_.threshold) | (novelty > self.novelty_threshold_)
+
+    def predict_category(self, X: Any) -> NDArray[np.object_]:
+        """The classifier's category, or :data:`NOVEL` where only the novelty detector fired."""
+        values, _ = check_array(X, where="X")
+        proba, novelty = self.scores(values)
+        category = self.classifier_.predict_category(values)
+        novel = (proba <= self.classifier_.threshold) & (novelty > self.novelty_threshold_)
+        return np.where(novel, NOVEL, category).astype(object)
