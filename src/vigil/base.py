@@ -232,6 +232,19 @@ class BaseDetector:
             out[:, j] = np.maximum(base - self._score(occluded), 0.0)
         return out
 
+    def expected_values(self, X: Any) -> NDArray[np.float64] | None:
+        """What the model of normal behaviour expects each feature to read, given the row (shape (n, d)).
+
+        Used to explain an alert in words ("12 % below what the other sensors predict"). None for
+        detectors that have no notion of an expected value (Isolation Forest, for instance).
+        """
+        values = self._prepare(X)
+        expected = self._expected(values)
+        return None if expected is None else np.asarray(expected, dtype=np.float64)
+
+    def _expected(self, values: NDArray[np.float64]) -> NDArray[np.float64] | None:
+        return None
+
     def _fit(self, values: NDArray[np.float64], y: Any) -> None:
         raise NotImplementedError
 

@@ -19,6 +19,7 @@ from vigil.calibration.thresholds import POTThreshold
 from vigil.data.simulator import Incident, PlantRecording, simulate_plant
 from vigil.evaluation.metrics import evaluate
 from vigil.evaluation.report import Report
+from vigil.explain.text import explain_rows
 from vigil.pipeline import Pipeline
 from vigil.registry import make_detector
 from vigil.streaming.alert_store import AlertStore
@@ -44,6 +45,7 @@ class IncidentOutcome:
     delay_seconds: float | None
     top_features: list[tuple[str, float]]
     explained: bool  # one of the incident's sensors is among the top features at first detection
+    explanation: str = ""  # what Vigil says about the first flagged reading
 
 
 @dataclass(frozen=True)
@@ -98,8 +100,10 @@ def _replay(
 
 
 def _outcomes(
-    recording: PlantRecording, offset: int, flags: np.ndarray, shares: np.ndarray, names: list[str]
+    recording: PlantRecording, pipe: Pipeline, flags: np.ndarray, shares: np.ndarray
 ) -> list[IncidentOutcome]:
+    offset, names = recording.train_rows, pipe.feature_names_in_
+    live = recording.frame.iloc[offset:]
     out = []
     for incident in recording.incidents:
         lo, hi = incident.start - offset, incident.end - offset
@@ -111,7 +115,11 @@ def _outcomes(
         order = np.argsort(-shares[first])[:3]
         top = [(names[j], float(shares[first, j])) for j in order]
         explained = any(name in incident.sensors for name, _ in top)
-        out.append(IncidentOutcome(incident, True, float(hits[0]), top, explained))
+        # A point-wise model can explain the flagged row on its own; a windowed one needs its history.
+        context = pipe.context_rows
+        window = live.iloc[max(first - context, 0) : first + 1]
+        sentence = explain_rows(pipe, window)[-1][1] if len(window) > context else ""
+        out.append(IncidentOutcome(incident, True, float(hits[0]), top, explained, sentence))
     return out
 
 
@@ -221,6 +229,7 @@ def _write_report(
                 ", ".join(f"{n} ({100 * s:.0f} %)" for n, s in o.top_features) or "—",
                 "yes" if o.explained else "no",
                 o.incident.description,
+                o.explanation or "—",
             ]
         )
     report.table(
@@ -234,6 +243,7 @@ def _write_report(
             "top sensors at detection",
             "explained",
             "what happened",
+            "what Vigil said at detection",
         ],
         rows,
     )
@@ -330,7 +340,7 @@ def run_demo(
         alerts = sorted(store.list(limit=None), key=lambda a: a.start)
     labels = recording.labels[recording.train_rows :]
     metrics = evaluate(labels, flags, scores, timestamps=live.index.to_numpy())
-    outcomes = _outcomes(recording, recording.train_rows, flags, shares, pipe.feature_names_in_)
+    outcomes = _outcomes(recording, pipe, flags, shares)
     with _stage("[4/4] writing the report", quiet):
         report = _write_report(
             output / "report.html", recording, live, scores, pipe, outcomes, metrics, alerts, detector

@@ -193,6 +193,14 @@ def check_contributions(det: BaseDetector) -> None:
     np.testing.assert_allclose(shares.sum(axis=1), 1.0, rtol=1e-9)
 
 
+def check_expected_values(det: BaseDetector) -> None:
+    X, X_test, _ = make_contract_data()
+    expected = det.fit(X).expected_values(X_test)
+    if expected is not None:
+        assert expected.shape == X_test.shape, f"expected_values has shape {expected.shape}"
+        assert np.isfinite(expected).all()
+
+
 def check_same_seed_same_scores(det: BaseDetector) -> None:
     X, X_test, _ = make_contract_data()
     params = {**det.get_params(), "random_state": 42}
@@ -264,6 +272,7 @@ _CHECKS: tuple[Check, ...] = (
     check_scoring_is_pure,
     check_predict_matches_threshold,
     check_contributions,
+    check_expected_values,
     check_same_seed_same_scores,
     check_save_load_round_trip,
     check_column_order_does_not_matter,

@@ -108,6 +108,16 @@ class MahalanobisDetector(BaseDetector):
         centred = values - self.location_
         return np.einsum("ij,jk,ik->i", centred, self.precision_, centred)
 
+    def _expected(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Each feature's conditional mean given all the others, under the fitted Gaussian.
+
+        E[x_j | x_-j] = μ_j − Σ_{k≠j} P_jk (x_k − μ_k) / P_jj, with P the precision matrix.
+        """
+        centred = values - self.location_
+        diagonal = np.diag(self.precision_)
+        others = centred @ self.precision_.T - centred * diagonal
+        return self.location_ - others / diagonal
+
     def _contributions(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
         """c_j = x_j · (P x)_j, which sums to the squared distance; magnitudes are used."""
         centred = values - self.location_

@@ -103,6 +103,9 @@ class OnlineZScoreDetector(OnlineDetector):
         std = np.maximum(np.sqrt(np.maximum(variance, 0.0)), self.min_std)
         return ((values - self.mean_) / std) ** 2
 
+    def _expected(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
+        return np.broadcast_to(self.mean_, values.shape).copy()
+
     def _score(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
         return self._z_squared(values).mean(axis=1)
 

@@ -143,6 +143,11 @@ class PCADetector(BaseDetector):
         _, _, t2, q = self._statistics(values)
         return np.maximum(t2 / self.t2_limit_, q / self.q_limit_)
 
+    def _expected(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The row projected onto the model plane: what the correlations of normal operation allow."""
+        centred = values - self.mean_
+        return self.mean_ + (centred @ self.components_.T) @ self.components_
+
     def _contributions(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
         """Per-feature contributions to whichever statistic sets the score.
 
