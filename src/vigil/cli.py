@@ -275,6 +275,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if test.y is None:
         msg = f"{test.source}: --label column is needed to evaluate"
         raise InvalidInputError(msg)
+    if args.stream:
+        return _evaluate_stream(args, make, X_train, test)
     part = EvaluationPart(test.source, X_train, test.X, test.y, test.time)
     recorder = ScoreRecorder() if args.scores else None
     result = evaluate_parts(
@@ -297,6 +299,51 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     _save_scores(recorder, args, document)
     _print_result(document)
     _write_json(args.json, document)
+    return 0
+
+
+def _evaluate_stream(args: argparse.Namespace, make: Any, X_train: Any, test: Any) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from vigil.evaluation.prequential import prequential
+
+    X = pd.concat([X_train, test.X], ignore_index=True)
+    y = np.concatenate([np.zeros(len(X_train), dtype=bool), test.y])
+    result = prequential(
+        X,
+        y,
+        make,
+        initial_rows=len(X_train),
+        chunk=args.chunk,
+        window=args.window,
+        guard=args.guard,
+        feedback=not args.no_feedback,
+        progress=not args.quiet,
+    )
+    made = sum(u["updated"] for u in result.updates)
+    print(
+        f"prequential replay of {len(test.X)} rows of {test.source}: {made} updates, "
+        f"{len(result.updates) - made} refused"
+    )
+    print(f"{'':<10}{'F1':>8}{'FAR':>9}{'MAR':>9}{'event recall':>14}{'false alarms/h':>16}")
+    for label, m in (("static", result.static), ("adaptive", result.adaptive)):
+        print(
+            f"{label:<10}{m['f1']:>8.3f}{100 * m['far']:>8.2f}%{100 * m['mar']:>8.2f}%"
+            f"{m['event_recall']:>14.3f}{m['false_alarms_per_hour']:>16.2f}"
+        )
+    _write_json(
+        args.json,
+        {
+            "dataset": test.source,
+            "detector": args.detector,
+            "protocol": "prequential (test-then-train)",
+            "static": result.static,
+            "adaptive": result.adaptive,
+            "updates": result.updates,
+            "command": _command_line(args._argv),
+        },
+    )
     return 0
 
 
@@ -515,6 +562,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", required=True, help="label column: 0 normal, non-zero anomalous")
     p.add_argument("--json", help="write the result as JSON to this file")
     p.add_argument("--scores", help="save the test scores to this .npz (for vigil report's plots)")
+    p.add_argument("--stream", action="store_true", help="prequential replay: static vs adaptive (retrained) model")
+    p.add_argument("--chunk", type=int, default=500, help="--stream: rows scored between updates (500)")
+    p.add_argument("--window", type=int, default=2000, help="--stream: recent rows an update learns from (2000)")
+    p.add_argument("--guard", type=float, default=0.2, help="--stream: refuse updates above this alarm share (0.2)")
+    p.add_argument("--no-feedback", action="store_true", help="--stream: operators review no alarm")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_table_options(p)
     _add_pipeline_options(p)
