@@ -36,6 +36,13 @@ class Pipeline:
         Share of the training rows (the last ones, in time order) held out to calibrate the threshold on
         scores the detector did not train on; the detector learns from the other rows. 0 trains on every
         row and calibrates on in-sample scores, which are optimistic and so raise more false alarms.
+    smoothing : int
+        Causal score smoothing: a row's score is the mean of the detector's scores over it and the
+        ``smoothing - 1`` rows before it (the first rows of a series average what there is). The threshold
+        is calibrated on smoothed held-out scores, and :attr:`context_rows` grows by ``smoothing - 1`` so
+        that streamed rows are smoothed exactly as in batch. Like SKAB's "N consecutive windows above the
+        limit", it trades ``smoothing / 2`` rows of delay for far fewer isolated false alarms on collective
+        anomalies. 1 (default) turns it off. Contributions are averaged over the same rows.
 
     Attributes
     ----------
@@ -69,25 +76,45 @@ class Pipeline:
         scaler: str = "standard",
         threshold: Thresholder | None = None,
         holdout: float = 0.25,
+        smoothing: int = 1,
     ) -> None:
         self.detector = detector
         self.scaler = scaler
         self.threshold = threshold
         self.holdout = holdout
+        self.smoothing = smoothing
 
     def __repr__(self) -> str:
         return (
-            f"Pipeline({self.detector!r}, scaler={self.scaler!r}, threshold={self.threshold!r}, holdout={self.holdout})"
+            f"Pipeline({self.detector!r}, scaler={self.scaler!r}, threshold={self.threshold!r}, holdout={self.holdout}"
+            + (f", smoothing={self.smoothing})" if self.smoothing != 1 else ")")
         )
 
     @property
     def context_rows(self) -> int:
-        return self.detector.context_rows
+        """Rows of history needed before a row to score it: the detector's, plus the smoothing span."""
+        return self.detector.context_rows + max(int(self.smoothing), 1) - 1
+
+    def _smooth(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Causal rolling mean over ``smoothing`` rows along axis 0, summed in the same order wherever the
+        series starts, so that streamed and batch scores agree exactly."""
+        k = self.smoothing
+        if k <= 1 or len(values) == 0:
+            return values
+        out = np.empty_like(values)
+        m = min(k - 1, len(values))
+        out[:m] = np.cumsum(values[:m], axis=0) / np.arange(1, m + 1).reshape((-1,) + (1,) * (values.ndim - 1))
+        if len(values) >= k:
+            out[k - 1 :] = np.lib.stride_tricks.sliding_window_view(values, k, axis=0).mean(axis=-1)
+        return out
 
     def fit(self, X: Any, y: Any = None) -> Self:
         """Fit scaler, detector and threshold on training rows ``X`` (time-ordered, mostly normal)."""
         if not (isinstance(self.holdout, (int, float)) and 0.0 <= self.holdout < 1.0):
             msg = f"Pipeline(holdout={self.holdout!r}) must be a share in [0, 1)"
+            raise InvalidInputError(msg)
+        if isinstance(self.smoothing, bool) or not isinstance(self.smoothing, int) or self.smoothing < 1:
+            msg = f"Pipeline(smoothing={self.smoothing!r}) must be a whole number of rows ≥ 1"
             raise InvalidInputError(msg)
         values, names = check_array(X, where="X", min_rows=4)
         self.n_features_in_ = values.shape[1]
@@ -97,7 +124,7 @@ class Pipeline:
         scaled = self.scaler_.transform(values)
         thresholder = self.threshold if self.threshold is not None else TargetFARThreshold(far=0.01)
         n_holdout = round(self.holdout * len(scaled))
-        context = self.detector.context_rows
+        context = self.context_rows
         if n_holdout >= 2 and len(scaled) - n_holdout >= self.detector._min_fit_rows():
             # The detector never sees the held-out rows, so their scores are honest out-of-sample scores, and
             # the threshold is calibrated for exactly the model that will use it (no refit afterwards: a
@@ -105,13 +132,14 @@ class Pipeline:
             # holdout as history, so every held-out row is scored from a full window.
             split = len(scaled) - n_holdout
             self.detector_ = self.detector.clone().fit(scaled[:split], None if y is None else np.asarray(y)[:split])
-            calibration_scores = self.detector_.score_samples(scaled[max(split - context, 0) :])[-n_holdout:]
+            calibration_scores = self._smooth(self.detector_.score_samples(scaled[max(split - context, 0) :]))
+            calibration_scores = calibration_scores[-n_holdout:]
         else:
             self.detector_ = self.detector.clone().fit(scaled, y)
-            calibration_scores = self.detector_.score_samples(scaled)
+            calibration_scores = self._smooth(self.detector_.score_samples(scaled))
         self.thresholder_ = type(thresholder)(**thresholder.get_params()).fit(calibration_scores)
         self.threshold_ = self.thresholder_.threshold_
-        train_scores = self.detector_.score_samples(scaled)
+        train_scores = self._smooth(self.detector_.score_samples(scaled))
         self.train_score_quantiles_ = {str(q): float(np.quantile(train_scores, q)) for q in (0.5, 0.9, 0.99, 1.0)}
         self.version_ = self._fingerprint()
         return self
@@ -120,6 +148,8 @@ class Pipeline:
         digest = hashlib.sha256()
         digest.update(repr(self.detector_.get_params()).encode())
         digest.update(self.detector_.name.encode())
+        if self.smoothing != 1:
+            digest.update(f"smoothing={self.smoothing}".encode())
         for value in (self.scaler_.center_, self.scaler_.scale_, np.array([self.threshold_])):
             digest.update(np.ascontiguousarray(value).tobytes())
         for key, value in sorted(self.detector_._learned_state().items()):
@@ -144,7 +174,7 @@ class Pipeline:
     def score_samples(self, X: Any) -> NDArray[np.float64]:
         """One anomaly score per row; higher = more anomalous."""
         scaled = self._transform(X)
-        return self.detector_.score_samples(scaled)
+        return self._smooth(self.detector_.score_samples(scaled))
 
     def predict(self, X: Any) -> NDArray[np.bool_]:
         """True where the score exceeds the calibrated threshold."""
@@ -153,7 +183,7 @@ class Pipeline:
     def contributions(self, X: Any) -> NDArray[np.float64]:
         """Each feature's share of each row's score, shape (n, d), rows summing to 1."""
         scaled = self._transform(X)
-        return self.detector_.feature_contributions(scaled)
+        return self._smooth(self.detector_.feature_contributions(scaled))
 
     def explain(self, X: Any, *, top_k: int = 3) -> list[list[tuple[str, float]]]:
         """For each row, the ``top_k`` features that drove its score, with their shares, largest first."""
@@ -173,6 +203,7 @@ class Pipeline:
             "detector": self.detector_.name,
             "scaler": self.scaler_.kind,
             "holdout": self.holdout,
+            "smoothing": self.smoothing,
             "threshold": self.thresholder_.to_dict(),
             "feature_names": self.feature_names_in_,
             "named_input": self._named_input,
@@ -189,7 +220,12 @@ class Pipeline:
         document, arrays = read_state(directory, kind="pipeline")
         try:
             detector = BaseDetector.load(directory / "detector")
-            pipe = cls(detector.clone(), scaler=document["scaler"], holdout=float(document["holdout"]))
+            pipe = cls(
+                detector.clone(),
+                scaler=document["scaler"],
+                holdout=float(document["holdout"]),
+                smoothing=int(document.get("smoothing", 1)),  # absent from pipelines saved before it existed
+            )
             pipe.detector_ = detector
             pipe.scaler_ = make_scaler(document["scaler"]).restore(arrays["scaler_center"], arrays["scaler_scale"])
             pipe.thresholder_ = thresholder_from_dict(document["threshold"])

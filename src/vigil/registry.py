@@ -27,6 +27,8 @@ _BUILTIN_MODULES = (
 # (module, the optional package it needs): registered only where that package is installed.
 _OPTIONAL_MODULES: tuple[tuple[str, str], ...] = (
     ("vigil.detectors.autoencoders", "torch"),
+    ("vigil.detectors.forecasters", "torch"),
+    ("vigil.detectors.usad", "torch"),
     ("vigil.network.autoencoder", "torch"),
 )
 _loaded = False

@@ -1,4 +1,4 @@
-"""Reconstruction detectors with feed-forward and convolutional networks."""
+"""Reconstruction detectors with feed-forward, convolutional and recurrent networks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from vigil.base import Interval
 from vigil.detectors.torch_base import TorchDetector, require_torch
 from vigil.registry import register
 
-__all__ = ["AutoencoderDetector", "ConvAutoencoderDetector"]
+__all__ = ["AutoencoderDetector", "ConvAutoencoderDetector", "LSTMAutoencoderDetector"]
 
 
 class _ReconstructionDetector(TorchDetector):
@@ -34,8 +34,9 @@ class AutoencoderDetector(_ReconstructionDetector):
         Size of the code layer.
     dropout : float
         Dropout after each hidden layer during training.
-    window, epochs, batch_size, learning_rate, validation_fraction, patience, device, contamination, random_state
-        See :class:`~vigil.detectors.torch_base.TorchDetector`.
+    window, epochs, batch_size, learning_rate, validation_fraction, patience, relative_drift, device
+        See :class:`~vigil.detectors.torch_base.TorchDetector`; ``contamination`` and ``random_state`` as
+        in :class:`~vigil.base.BaseDetector`.
 
     Examples
     --------
@@ -65,6 +66,7 @@ class AutoencoderDetector(_ReconstructionDetector):
         learning_rate: float = 5e-3,
         validation_fraction: float = 0.2,
         patience: int = 5,
+        relative_drift: float | None = None,
         device: str = "auto",
         contamination: float = 0.01,
         random_state: int | None = None,
@@ -76,6 +78,7 @@ class AutoencoderDetector(_ReconstructionDetector):
             learning_rate=learning_rate,
             validation_fraction=validation_fraction,
             patience=patience,
+            relative_drift=relative_drift,
             device=device,
             contamination=contamination,
             random_state=random_state,
@@ -107,8 +110,9 @@ class ConvAutoencoderDetector(_ReconstructionDetector):
         Odd kernel length of every convolution.
     dropout : float
         Dropout after the first encoder and decoder layers.
-    window, epochs, batch_size, learning_rate, validation_fraction, patience, device, contamination, random_state
-        See :class:`~vigil.detectors.torch_base.TorchDetector`.
+    window, epochs, batch_size, learning_rate, validation_fraction, patience, relative_drift, device
+        See :class:`~vigil.detectors.torch_base.TorchDetector`; ``contamination`` and ``random_state`` as
+        in :class:`~vigil.base.BaseDetector`.
 
     Examples
     --------
@@ -138,6 +142,7 @@ class ConvAutoencoderDetector(_ReconstructionDetector):
         learning_rate: float = 1e-3,
         validation_fraction: float = 0.1,
         patience: int = 5,
+        relative_drift: float | None = None,
         device: str = "auto",
         contamination: float = 0.01,
         random_state: int | None = None,
@@ -149,6 +154,7 @@ class ConvAutoencoderDetector(_ReconstructionDetector):
             learning_rate=learning_rate,
             validation_fraction=validation_fraction,
             patience=patience,
+            relative_drift=relative_drift,
             device=device,
             contamination=contamination,
             random_state=random_state,
@@ -166,3 +172,94 @@ class ConvAutoencoderDetector(_ReconstructionDetector):
         from vigil.detectors.networks import ConvAutoencoder
 
         return ConvAutoencoder(n_features, tuple(int(f) for f in self.filters), self.kernel_size, self.dropout)
+
+
+@register("lstm-ae", "LSTM sequence-to-sequence autoencoder of windows; score = per-sensor reconstruction error")
+class LSTMAutoencoderDetector(_ReconstructionDetector):
+    """LSTM encoder-decoder that rebuilds each window of ``window`` rows from a ``latent``-sized code.
+
+    Parameters
+    ----------
+    hidden_size : int
+        Units of the encoder and decoder LSTMs.
+    latent : int
+        Size of the code the window is squeezed through.
+    num_layers : int
+        Stacked LSTM layers in the encoder and in the decoder.
+    dropout : float
+        Dropout on the code and the decoder states (and between stacked layers), during training.
+    window : int
+        Rows per window (the sequence length); a row's score is that of the window ending at it.
+    epochs, batch_size, learning_rate, validation_fraction, patience, relative_drift, device
+        See :class:`~vigil.detectors.torch_base.TorchDetector`; ``contamination`` and ``random_state`` as
+        in :class:`~vigil.base.BaseDetector`.
+
+    References
+    ----------
+    P. Malhotra et al., "LSTM-based Encoder-Decoder for Multi-sensor Anomaly Detection", ICML Anomaly
+    Detection Workshop 2016.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> t = np.arange(300) / 3
+    >>> X = np.column_stack([np.sin(t), np.cos(t)]) + 0.02 * np.random.default_rng(0).normal(size=(300, 2))
+    >>> det = LSTMAutoencoderDetector(window=8, hidden_size=8, latent=4, epochs=10, random_state=0).fit(X)
+    >>> det.score_samples(X).shape
+    (300,)
+    """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "hidden_size": [Interval(int, 1, None)],
+        "latent": [Interval(int, 1, None)],
+        "num_layers": [Interval(int, 1, None)],
+        "dropout": [Interval(float, 0.0, 1.0, closed="left")],
+    }
+
+    def __init__(
+        self,
+        *,
+        hidden_size: int = 32,
+        latent: int = 8,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        window: int = 32,
+        epochs: int = 60,
+        batch_size: int = 64,
+        learning_rate: float = 3e-3,
+        validation_fraction: float = 0.2,
+        patience: int = 8,
+        relative_drift: float | None = None,
+        device: str = "auto",
+        contamination: float = 0.01,
+        random_state: int | None = None,
+    ) -> None:
+        super().__init__(
+            window=window,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            validation_fraction=validation_fraction,
+            patience=patience,
+            relative_drift=relative_drift,
+            device=device,
+            contamination=contamination,
+            random_state=random_state,
+        )
+        self.hidden_size = hidden_size
+        self.latent = latent
+        self.num_layers = num_layers
+        self.dropout = dropout
+
+    @classmethod
+    def _test_params(cls) -> list[dict[str, Any]]:
+        return [
+            {"window": 4, "hidden_size": 8, "latent": 4, "epochs": 5, "random_state": 0},
+            {"window": 3, "hidden_size": 4, "latent": 2, "num_layers": 2, "dropout": 0.1, "epochs": 3},
+        ]
+
+    def _build_module(self, n_features: int):
+        require_torch()
+        from vigil.detectors.recurrent_networks import LSTMAutoencoder
+
+        return LSTMAutoencoder(n_features, self.hidden_size, self.latent, self.num_layers, self.dropout)

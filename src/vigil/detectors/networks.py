@@ -1,16 +1,18 @@
 """PyTorch networks of the feed-forward and convolutional detectors (training glue: torch_base.py).
 
-Every network maps a batch of windows (batch, window, features) to a tensor of the same shape.
+Every network takes a batch of windows shaped (batch, window, features). The autoencoders return a tensor
+of the same shape, the forecaster one row per window, USAD a pair of reconstructions.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 
 import torch
 from torch import nn
 
-__all__ = ["ConvAutoencoder", "DenseAutoencoder"]
+__all__ = ["ConvAutoencoder", "DenseAutoencoder", "TemporalConvForecaster", "USADNetwork"]
 
 
 class DenseAutoencoder(nn.Module):
@@ -80,3 +82,101 @@ class ConvAutoencoder(nn.Module):
         length = x.shape[1]
         out = self.decoder(self.encoder(x.transpose(1, 2)))
         return out[:, :, :length].transpose(1, 2)
+
+
+class _CausalBlock(nn.Module):
+    """Dilated causal convolution with a residual connection: output step t sees inputs up to t only."""
+
+    def __init__(self, n_in: int, n_out: int, kernel_size: int, dilation: int, dropout: float) -> None:
+        super().__init__()
+        self.trim = (kernel_size - 1) * dilation
+        self.conv = nn.Conv1d(n_in, n_out, kernel_size, dilation=dilation, padding=self.trim)
+        self.act = nn.ReLU()
+        self.dropout = nn.Dropout(dropout)
+        self.skip = nn.Conv1d(n_in, n_out, 1) if n_in != n_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv(x)
+        if self.trim:
+            out = out[:, :, : -self.trim]  # drop the steps that looked into the future
+        return self.act(self.dropout(self.act(out)) + self.skip(x))
+
+
+class TemporalConvForecaster(nn.Module):
+    """Temporal convolutional network (TCN) that predicts the next row from a window of past rows.
+
+    Dilated causal convolutions (dilations 1, 2, 4, …, enough levels for the receptive field to span the
+    window) with residual connections, then a linear layer on the last time step. A convolutional
+    forecaster in the line of DeepAnT (Munir et al. 2019) and the TCN of Bai et al. (2018).
+
+    Examples
+    --------
+    >>> net = TemporalConvForecaster(n_features=3, window=16, filters=8, kernel_size=3)
+    >>> len(net.blocks), net(torch.zeros(4, 16, 3)).shape
+    (4, torch.Size([4, 3]))
+    """
+
+    def __init__(
+        self, n_features: int, window: int, filters: int = 32, kernel_size: int = 3, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        # One block of dilation 2**i adds (k - 1) * 2**i steps of history: cover the window with the fewest.
+        span = max(window - 1, 1)
+        levels = max(1, math.ceil(math.log2(span / max(kernel_size - 1, 1) + 1)))
+        blocks = [
+            _CausalBlock(n_features if i == 0 else filters, filters, kernel_size, 2**i, dropout) for i in range(levels)
+        ]
+        self.blocks = nn.Sequential(*blocks)
+        self.output = nn.Linear(filters, n_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.blocks(x.transpose(1, 2))
+        return self.output(features[:, :, -1])
+
+
+class USADNetwork(nn.Module):
+    """USAD (Audibert et al., KDD 2020): one encoder, two decoders trained adversarially.
+
+    ``forward`` returns the reconstructions ``w1 = D1(E(w))`` and ``w3 = D2(E(w1))`` that the anomaly
+    score combines; ``w2 = D2(E(w))`` (training only) comes from :meth:`reconstructions`.
+
+    Examples
+    --------
+    >>> net = USADNetwork(n_inputs=12, hidden=(8,), latent=3)
+    >>> w1, w3 = net(torch.zeros(4, 4, 3))
+    >>> w1.shape, w3.shape
+    (torch.Size([4, 4, 3]), torch.Size([4, 4, 3]))
+    """
+
+    def __init__(self, n_inputs: int, hidden: tuple[int, ...], latent: int) -> None:
+        super().__init__()
+        sizes = [n_inputs, *hidden, latent]
+
+        def stack(widths: list[int], last: nn.Module) -> nn.Sequential:
+            layers: list[nn.Module] = []
+            for a, b in itertools.pairwise(widths):
+                layers += [nn.Linear(a, b), nn.ReLU()]
+            layers[-1] = last
+            return nn.Sequential(*layers)
+
+        # Inputs are min-max scaled to [0, 1] as in the paper, and the decoders end in a sigmoid: bounded
+        # outputs keep AE2's adversarial goal (push w3 away from w) from growing without limit. The code
+        # is linear: a ReLU on a small code would discard the sign of whole directions.
+        self.encoder = stack(sizes, nn.Identity())
+        self.decoder1 = stack(sizes[::-1], nn.Sigmoid())
+        self.decoder2 = stack(sizes[::-1], nn.Sigmoid())
+
+    def reconstructions(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(w1, w2, w3)`` for windows ``x``, each shaped like ``x``."""
+        flat = x.reshape(x.shape[0], -1)
+        code = self.encoder(flat)
+        w1 = self.decoder1(code)
+        w2 = self.decoder2(code)
+        w3 = self.decoder2(self.encoder(w1))
+        return w1.reshape(x.shape), w2.reshape(x.shape), w3.reshape(x.shape)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        flat = x.reshape(x.shape[0], -1)
+        w1 = self.decoder1(self.encoder(flat))
+        w3 = self.decoder2(self.encoder(w1))
+        return w1.reshape(x.shape), w3.reshape(x.shape)

@@ -58,13 +58,27 @@ class TorchDetector(BaseDetector):
         Share of the training windows, the latest ones, held out for early stopping and error scales.
     patience : int
         Epochs without a better validation loss before training stops.
+    relative_drift : float or None
+        Drift guard, decided on the training rows alone. A feature whose mean over the latest
+        ``validation_fraction`` of the training rows lies more than ``relative_drift`` standard deviations
+        (of the earlier rows) from its earlier mean is *drifting* (a slowly heating temperature, say): the
+        network then sees it relative to the last input row of each window, that is by how it moves rather
+        than where it is, so its level wandering past the training range raises no alarm. The mask is
+        ``relative_features_``. None (default) keeps every feature's level.
     device : str
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``.
     contamination, random_state
         See :class:`~vigil.base.BaseDetector`.
 
     Subclasses implement ``_build_module(n_features)`` and ``_errors(module, batch)`` (per-feature errors,
-    shape (batch, n_features)); reconstruction models can rely on the default ``_loss``.
+    shape (batch, n_features)); reconstruction models can rely on the default ``_loss``. Other hooks:
+    ``_sample_rows`` (rows one sample spans), ``_optimizers`` and ``_train_step`` (training schemes with
+    several losses), ``_validation_loss`` (what early stopping watches) and ``_after_fit`` (the error
+    model learned from the validation windows; by default each feature's mean error, ``error_scale_``).
+
+    Performance note: PyTorch's CPU kernels use every core by default. The networks here are small, and on
+    a machine whose cores are busy with other work, one thread is often several times faster than many;
+    set ``torch.set_num_threads`` in the application, where the load is known.
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
@@ -74,6 +88,7 @@ class TorchDetector(BaseDetector):
         "learning_rate": [Interval(float, 0.0, 1.0, closed="right")],
         "validation_fraction": [Interval(float, 0.0, 0.5, closed="left")],
         "patience": [Interval(int, 1, None)],
+        "relative_drift": [None, Interval(float, 0.0, None, closed="neither")],
         "device": [Options("auto", "cpu", "cuda")],
     }
 
@@ -86,6 +101,7 @@ class TorchDetector(BaseDetector):
         learning_rate: float = 1e-3,
         validation_fraction: float = 0.2,
         patience: int = 5,
+        relative_drift: float | None = None,
         device: str = "auto",
         contamination: float = 0.01,
         random_state: int | None = None,
@@ -97,6 +113,7 @@ class TorchDetector(BaseDetector):
         self.learning_rate = learning_rate
         self.validation_fraction = validation_fraction
         self.patience = patience
+        self.relative_drift = relative_drift
         self.device = device
 
     # ------------------------------------------------------------------ hooks
@@ -112,6 +129,40 @@ class TorchDetector(BaseDetector):
 
     def _errors(self, module: nn.Module, batch: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def _optimizers(self, module: nn.Module) -> list[torch.optim.Optimizer]:
+        """The optimisers ``_train_step`` uses (one Adam over every parameter by default)."""
+        torch = require_torch()
+        return [torch.optim.Adam(module.parameters(), lr=self.learning_rate)]
+
+    def _train_step(
+        self, module: nn.Module, batch: torch.Tensor, optimizers: list[torch.optim.Optimizer], epoch: int
+    ) -> torch.Tensor:
+        """One optimisation step on ``batch``; returns the loss, checked for divergence by the caller.
+
+        Override for training schemes with several losses (USAD's two adversarial decoders).
+        """
+        (optimizer,) = optimizers
+        optimizer.zero_grad(set_to_none=True)
+        loss = self._loss(module, batch)
+        self._check_loss(loss)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    def _check_loss(self, loss: torch.Tensor) -> None:
+        if not bool(loss.isfinite()):
+            msg = f"{type(self).__name__} training diverged (loss {loss.item()}); lower learning_rate"
+            raise NumericalError(msg)
+
+    def _validation_loss(self, module: nn.Module, windows: torch.Tensor) -> float:
+        """What early stopping minimises: the mean per-feature error of the validation windows."""
+        return float(self._batched_errors(module, windows).mean())
+
+    def _after_fit(self, module: nn.Module, validation: torch.Tensor) -> None:
+        """Learn the error model from the validation windows: each feature's mean error, its scale."""
+        scale = self._batched_errors(module, validation).mean(axis=0)
+        self.error_scale_ = np.maximum(scale, max(float(scale.max()), 1e-12) * 1e-6)
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -147,35 +198,47 @@ class TorchDetector(BaseDetector):
                 "stream rows through StreamScorer to score fewer at a time"
             )
             raise InvalidInputError(msg)
-        return np.ascontiguousarray(sliding_windows(values, rows), dtype=np.float32)
+        windows = np.array(sliding_windows(values, rows), dtype=np.float32)  # a writable copy
+        drifting = getattr(self, "relative_features_", None)
+        if drifting is not None and drifting.any():
+            now = self.window - 1  # the last row the network is given as input
+            windows[:, :, drifting] -= windows[:, now : now + 1, drifting]
+        return windows
+
+    def _drifting_features(self, values: NDArray[np.float64]) -> NDArray[np.bool_]:
+        """Features whose level moved by more than ``relative_drift`` σ within the training rows."""
+        n_late = math.floor(len(values) * self.validation_fraction)
+        if self.relative_drift is None or n_late < 2 or len(values) - n_late < 2:
+            return np.zeros(values.shape[1], dtype=bool)
+        early, late = values[: len(values) - n_late], values[len(values) - n_late :]
+        shift = np.abs(late.mean(axis=0) - early.mean(axis=0))
+        spread = early.std(axis=0)
+        return shift > self.relative_drift * np.maximum(spread, 1e-12)
+
+    def _split(self, n_windows: int) -> int:
+        """Number of validation windows: the latest ``validation_fraction``, none if too few remain."""
+        n_val = math.floor(n_windows * self.validation_fraction)
+        return 0 if n_val and n_windows - n_val < 2 else n_val
 
     def _fit(self, values: NDArray[np.float64], y: Any) -> None:
         torch = require_torch()
         device = self._torch_device()
+        self.relative_features_ = self._drifting_features(values)
         windows = self._windows(values)
-        n_val = math.floor(len(windows) * self.validation_fraction)
-        if n_val and len(windows) - n_val < 2:
-            n_val = 0
+        n_val = self._split(len(windows))
         train = torch.from_numpy(windows[: len(windows) - n_val]).to(device)
         val = torch.from_numpy(windows[len(windows) - n_val :]).to(device) if n_val else train
         with self._seeded(device) as generator:
             module = self._build_module(values.shape[1]).to(device)
-            optimizer = torch.optim.Adam(module.parameters(), lr=self.learning_rate)
+            optimizers = self._optimizers(module)
             best_loss, best_state, stale = math.inf, None, 0
             history = []
-            for _ in range(self.epochs):
+            for epoch in range(self.epochs):
                 module.train()
                 order = torch.randperm(len(train), generator=generator).to(device)
                 for start in range(0, len(train), self.batch_size):
-                    batch = train[order[start : start + self.batch_size]]
-                    optimizer.zero_grad(set_to_none=True)
-                    loss = self._loss(module, batch)
-                    if not torch.isfinite(loss):
-                        msg = f"{type(self).__name__} training diverged (loss {loss.item()}); lower learning_rate"
-                        raise NumericalError(msg)
-                    loss.backward()
-                    optimizer.step()
-                val_loss = float(self._batched_errors(module, val).mean())
+                    self._train_step(module, train[order[start : start + self.batch_size]], optimizers, epoch)
+                val_loss = self._validation_loss(module, val)
                 history.append(val_loss)
                 if val_loss < best_loss * (1.0 - 1e-6):  # losses are non-negative; inf at the start
                     best_loss, stale = val_loss, 0
@@ -189,10 +252,13 @@ class TorchDetector(BaseDetector):
         self.module_ = module.eval()
         self.epochs_trained_ = len(history)
         self.validation_loss_ = np.asarray(history, dtype=np.float64)
-        scale = self._batched_errors(module, val).mean(axis=0)
-        self.error_scale_ = np.maximum(scale, max(float(scale.max()), 1e-12) * 1e-6)
+        self._after_fit(module, val)
 
     def _batched_errors(self, module: nn.Module, windows: Any, chunk: int = 8192) -> NDArray[np.float64]:
+        return self._batched(self._errors, module, windows, chunk)
+
+    def _batched(self, fn: Any, module: nn.Module, windows: Any, chunk: int = 8192) -> NDArray[np.float64]:
+        """``fn(module, batch)`` over ``windows`` in chunks, without gradients, as one float64 array."""
         torch = require_torch()
         device = next(module.parameters()).device
         module.eval()
@@ -202,7 +268,7 @@ class TorchDetector(BaseDetector):
                 batch = windows[start : start + chunk]
                 if not isinstance(batch, torch.Tensor):
                     batch = torch.from_numpy(batch)
-                out.append(self._errors(module, batch.to(device)).double().cpu().numpy())
+                out.append(fn(module, batch.to(device)).double().cpu().numpy())
         return np.concatenate(out, axis=0)
 
     def _relative_errors(self, values: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -27,8 +27,9 @@ class StreamScorer:
     """Feed rows as they arrive; windowed detectors get the history they need from the previous batches.
 
     The pipeline is the one :meth:`Pipeline.fit` produced — there is no streaming copy of any model.
-    A detector that needs ``context_rows`` of history sees the tail of the previous batch prepended, and
-    only the new rows' scores are returned, so batch and stream scores agree.
+    A pipeline that needs ``context_rows`` of history (a windowed detector's, plus the pipeline's score
+    ``smoothing``) sees the tail of the previous batch prepended, and only the new rows' scores are
+    returned, so batch and stream scores agree.
 
     Examples
     --------

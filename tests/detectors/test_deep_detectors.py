@@ -1,0 +1,190 @@
+"""Behaviour of the PyTorch detectors beyond the contract suite: sequences, drift, errors, persistence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from vigil.errors import InvalidInputError
+from vigil.pipeline import Pipeline
+from vigil.registry import make_detector
+from vigil.streaming.scorer import StreamScorer
+
+torch = pytest.importorskip("torch")
+
+pytestmark = pytest.mark.torch
+
+SEQUENCE_DETECTORS = {
+    "lstm-ae": {"window": 12, "hidden_size": 16, "latent": 4, "epochs": 40, "learning_rate": 1e-2},
+    "lstm-forecaster": {"window": 8, "hidden_size": 16, "num_layers": 1, "epochs": 30, "learning_rate": 1e-2},
+    "tcn-forecaster": {"window": 8, "filters": 16, "epochs": 30, "learning_rate": 1e-2},
+    "conv-ae": {"window": 16, "filters": (16, 8), "kernel_size": 5, "epochs": 40, "learning_rate": 1e-2},
+    "usad": {"window": 8, "latent": 4, "epochs": 20, "batch_size": 32},
+}
+
+
+def _rotation(n: int, *, reverse: slice | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two sensors going round a circle; in ``reverse`` the rotation runs backwards.
+
+    Every reversed row lies on the same circle as the normal ones, so no detector that looks at one row at
+    a time can tell it apart: only the order of the rows gives it away (a collective anomaly).
+    """
+    step = np.full(n, 2 * np.pi / 20)
+    label = np.zeros(n, dtype=bool)
+    if reverse is not None:
+        step[reverse] *= -1
+        label[reverse] = True
+    phase = np.cumsum(step)
+    noise = 0.02 * np.random.default_rng(seed).normal(size=(n, 2))
+    return np.column_stack([np.cos(phase), np.sin(phase)]) + noise, label
+
+
+@pytest.fixture(scope="module")
+def rotation():
+    train, _ = _rotation(500, seed=1)
+    test, label = _rotation(200, reverse=slice(100, 160), seed=2)
+    return train, test, label
+
+
+@pytest.mark.parametrize("name", ["lstm-ae", "lstm-forecaster", "tcn-forecaster"])
+def test_sequence_detector_finds_a_collective_anomaly_that_a_point_detector_misses(rotation, name):
+    train, test, label = rotation
+    point = make_detector("mahalanobis", random_state=0).fit(train).score_samples(test)
+    deep = make_detector(name, random_state=0, **SEQUENCE_DETECTORS[name]).fit(train).score_samples(test)
+    # Judge the rows whose whole input window lies inside one regime (no transition inside it).
+    inside = np.ones(len(test), dtype=bool)
+    inside[100 : 100 + 16] = inside[160 : 160 + 16] = False
+    assert roc_auc_score(label[inside], point[inside]) < 0.7
+    assert roc_auc_score(label[inside], deep[inside]) > 0.95
+
+
+@pytest.mark.parametrize("name", sorted(SEQUENCE_DETECTORS))
+def test_fitting_leaves_the_global_torch_rng_alone(rotation, name):
+    train, _, _ = rotation
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    params = {**SEQUENCE_DETECTORS[name], "epochs": 2}
+    make_detector(name, random_state=7, **params).fit(train[:200])
+    assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("name", ["lstm-forecaster", "tcn-forecaster", "usad"])
+def test_different_seeds_give_different_models_and_equal_seeds_equal_ones(rotation, name):
+    train, test, _ = rotation
+    params = {**SEQUENCE_DETECTORS[name], "epochs": 3}
+    a = make_detector(name, random_state=1, **params).fit(train).score_samples(test)
+    b = make_detector(name, random_state=1, **params).fit(train).score_samples(test)
+    c = make_detector(name, random_state=2, **params).fit(train).score_samples(test)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("error", ["mahalanobis", "standardised"])
+def test_forecaster_blames_the_sensor_whose_prediction_failed(error):
+    rng = np.random.default_rng(0)
+    t = np.arange(700) / 5
+    X = np.column_stack([np.sin(t), np.cos(t), np.sin(t + 1)]) + 0.02 * rng.normal(size=(700, 3))
+    det = make_detector(
+        "tcn-forecaster", window=8, filters=16, epochs=30, learning_rate=1e-2, error=error, random_state=0
+    ).fit(X[:500])
+    test = X[500:].copy()
+    test[100, 2] += 1.0
+    scores = det.score_samples(test)
+    assert scores.argmax() == 100
+    shares = det.feature_contributions(test)
+    assert shares[100].argmax() == 2
+    assert shares[100, 2] > 0.5
+
+
+def test_mahalanobis_error_is_about_one_per_sensor_on_normal_rows():
+    rng = np.random.default_rng(3)
+    t = np.arange(900) / 4
+    X = np.column_stack([np.sin(t), np.sin(t) + 0.1 * rng.normal(size=900), np.cos(t)])
+    det = make_detector("lstm-forecaster", window=8, hidden_size=16, num_layers=1, epochs=20, learning_rate=1e-2)
+    det.set_params(random_state=0).fit(X[:600])
+    assert det.residual_precision_.shape == (3, 3)
+    assert 0.5 < float(np.median(det.score_samples(X[600:]))) < 2.0
+
+
+def test_early_stopping_watches_the_latest_training_windows_and_keeps_the_best_epoch():
+    X, _ = _rotation(300)
+    det = make_detector("lstm-ae", window=6, hidden_size=8, latent=2, epochs=40, patience=2, random_state=0).fit(X)
+    assert det.epochs_trained_ == len(det.validation_loss_) <= 40
+    if det.epochs_trained_ < 40:  # stopped early: the last `patience` epochs were no better than the best
+        best = int(np.argmin(det.validation_loss_))
+        assert det.epochs_trained_ == best + 1 + 2
+    # The kept weights are those of the best epoch: their validation error is the recorded minimum.
+    windows = det._windows(X)
+    n_val = det._split(len(windows))
+    val = torch.from_numpy(windows[len(windows) - n_val :])
+    assert det._validation_loss(det.module_, val) == pytest.approx(det.validation_loss_.min(), rel=1e-5)
+
+
+def test_drift_guard_judges_a_drifting_sensor_by_its_changes_not_its_level():
+    rng = np.random.default_rng(0)
+    n = 600
+    t = np.arange(n) / 5
+    drift = np.linspace(0.0, 6.0, n)  # a slowly heating temperature: its level leaves the training range
+    X = np.column_stack([np.sin(t), np.cos(t), drift]) + 0.05 * rng.normal(size=(n, 3))
+    train, test = X[:300], X[300:]
+    params = {"window": 4, "latent": 2, "epochs": 60, "learning_rate": 1e-2, "random_state": 0}
+    guarded = make_detector("autoencoder", relative_drift=1.0, **params).fit(train)
+    plain = make_detector("autoencoder", **params).fit(train)
+    assert guarded.relative_features_.tolist() == [False, False, True]
+    assert not plain.relative_features_.any()
+    assert (guarded.score_samples(test) > guarded.threshold_).mean() < 0.05
+    assert (plain.score_samples(test) > plain.threshold_).mean() > 0.5
+    # A jump of the drifting sensor is still a change: the windows that hold it score high.
+    broken = test.copy()
+    broken[150:, 2] += 1.0
+    assert 150 <= guarded.score_samples(broken).argmax() < 154
+
+
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [
+        ("lstm-forecaster", {"error": "absolute"}),
+        ("lstm-ae", {"hidden_size": 0}),
+        ("tcn-forecaster", {"kernel_size": 1}),
+        ("usad", {"alpha": 1.5}),
+        ("usad", {"hidden": (8, 0)}),
+        ("lstm-ae", {"relative_drift": 0.0}),
+    ],
+)
+def test_invalid_hyperparameters_are_rejected_at_fit(name, bad):
+    X, _ = _rotation(100)
+    with pytest.raises(InvalidInputError, match=next(iter(bad))):
+        make_detector(name, **bad).fit(X)
+
+
+def test_hyperparameters_are_exposed():
+    for name, expected in {
+        "lstm-ae": {"window", "hidden_size", "latent", "num_layers", "dropout", "learning_rate", "epochs"},
+        "lstm-forecaster": {"window", "hidden_size", "num_layers", "dropout", "learning_rate", "epochs", "error"},
+        "tcn-forecaster": {"window", "filters", "kernel_size", "dropout", "learning_rate", "epochs", "error"},
+        "usad": {"window", "latent", "hidden", "alpha", "learning_rate", "epochs"},
+    }.items():
+        assert expected <= set(make_detector(name).get_params()), name
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_cuda_without_a_device_is_a_clear_error():
+    X, _ = _rotation(100)
+    with pytest.raises(InvalidInputError, match="no CUDA device"):
+        make_detector("tcn-forecaster", window=4, epochs=1, device="cuda").fit(X)
+
+
+@pytest.mark.parametrize("name", sorted(SEQUENCE_DETECTORS))
+def test_pipeline_with_smoothing_round_trips_and_streams_like_batch(tmp_path, rotation, name):
+    train, test, _ = rotation
+    params = {**SEQUENCE_DETECTORS[name], "epochs": 3}
+    pipe = Pipeline(make_detector(name, random_state=0, **params), smoothing=5).fit(train)
+    assert pipe.context_rows == make_detector(name, **params).context_rows + 4
+    loaded = Pipeline.load(pipe.save(tmp_path / "model"))
+    np.testing.assert_array_equal(loaded.score_samples(test), pipe.score_samples(test))
+    assert loaded.threshold_ == pipe.threshold_ and loaded.smoothing == 5 and loaded.version_ == pipe.version_
+    scorer = StreamScorer(loaded)
+    streamed = np.concatenate([scorer.score(test[i : i + 40]).scores for i in range(0, len(test), 40)])
+    np.testing.assert_allclose(streamed, pipe.score_samples(test), rtol=1e-5, atol=1e-7)
