@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--detector", default="pca")
     parser.add_argument("--chunk", type=int, default=300)
     parser.add_argument("--window", type=int, default=3000)
-    parser.add_argument("--guard", type=float, default=0.2)
+    parser.add_argument("--guard", type=float, default=0.5)
     args = parser.parse_args()
 
     root = resolve_data_dir()

@@ -565,7 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stream", action="store_true", help="prequential replay: static vs adaptive (retrained) model")
     p.add_argument("--chunk", type=int, default=500, help="--stream: rows scored between updates (500)")
     p.add_argument("--window", type=int, default=2000, help="--stream: recent rows an update learns from (2000)")
-    p.add_argument("--guard", type=float, default=0.2, help="--stream: refuse updates above this alarm share (0.2)")
+    p.add_argument("--guard", type=float, default=0.5, help="--stream: refuse updates above this alarm share (0.5)")
     p.add_argument("--no-feedback", action="store_true", help="--stream: operators review no alarm")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_table_options(p)

@@ -21,6 +21,7 @@ and everything is computed for all seconds at once with numpy and :func:`scipy.s
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -229,6 +230,8 @@ class _Inputs:
     run_compressor: NDArray[np.float64]
     run_line: NDArray[np.float64]  # conveyor, agitator, cooling pump
     noise: dict[str, NDArray[np.float64]]
+    # 0 for the usual product, 1 for the new one (a product change ramps between them)
+    product: NDArray[np.float64] | None = None
 
 
 def _inputs(rng: np.random.Generator, modes: NDArray[np.int64], startup_rows: int) -> _Inputs:
@@ -283,7 +286,9 @@ def _physics(inp: _Inputs, dist: Disturbances) -> dict[str, NDArray[np.float64]]
     setpoint = (1.0 - dist.pump_override) * setpoint + dist.pump_override * (full_speed + z["trim"])
     speed = np.stack([_lag(sp, 5.0) for sp in setpoint])
     # Pump curve H = 6 s^2 - a Q^2 against system curve H = 1 + (R / v^2) Q^2 (bar, m3/h).
-    a, r = 1.5 / 3600.0, 3.5 / 3600.0
+    # The new product is more viscous (35 % more line resistance) and is held 7 °C warmer in the tank.
+    product = np.zeros(n) if inp.product is None else inp.product
+    a, r = 1.5 / 3600.0, 3.5 / 3600.0 * (1.0 + 0.35 * product)
     head0 = np.maximum(6.0 * speed**2 - 1.0, 0.0)
     flow = np.sqrt(head0 / (a + r / dist.valve_opening**2))
     head = 6.0 * speed**2 - a * flow**2
@@ -317,8 +322,9 @@ def _physics(inp: _Inputs, dist: Disturbances) -> dict[str, NDArray[np.float64]]
     agit_power = (0.3 + 5.5 * agit**3 * (0.6 + 0.4 * level / 55.0)) * (run_line > 0)
     # Feed water comes from a buffer warmed by the pumps' recirculation, so it is warmer at high flow.
     feed_temp = warm(ambient - 3.0 + 0.03 * total_flow, 120.0)
-    tank_temp = 48.0 + warm(-0.02 * (total_flow - warm(total_flow, 180.0)), 60.0) + z["tank_temp"]
-    heater = warm(np.clip(15.0 + 0.2 * total_flow * (48.0 - feed_temp) / 30.0, 0.0, 80.0), 30.0)
+    tank_setpoint = 48.0 + 7.0 * product
+    tank_temp = tank_setpoint + warm(-0.02 * (total_flow - warm(total_flow, 180.0)), 60.0) + z["tank_temp"]
+    heater = warm(np.clip(15.0 + 0.2 * total_flow * (tank_setpoint - feed_temp) / 30.0, 0.0, 80.0), 30.0)
 
     # Electrical: the supply voltage sags with total power, and currents rise as it sags.
     total_power = 15.0 + pump_power.sum(axis=0) + comp_power + conv_power + agit_power + heater
@@ -452,6 +458,7 @@ def simulate_plant(
     train_hours: float | None = None,
     seed: int = 7,
     start: str = "2026-01-05T06:00:00",
+    product_change_hours: float | None = None,
 ) -> PlantRecording:
     """Simulate the line at 1 Hz, with labelled incidents after a normal training period.
 
@@ -466,6 +473,10 @@ def simulate_plant(
         Seeds everything: schedule, incidents and noise. The same seed gives the same recording.
     start : str, default "2026-01-05T06:00:00"
         Timestamp of the first row.
+    product_change_hours : float, optional
+        From this hour on the line makes a new product — more viscous, held 7 °C warmer — after a
+        10-minute changeover: a legitimate new normal (not labelled anomalous) that a model trained on
+        the old product will at first take for a fault.
 
     Returns
     -------
@@ -505,6 +516,13 @@ def simulate_plant(
         for lo, hi, mode in plan.overrides():
             modes[max(lo, train_rows) : min(hi, n)] = mode
     inputs = _inputs(process_rng, modes, startup)
+    if product_change_hours is not None:
+        change = round(3600 * product_change_hours)
+        if not train_rows <= change < n:
+            msg = f"product_change_hours={product_change_hours} must fall after training and before the end"
+            raise InvalidInputError(msg)
+        t = np.arange(n, dtype=np.float64)
+        inputs = dataclasses.replace(inputs, product=_between(t, float(change), float(change + 600)))
 
     faulty = _physics(inputs, disturbances(plans, n))
     values = np.column_stack([faulty[c] for c in _COLUMNS])

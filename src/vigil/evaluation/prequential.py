@@ -53,7 +53,9 @@ def prequential(
     initial_rows: int,
     chunk: int = 500,
     window: int = 2000,
-    guard: float = 0.2,
+    guard: float = 0.5,
+    margin: int = 60,
+    remember: bool = True,
     feedback: bool = True,
     timestamps: np.ndarray | None = None,
     progress: bool = False,
@@ -72,6 +74,12 @@ def prequential(
         Most recent rows an update learns from (alarmed and confirmed rows left out).
     guard : float
         Refuse an update when more than this share of the window's rows carry alarms not marked false.
+    margin : int
+        Rows on either side of a suspect alarm also left out of training: the onset and tail of a fault
+        often stay below the threshold, and learning them would blunt detection of the next one.
+    remember : bool
+        Also learn from the initial training rows at every update, so that operating modes absent from
+        the recent window are not forgotten (new modes are added, old ones kept).
     feedback : bool
         Simulate operators reviewing every alarm (see the module docstring).
 
@@ -111,7 +119,11 @@ def prequential(
         lo = max(stop - window, 0)
         reviewed_false = alarms & ~labels if feedback else np.zeros(n, dtype=bool)
         suspect = alarms & ~reviewed_false  # confirmed or never reviewed
-        keep = ~suspect[lo:stop]
+        near_suspect = suspect[lo:stop]
+        if margin:
+            kernel = np.ones(2 * margin + 1)
+            near_suspect = np.convolve(suspect[lo:stop].astype(float), kernel, mode="same") > 0
+        keep = ~near_suspect
         since = max(lo, initial_rows)
         share = float(suspect[since:stop].mean())
         record = {"row": stop, "suspect_share": share, "rows_kept": int(keep.sum())}
@@ -122,7 +134,11 @@ def prequential(
             record["updated"] = False
             record["reason"] = "too few normal rows to learn from"
         else:
-            current = make_pipeline().fit(X.iloc[lo:stop].loc[keep])
+            recent = X.iloc[lo:stop].loc[keep]
+            # The held-out calibration rows are the last ones: keep the recent rows last so the threshold
+            # is set on the newest behaviour.
+            rows = pd.concat([X.iloc[: min(initial_rows, lo)], recent]) if remember else recent
+            current = make_pipeline().fit(rows)
             record["updated"] = True
             record["reason"] = "fitted on recent normal rows"
         updates.append(record)
