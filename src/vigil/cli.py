@@ -259,6 +259,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from vigil.evaluation.scores_file import ScoreRecorder
 
     make, config = _pipeline_factory(args)
+    if args.cv:
+        if args.test is not None or args.train_rows is not None:
+            msg = "--cv validates on folds of --train alone: leave out --test and --train-rows"
+            raise InvalidInputError(msg)
+        return _evaluate_cv(args, make, _read(args.train, args, label=args.label))
     if (args.test is None) == (args.train_rows is None):
         msg = "give either --test TEST.csv or --train-rows N (to split TRAIN.csv), not both or neither"
         raise InvalidInputError(msg)
@@ -277,6 +282,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         raise InvalidInputError(msg)
     if args.stream:
         return _evaluate_stream(args, make, X_train, test)
+
     part = EvaluationPart(test.source, X_train, test.X, test.y, test.time)
     recorder = ScoreRecorder() if args.scores else None
     result = evaluate_parts(
@@ -299,6 +305,51 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     _save_scores(recorder, args, document)
     _print_result(document)
     _write_json(args.json, document)
+    return 0
+
+
+def _evaluate_cv(args: argparse.Namespace, make: Any, table: Any) -> int:
+    from vigil.evaluation.cv import evaluate_folds, forward_chaining_folds, shuffled_folds
+
+    if args.shuffle:
+        print(
+            "warning: shuffled folds assume independent records (flow tables, images); on a time series they "
+            "train on the future and inflate every figure",
+            file=sys.stderr,
+        )
+        folds = shuffled_folds(len(table.X), args.cv, random_state=args.seed)
+    else:
+        folds = forward_chaining_folds(len(table.X), args.cv, gap=args.gap)
+    result = evaluate_folds(table.X, table.y, folds, make, time_ordered=not args.shuffle)
+    kind = "shuffled" if args.shuffle else f"forward-chaining (gap {args.gap} rows)"
+    print(f"{args.cv} {kind} folds of {table.source} · {args.detector}")
+    keys = [
+        ("f1", "F1"),
+        ("far", "FAR"),
+        ("mar", "MAR"),
+        ("precision", "precision"),
+        ("recall", "recall"),
+        ("roc_auc", "ROC-AUC"),
+        ("event_recall", "event recall"),
+    ]
+    print(f"{'fold':<6}{'train rows':>11}{'rows':>7}" + "".join(f"{label:>14}" for _, label in keys))
+    for fold in result["per_fold"]:
+        cells = "".join(f"{fold.get(k, float('nan')):>14.3f}" for k, _ in keys)
+        print(f"{fold['fold']:<6}{fold['train_rows']:>11}{fold['rows']:>7}{cells}")
+    mean_std = "".join(
+        f"{result['mean'].get(k, float('nan')):>7.3f}±{result['std'].get(k, float('nan')):<6.3f}" for k, _ in keys
+    )
+    print(f"{'mean ± std':<24}{mean_std}")
+    _write_json(
+        args.json,
+        {
+            "dataset": table.source,
+            "detector": args.detector,
+            "protocol": kind,
+            **result,
+            "command": _command_line(args._argv),
+        },
+    )
     return 0
 
 
@@ -475,7 +526,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
             row["test"] = {k: test[k] for k in ("f1", "far", "mar", "recall", "precision", "roc_auc", "pr_auc")}
             row["test"]["ms_per_row"] = 1000.0 * test["score_seconds"] / max(test["rows_scored"], 1)
         rows.append(row)
-    print(f"tuned {args.detector} on {source}: {result.n_trials} trials in {result.seconds:.0f} s")
+    print(f"tuned {args.detector} on {source}: {result.n_trials} trials in {result.seconds:.1f} s")
     header = f"{'':<10}{'detection rate':>16}{'false-alarm rate':>18}{'F1':>8}{'µs/row':>9}"
     for scope in ("validation", "test"):
         if scope not in rows[0]:
@@ -562,6 +613,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", required=True, help="label column: 0 normal, non-zero anomalous")
     p.add_argument("--json", help="write the result as JSON to this file")
     p.add_argument("--scores", help="save the test scores to this .npz (for vigil report's plots)")
+    p.add_argument("--cv", type=int, help="K forward-chaining folds of --train instead of a test set")
+    p.add_argument("--gap", type=int, default=0, help="--cv: rows skipped between training and validation (0)")
+    p.add_argument("--shuffle", action="store_true", help="--cv: shuffled folds (independent records only)")
     p.add_argument("--stream", action="store_true", help="prequential replay: static vs adaptive (retrained) model")
     p.add_argument("--chunk", type=int, default=500, help="--stream: rows scored between updates (500)")
     p.add_argument("--window", type=int, default=2000, help="--stream: recent rows an update learns from (2000)")

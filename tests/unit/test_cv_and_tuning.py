@@ -100,3 +100,23 @@ def test_tune_command_prints_before_and_after_and_saves_a_model(tmp_path, capsys
 def test_unknown_search_space_is_a_clear_error():
     with pytest.raises(InvalidInputError, match="no search space"):
         search_space("no-such-detector")
+
+
+def test_evaluate_cv_reports_every_fold_and_mean_and_std(tmp_path, capsys):
+    frame = _table(2, 1600)
+    frame["label"] = 0
+    for start in (500, 900, 1300):
+        frame.loc[start : start + 30, "c"] += 2.0
+        frame.loc[start : start + 30, "label"] = 1
+    frame.to_csv(tmp_path / "plant.csv", index=False)
+    argv = ["evaluate", "--train", str(tmp_path / "plant.csv"), "--label", "label", "--detector", "pca"]
+    assert main([*argv, "--cv", "3", "--gap", "20", "--json", str(tmp_path / "cv.json"), "--quiet"]) == 0
+    out = capsys.readouterr()
+    assert "3 forward-chaining (gap 20 rows) folds" in out.out and "mean ± std" in out.out
+    result = json.loads((tmp_path / "cv.json").read_text())
+    assert [f["fold"] for f in result["per_fold"]] == [0, 1, 2]
+    assert all(f["train_rows"] < f["rows"] * 4 for f in result["per_fold"])
+    assert result["mean"]["recall"] > 0.8 and "f1" in result["std"]
+    assert main([*argv, "--cv", "3", "--shuffle", "--quiet"]) == 0
+    assert "independent records" in capsys.readouterr().err
+    assert main([*argv, "--cv", "3", "--train-rows", "100", "--quiet"]) == 2

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
 from vigil.errors import InvalidInputError
+from vigil.evaluation.metrics import evaluate
 
-__all__ = ["Fold", "forward_chaining_folds", "shuffled_folds"]
+if TYPE_CHECKING:
+    from vigil.pipeline import Pipeline
+
+__all__ = ["Fold", "evaluate_folds", "forward_chaining_folds", "shuffled_folds"]
 
 
 @dataclass(frozen=True)
@@ -86,3 +93,37 @@ def shuffled_folds(n_rows: int, n_folds: int, *, random_state: int | None = None
         Fold(k, np.sort(np.concatenate([p for j, p in enumerate(parts) if j != k])), np.sort(part))
         for k, part in enumerate(parts)
     ]
+
+
+def evaluate_folds(
+    X: pd.DataFrame,
+    y: np.ndarray,
+    folds: list[Fold],
+    make_pipeline: Callable[[], Pipeline],
+    *,
+    time_ordered: bool = True,
+) -> dict[str, Any]:
+    """Fit a fresh pipeline on each fold's training rows (labelled anomalies left out) and score its
+    validation rows; return every metric per fold and its mean and standard deviation over folds.
+
+    With ``time_ordered`` the validation rows are scored after the ``context_rows`` that precede them, so
+    windowed detectors see their history; shuffled folds have no history and are scored row by row.
+    """
+    labels = np.asarray(y, dtype=bool)
+    per_fold = []
+    for fold in folds:
+        train = fold.train[~labels[fold.train]]
+        pipe = make_pipeline().fit(X.iloc[train])
+        if time_ordered and pipe.context_rows:
+            first = int(fold.validation[0])
+            history = max(first - pipe.context_rows, 0)
+            scores = pipe.score_samples(X.iloc[history : int(fold.validation[-1]) + 1])[-len(fold.validation) :]
+        else:
+            scores = pipe.score_samples(X.iloc[fold.validation])
+        truth = labels[fold.validation]
+        metrics = evaluate(truth, scores > pipe.threshold_, scores)
+        per_fold.append({"fold": fold.number, "train_rows": len(train), "rows": len(truth), **metrics})
+    numeric = [k for k, v in per_fold[0].items() if isinstance(v, (int, float)) and k not in ("fold",)]
+    mean = {k: float(np.nanmean([f[k] for f in per_fold])) for k in numeric}
+    std = {k: float(np.nanstd([f[k] for f in per_fold])) for k in numeric}
+    return {"per_fold": per_fold, "mean": mean, "std": std}
