@@ -120,3 +120,13 @@ def test_synthetic_attacks_are_detected_and_typed() -> None:
     flood = next(i for i in scored.incidents if i.kind == "flood")
     assert flood.target == "10.0.0.2" and "rate-limit" in flood.action
     assert flood.evidence["distinct_sources_to_target"] > 1000
+
+
+def test_vectorised_extractor_equals_the_per_packet_reference() -> None:
+    from vigil.network.reference import SequentialFeatureExtractor
+
+    cap = make_capture(["syn_flood", "port_scan", "brute_force"], train_seconds=60, gap_seconds=5, n_devices=4, seed=1)
+    packets = cap.packets.take(slice(0, 3000))
+    fast = PacketFeatureExtractor(idle_timeout=None, batch_size=512).process(packets)
+    slow = SequentialFeatureExtractor().process(packets)
+    np.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-5)

@@ -11,7 +11,7 @@ Detection", NDSS 2018), in vectorised numpy:
 3. **the output autoencoder**, whose own RMSE is the anomaly score.
 
 All networks of the ensemble are stored padded in one ``(K, D, H)`` weight tensor, so a forward or training
-step for a batch of rows (or for one record) is a handful of ``einsum`` calls across every group at once,
+step for a batch of rows (or for one record) is a handful of batched ``matmul`` calls across every group at once,
 never a Python loop over rows or groups. The update rule is the original's (the gradient of the
 cross-entropy loss of a sigmoid autoencoder, plain SGD).
 
@@ -67,29 +67,33 @@ def correlation_clusters(corr: NDArray[np.float64], max_size: int) -> list[list[
 
 
 class _Ensemble:
-    """Padded tied-weight sigmoid autoencoders, one per group, as arrays (a view over the detector's state)."""
+    """Padded tied-weight sigmoid autoencoders, one per group, as arrays (a view over the detector's state).
+
+    Inputs are laid out group-major, ``(K, B, D)``, so each step is a batched ``matmul`` over the K groups.
+    """
 
     def __init__(self, W, hbias, vbias, vmask, hmask) -> None:
         self.W, self.hbias, self.vbias, self.vmask, self.hmask = W, hbias, vbias, vmask, hmask
 
     def forward(self, x: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        h = _sigmoid(np.einsum("bkd,kdh->bkh", x, self.W) + self.hbias) * self.hmask
-        z = _sigmoid(np.einsum("bkh,kdh->bkd", h, self.W) + self.vbias) * self.vmask
+        h = _sigmoid(np.matmul(x, self.W) + self.hbias[:, None, :]) * self.hmask[:, None, :]
+        z = _sigmoid(np.matmul(h, self.W.transpose(0, 2, 1)) + self.vbias[:, None, :]) * self.vmask[:, None, :]
         return h, z
 
     def rmse(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Reconstruction RMSE of each row in each group, shape (B, K)."""
         _, z = self.forward(x)
-        return np.sqrt(((x - z) ** 2).sum(axis=2) / self.vmask.sum(axis=1))
+        return np.sqrt(((x - z) ** 2).sum(axis=2) / self.vmask.sum(axis=1)[:, None]).T
 
     def step(self, x: NDArray[np.float64], lr: float) -> None:
         h, z = self.forward(x)
-        lv = (x - z) * self.vmask
-        lh = np.einsum("bkd,kdh->bkh", lv, self.W) * h * (1.0 - h)
-        grad = np.einsum("bkd,bkh->kdh", x, lh) + np.einsum("bkd,bkh->kdh", lv, h)
-        scale = lr / x.shape[0]
+        lv = (x - z) * self.vmask[:, None, :]
+        lh = np.matmul(lv, self.W) * h * (1.0 - h)
+        grad = np.matmul(x.transpose(0, 2, 1), lh) + np.matmul(lv.transpose(0, 2, 1), h)
+        scale = lr / x.shape[1]
         self.W += scale * grad
-        self.hbias += scale * lh.sum(axis=0)
-        self.vbias += scale * lv.sum(axis=0)
+        self.hbias += scale * lh.sum(axis=1)
+        self.vbias += scale * lv.sum(axis=1)
 
 
 @register("kitnet", "KitNET (Kitsune): ensemble of small autoencoders over correlated feature groups; online")
@@ -211,11 +215,11 @@ class KitNETDetector(OnlineDetector):
         span = self.norm_max_ - self.norm_min_
         normal = (values - self.norm_min_) / np.where(span > 0, span, 1.0)
         padded = np.concatenate([normal, np.zeros((len(values), 1))], axis=1)
-        return padded[:, self.groups_]  # index −1 picks the zero column
+        return np.ascontiguousarray(padded.T[self.groups_].transpose(0, 2, 1))  # (K, B, D); −1 picks the zeros
 
     def _out_input(self, rmse: NDArray[np.float64]) -> NDArray[np.float64]:
         span = self.out_max_ - self.out_min_
-        return ((rmse - self.out_min_) / np.where(span > 0, span, 1.0))[:, None, :]
+        return ((rmse - self.out_min_) / np.where(span > 0, span, 1.0))[None, :, :]  # (1, B, K)
 
     # ------------------------------------------------------------------ batch API
     def _fit(self, values: NDArray[np.float64], y: Any) -> None:
@@ -231,7 +235,7 @@ class KitNETDetector(OnlineDetector):
         for _ in range(self.epochs):
             order = rng.permutation(len(values))
             for start in range(0, len(order), self.batch_size):
-                ensemble.step(grouped[order[start : start + self.batch_size]], self.learning_rate)
+                ensemble.step(grouped[:, order[start : start + self.batch_size]], self.learning_rate)
         rmse = ensemble.rmse(grouped)
         self.out_min_ = rmse.min(axis=0)
         self.out_max_ = rmse.max(axis=0)
@@ -240,7 +244,7 @@ class KitNETDetector(OnlineDetector):
         for _ in range(self.epochs):
             order = rng.permutation(len(values))
             for start in range(0, len(order), self.batch_size):
-                output.step(out_input[order[start : start + self.batch_size]], self.learning_rate)
+                output.step(out_input[:, order[start : start + self.batch_size]], self.learning_rate)
         self.n_seen_ = len(values) + self.warm_up  # a table-fitted model is warm
 
     def _score(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -258,11 +262,11 @@ class KitNETDetector(OnlineDetector):
         """A feature's squared reconstruction error in its group, times its group's share of the output error."""
         grouped = self._grouped(values)
         _, z = self._ensemble().forward(grouped)
-        feature_error = (grouped - z) ** 2
+        feature_error = ((grouped - z) ** 2).transpose(1, 0, 2)  # (B, K, D)
         rmse = np.sqrt(feature_error.sum(axis=2) / self._vmask().sum(axis=1))
         out_input = self._out_input(rmse)
         _, out_z = self._output().forward(out_input)
-        group_error = (out_input - out_z)[:, 0, :] ** 2 + 1e-12
+        group_error = (out_input - out_z)[0] ** 2 + 1e-12  # (B, K)
         weights = feature_error / (feature_error.sum(axis=2, keepdims=True) + 1e-12) * group_error[:, :, None]
         result = np.zeros((len(values), values.shape[1] + 1))
         np.add.at(result, (slice(None), self.groups_), weights)
