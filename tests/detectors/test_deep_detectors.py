@@ -60,14 +60,16 @@ def test_sequence_detector_finds_a_collective_anomaly_that_a_point_detector_miss
 
 
 @pytest.mark.parametrize("name", sorted(SEQUENCE_DETECTORS))
-def test_fitting_leaves_the_global_torch_rng_alone(rotation, name):
+def test_fitting_leaves_the_global_torch_rng_and_cudnn_flags_alone(rotation, name):
     train, _, _ = rotation
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
     params = {**SEQUENCE_DETECTORS[name], "epochs": 2}
+    flags = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     make_detector(name, random_state=7, **params).fit(train[:200])
     assert torch.equal(torch.rand(3), expected)
+    assert (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) == flags
 
 
 @pytest.mark.parametrize("name", ["lstm-forecaster", "tcn-forecaster", "usad"])

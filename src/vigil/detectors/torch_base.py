@@ -11,6 +11,7 @@ Randomness comes from ``random_state`` through a forked RNG: the global torch RN
 
 from __future__ import annotations
 
+import contextlib
 import math
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -39,6 +40,17 @@ def require_torch():
         msg = "this detector needs PyTorch: pip install 'vigil[deep]'"
         raise ImportError(msg) from exc
     return torch
+
+
+@contextmanager
+def _deterministic_cudnn(torch):
+    cudnn = torch.backends.cudnn
+    before = (cudnn.deterministic, cudnn.benchmark)
+    cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        cudnn.deterministic, cudnn.benchmark = before
 
 
 class TorchDetector(BaseDetector):
@@ -183,9 +195,15 @@ class TorchDetector(BaseDetector):
 
     @contextmanager
     def _seeded(self, device: torch.device):
+        """Seed a forked RNG (the caller's RNG state is restored on exit). On CUDA, cuDNN is also asked
+        for deterministic algorithms for the duration: its fastest convolution gradients add in a
+        varying order, and the same seed must give the same model. The previous flags come back after."""
         torch = require_torch()
         devices = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.random.fork_rng(devices=devices))
+            if device.type == "cuda":
+                stack.enter_context(_deterministic_cudnn(torch))
             seed = int(self._rng().integers(2**31 - 1))
             torch.manual_seed(seed)
             yield torch.Generator(device="cpu").manual_seed(seed)
