@@ -102,6 +102,8 @@ def run(dataset: str, entries: list[str], *, rerun: bool) -> int:
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for entry in entries:
         out = folder / f"{entry}.json"
+        with contextlib.suppress(ValueError):  # record a path relative to where the command ran, not a machine's
+            out = out.relative_to(Path.cwd())
         if rerun or not out.exists():
             with contextlib.redirect_stdout(io.StringIO()):  # keep only the table on standard output
                 code = main(bench_argv(dataset, entry, out))
