@@ -9,7 +9,7 @@ so any registered detector and the :class:`~vigil.pipeline.Pipeline` work on cap
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any, BinaryIO
@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import pandas as pd
 
-from vigil.network.features import PacketFeatureExtractor
+from vigil.network.features import PacketFeatureExtractor, decays_for_training
 from vigil.network.incidents import NetworkIncident, type_incidents
 from vigil.network.packets import PacketTable
 from vigil.pipeline import Pipeline, top_features
@@ -26,9 +26,17 @@ __all__ = ["CaptureScorer", "ScoredCapture", "read_packets_as_table", "score_cap
 
 
 def read_packets_as_table(
-    path: str | PathLike[str] | BinaryIO, *, max_packets: int | None = None, **extractor: Any
+    path: str | PathLike[str] | BinaryIO,
+    *,
+    feature_names: Sequence[str] | None = None,
+    max_packets: int | None = None,
+    **extractor: Any,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read a capture and return (per-packet features, per-packet metadata), row-aligned.
+
+    For training (``feature_names`` None) the decay rates are chosen from the capture's duration with
+    :func:`~vigil.network.features.decays_for_training` unless ``decays`` is given. For scoring, pass the
+    fitted pipeline's ``feature_names_in_`` so the capture gets exactly the features the model knows.
 
     The metadata's ``attrs["read_stats"]`` holds the reader's counters (frames, skipped non-IP and
     malformed frames, IPv6, fragments) and ``attrs["n_reordered"]`` the packets whose time went backwards.
@@ -43,13 +51,21 @@ def read_packets_as_table(
     from vigil.network.pcap import read_capture
 
     packets, stats = read_capture(path, max_packets=max_packets)
-    features, metadata = _features(packets, **extractor)
+    if feature_names is not None:
+        ex = PacketFeatureExtractor.from_feature_names(feature_names, **extractor)
+    else:
+        if "decays" not in extractor and len(packets):
+            extractor["decays"] = decays_for_training(float(packets.time.max() - packets.time.min()))
+        ex = PacketFeatureExtractor(**extractor)
+    features, metadata = _features(packets, extractor=ex)
     metadata.attrs["read_stats"] = stats.as_dict()
     return features, metadata
 
 
-def _features(packets: PacketTable, **extractor: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
-    ex = PacketFeatureExtractor(**extractor)
+def _features(
+    packets: PacketTable, *, extractor: PacketFeatureExtractor | None = None, **params: Any
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    ex = extractor if extractor is not None else PacketFeatureExtractor(**params)
     features = pd.DataFrame(ex.process(packets), columns=ex.feature_names)
     metadata = packets.metadata()
     metadata.attrs["n_reordered"] = ex.n_reordered
@@ -105,7 +121,7 @@ def score_packets(pipe: Pipeline, features: pd.DataFrame, metadata: pd.DataFrame
 
 def score_capture(pipe: Pipeline, path: str | PathLike[str] | BinaryIO, *, top_k: int = 3) -> ScoredCapture:
     """Read, featurise and score a capture with a fitted pipeline; see :class:`ScoredCapture`."""
-    features, metadata = read_packets_as_table(path)
+    features, metadata = read_packets_as_table(path, feature_names=pipe.feature_names_in_)
     return score_packets(pipe, features, metadata, top_k=top_k)
 
 
@@ -117,9 +133,9 @@ class CaptureScorer:
     Parameters
     ----------
     pipe : Pipeline
-        Fitted on packet features with the same extractor settings.
+        Fitted on packet features; the extractor is rebuilt from its feature names.
     extractor : dict
-        :class:`~vigil.network.features.PacketFeatureExtractor` parameters.
+        Other :class:`~vigil.network.features.PacketFeatureExtractor` parameters (``idle_timeout``, ...).
 
     Examples
     --------
@@ -137,7 +153,7 @@ class CaptureScorer:
 
     def __init__(self, pipe: Pipeline, **extractor: Any) -> None:
         self.pipe = pipe
-        self.extractor = PacketFeatureExtractor(**extractor)
+        self.extractor = PacketFeatureExtractor.from_feature_names(pipe.feature_names_in_, **extractor)
 
     def score(self, packets: PacketTable, *, top_k: int = 3) -> ScoredCapture:
         features = pd.DataFrame(self.extractor.process(packets), columns=self.extractor.feature_names)

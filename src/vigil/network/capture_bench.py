@@ -7,6 +7,8 @@ whole file. Two files have almost no clean prefix (the exploit starts at frame 5
 at frame 3); they are trained on the clean prefix of the file with the longest one (send_a_fake_command,
 4,781 packets of the same testbed and addressing), so no model ever trains on a packet of the file it scores
 after that file's first attack. Threshold: 1 % target false-alarm rate on held-out training packets.
+Decay rates: those whose half-life fits ten times in the training capture
+(:func:`~vigil.network.features.decays_for_training`), the same rule ``vigil fit`` applies to a capture.
 
 **mqttset** (MQTTset, reduced; plus the StopDDoS SYN flood and BACnet amplification). Train on
 ``benign-5mb-train.pcap``; for each of the seven attack captures, time-shift it to start 30 % into
@@ -33,7 +35,7 @@ import pandas as pd
 from vigil.calibration.thresholds import TargetFARThreshold
 from vigil.data.benchmarks import dataset_path
 from vigil.errors import InvalidInputError
-from vigil.network.features import PacketFeatureExtractor
+from vigil.network.features import PacketFeatureExtractor, decays_for_training
 from vigil.network.packets import PacketTable
 from vigil.network.report import binary_report
 from vigil.pipeline import Pipeline
@@ -79,9 +81,13 @@ def _log(quiet: bool, text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
 
-def _features(packets: PacketTable) -> pd.DataFrame:
-    ex = PacketFeatureExtractor()
+def _features(packets: PacketTable, decays: tuple[float, ...]) -> pd.DataFrame:
+    ex = PacketFeatureExtractor(decays=decays)
     return pd.DataFrame(ex.process(packets), columns=ex.feature_names)
+
+
+def _span(packets: PacketTable) -> float:
+    return float(packets.time.max() - packets.time.min()) if len(packets) else 0.0
 
 
 def _make_pipeline(detector: str, params: Mapping[str, Any] | None, seed: int) -> Pipeline:
@@ -150,11 +156,10 @@ def modbus_bench(
     fit_seconds = score_seconds = 0.0
     for name, (packets, y, prefix, stats, kind) in loaded.items():
         own = prefix >= _MIN_PREFIX
-        features = _features(packets)
-        if own:
-            train = features.iloc[:prefix]
-        else:
-            train = _features(reference[0].take(slice(0, reference[2])))
+        train_packets = packets.take(slice(0, prefix)) if own else reference[0].take(slice(0, reference[2]))
+        decays = decays_for_training(_span(train_packets))
+        features = _features(packets, decays)
+        train = features.iloc[:prefix] if own else _features(train_packets, decays)
         _log(quiet, f"modbus · {detector}: {name} (train {len(train)} packets, score {len(features)}) …")
         start = time.perf_counter()
         pipe = _make_pipeline(detector, params, seed).fit(train)
@@ -178,6 +183,7 @@ def modbus_bench(
             "far_after_first_attack": float(decisions[after & ~y].mean()) if (after & ~y).any() else None,
             **report,
             "threshold": pipe.threshold_,
+            "decays": list(decays),
             "read_stats": stats,
         }
     pooled = _pooled(parts)
@@ -250,7 +256,8 @@ def mqttset_bench(
     test_packets, test_stats = _read(folder / "mqttset_reduced" / "benign-5mb-test.pcap")
     _log(quiet, f"mqttset · {detector}: training on {len(train_packets)} benign packets …")
     start = time.perf_counter()
-    pipe = _make_pipeline(detector, params, seed).fit(_features(train_packets))
+    decays = decays_for_training(_span(train_packets))
+    pipe = _make_pipeline(detector, params, seed).fit(_features(train_packets, decays))
     fit_seconds = time.perf_counter() - start
     t0, t1 = float(test_packets.time.min()), float(test_packets.time.max())
     parts: dict[str, _Scored] = {}
@@ -265,7 +272,7 @@ def mqttset_bench(
         merged, y = merge_attack(test_packets, attack, start=begin, victim=victim, new_victim=_BROKER)
         _log(quiet, f"mqttset · {detector}: {name} ({len(attack)} attack packets merged) …")
         begin_scoring = time.perf_counter()
-        scores = pipe.score_samples(_features(merged))
+        scores = pipe.score_samples(_features(merged, decays))
         score_seconds += time.perf_counter() - begin_scoring
         decisions = scores > pipe.threshold_
         parts[name] = _Scored(y, scores, pipe.threshold_)
@@ -289,6 +296,7 @@ def mqttset_bench(
         "benign_fpr_mean": float(np.mean(fprs)),
         "per_category_recall": {n: per_part[n]["recall"] for n in per_part},
         "threshold": pipe.threshold_,
+        "decays": list(decays),
         "fit_seconds": fit_seconds,
         "score_seconds": score_seconds,
         "train_packets": len(train_packets),

@@ -41,7 +41,14 @@ from vigil.errors import InvalidInputError
 from vigil.network.damped import DampedKeyStats
 from vigil.network.packets import TCP_FLAGS, PacketTable
 
-__all__ = ["DEFAULT_DECAYS", "DEFAULT_DST_DECAYS", "GROUP_STATS", "PacketFeatureExtractor", "extract_features"]
+__all__ = [
+    "DEFAULT_DECAYS",
+    "DEFAULT_DST_DECAYS",
+    "GROUP_STATS",
+    "PacketFeatureExtractor",
+    "decays_for_training",
+    "extract_features",
+]
 
 DEFAULT_DECAYS = (5.0, 3.0, 1.0, 0.1, 0.01)
 DEFAULT_DST_DECAYS = (5.0, 3.0, 1.0)
@@ -52,6 +59,24 @@ GROUP_STATS = {
     "sock": ("w", "mean", "std", "mag", "radius", "reply"),
 }
 _SYN, _ACK = TCP_FLAGS["SYN"], TCP_FLAGS["ACK"]
+
+
+def decays_for_training(seconds: float, decays: Sequence[float] = DEFAULT_DECAYS, *, cycles: float = 10.0) -> tuple:
+    """The decay rates whose half-life (1/λ s) fits ``cycles`` times in a training capture of ``seconds``.
+
+    A window much longer than the training capture never reaches its steady state during training, so every
+    later benign packet looks unlike the training ones; such rates are left out (the two fastest always stay).
+
+    Examples
+    --------
+    >>> decays_for_training(300.0)
+    (5.0, 3.0, 1.0, 0.1)
+    >>> decays_for_training(5000.0)
+    (5.0, 3.0, 1.0, 0.1, 0.01)
+    """
+    ordered = sorted((float(d) for d in decays), reverse=True)
+    kept = [d for i, d in enumerate(ordered) if i < 2 or cycles / d <= seconds]
+    return tuple(kept)
 
 
 def _keys(columns: Sequence[NDArray[np.uint64]]) -> tuple[list[bytes], NDArray[np.intp], NDArray[np.intp]]:
@@ -130,6 +155,37 @@ class PacketFeatureExtractor:
         self._last_time = -np.inf
         self.n_packets = 0
         self.n_reordered = 0
+
+    @classmethod
+    def from_feature_names(cls, names: Sequence[str], **params: Any) -> PacketFeatureExtractor:
+        """An extractor producing exactly ``names`` (as saved with a fitted pipeline), or an error.
+
+        Examples
+        --------
+        >>> names = PacketFeatureExtractor(decays=(5.0, 1.0), dst_decays=(5.0,)).feature_names
+        >>> PacketFeatureExtractor.from_feature_names(names).decays
+        (5.0, 1.0)
+        """
+        decays: list[float] = []
+        dst: list[float] = []
+        for name in names:
+            tag = name.rsplit("_L", 1)[-1]
+            try:
+                value = float(tag)
+            except ValueError:
+                value = None
+            if value is None or not name.startswith(tuple(GROUP_STATS)):
+                msg = f"{name!r} is not a packet feature name (like 'host_w_L5')"
+                raise InvalidInputError(msg)
+            if value not in decays:
+                decays.append(value)
+            if name.startswith("dst_") and value not in dst:
+                dst.append(value)
+        extractor = cls(decays=decays, dst_decays=dst, **params)
+        if extractor.feature_names != list(names):
+            msg = "the feature names do not match the packet features of any extractor configuration"
+            raise InvalidInputError(msg)
+        return extractor
 
     @property
     def feature_names(self) -> list[str]:
