@@ -120,3 +120,31 @@ def test_read_packets_as_table_and_score_capture(tmp_path: Path) -> None:
     assert list(scored.rows.columns[:6]) == ["packet", "time", "score", "threshold", "anomaly", "incident"]
     assert len(scored.rows) == len(cap.packets)
     assert "port_scan" in {i.kind for i in scored.incidents}
+
+
+def test_follow_mode_reads_records_as_they_are_written(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from vigil.network.pcap import iter_capture
+
+    frames = [_tcp4(), _tcp4(ACK), _tcp4(), _tcp4(ACK)]
+    data = _pcap(frames)
+    header_and_two = 24 + 2 * (16 + len(frames[0]))
+    path = tmp_path / "live.pcap"
+    path.write_bytes(data[:header_and_two] + data[header_and_two : header_and_two + 7])  # a record cut mid-way
+
+    def writer() -> None:
+        time.sleep(0.3)
+        with path.open("ab") as handle:
+            handle.write(data[header_and_two + 7 :])
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    seen = 0
+    for batch in iter_capture(path, batch_size=1, follow=True, poll_seconds=0.05):
+        seen += len(batch)
+        if seen == 4:
+            break
+    thread.join()
+    assert seen == 4
