@@ -236,7 +236,7 @@ class MqttIngest:
                 client.ack(mid, qos)
 
         try:
-            self.runtime.submit(
+            self.runtime.enqueue(
                 message.payload, f"mqtt:{message.topic}", device_hint=hint, on_done=acknowledge, timeout=None
             )
         except Exception:  # stopping: leave the message unacknowledged for the next run

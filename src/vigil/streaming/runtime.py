@@ -164,7 +164,7 @@ class _Pending:
     submission: int
     index: int
     reading: Reading
-    vector: np.ndarray
+    vector: Sequence[float]
     received: float
 
 
@@ -187,11 +187,21 @@ class _ModelSlot:
     tracker: _ResumableTracker
     calibration: DeviceCalibration
     features: list[str]
+    feature_set: frozenset[str]
     context: int
     recent_scores: deque[float]
-    recent_rows: deque[tuple[str, float, np.ndarray]]
+    recent_rows: deque[tuple[str, float, Sequence[float]]]
+    open_devices: set[str] = field(default_factory=set)
     last_event_ts: float | None = None
     last_event_mono: float = 0.0
+
+    def note(self, events: Sequence[AlertEvent]) -> None:
+        """Keep :attr:`open_devices` in step with the tracker's open alerts."""
+        for event in events:
+            if event.kind == "closed":
+                self.open_devices.discard(event.alert.device)
+            else:
+                self.open_devices.add(event.alert.device)
 
     @property
     def threshold(self) -> float:
@@ -330,10 +340,6 @@ class Runtime:
         queue.Full
             The queue stayed full for ``timeout`` seconds (None waits for as long as it takes).
         """
-        received = time.perf_counter()
-        decoded = decode_payload(
-            raw, max_bytes=self.config.max_payload_bytes, max_records=self.config.max_batch_records
-        )
         future: Future[list[Outcome]] = Future()
 
         def done(outcomes: list[Outcome]) -> None:
@@ -343,16 +349,32 @@ class Runtime:
             finally:
                 future.set_result(outcomes)
 
+        self.enqueue(raw, source, device_hint=device_hint, on_done=done, timeout=timeout)
+        return future
+
+    def enqueue(
+        self,
+        raw: bytes | str,
+        source: str,
+        *,
+        device_hint: str | None = None,
+        on_done: Callable[[list[Outcome]], None] | None = None,
+        timeout: float | None = 5.0,
+    ) -> None:
+        """As :meth:`submit`, without a future: the lighter path for transports that only need ``on_done``."""
+        received = time.perf_counter()
+        decoded = decode_payload(
+            raw, max_bytes=self.config.max_payload_bytes, max_records=self.config.max_batch_records
+        )
         if isinstance(decoded, Rejection):
             excerpt = raw[:4096].decode("utf-8", "replace") if isinstance(raw, bytes) else raw[:4096]
-            item = _Submission(None, source, received, device_hint, decoded, excerpt, done)
+            item = _Submission(None, source, received, device_hint, decoded, excerpt, on_done)
             n = 1
         else:
-            item = _Submission(decoded, source, received, device_hint, None, "", done)
+            item = _Submission(decoded, source, received, device_hint, None, "", on_done)
             n = len(decoded)
         self.metrics.record_received(source.partition(":")[0], n)
         self._put(item, timeout)
-        return future
 
     def reject(self, rejection: Rejection, source: str, raw: bytes | str = b"") -> Future[list[Outcome]]:
         """Queue a refusal decided by a transport (for example a body over the size limit) as a dead letter."""
@@ -570,7 +592,9 @@ class Runtime:
                 except Exception:
                     log.exception("a completion callback failed")
 
-    def _accept(self, record: Any, device_hint: str | None, where: str) -> tuple[str, Reading, np.ndarray] | Rejection:
+    def _accept(
+        self, record: Any, device_hint: str | None, where: str
+    ) -> tuple[str, Reading, Sequence[float]] | Rejection:
         reading = parse_record(record, device_hint=device_hint, where=where)
         if isinstance(reading, Rejection):
             return reading
@@ -583,14 +607,16 @@ class Runtime:
                 reason = f"{where}: no model is routed to device {device!r}"
             return Rejection("unknown_device", reason, device)
         slot = self._slots[model]
-        try:
-            vector = check_record(reading.values, slot.features, where=f"readings (device={device}, {where})")
-        except SchemaError as exc:
-            return Rejection("sensors_mismatch", str(exc), device)
-        except InvalidInputError as exc:
-            text = str(exc)
-            kind = "non_finite" if (" is NaN" in text or " is infinite" in text) else "wrong_type"
-            return Rejection(kind, text, device)
+        vector = _fast_vector(reading.values, slot.features, slot.feature_set)
+        if vector is None:  # something is off: let validation.py find it and word the reason
+            try:
+                vector = check_record(reading.values, slot.features, where=f"readings (device={device}, {where})")
+            except SchemaError as exc:
+                return Rejection("sensors_mismatch", str(exc), device)
+            except InvalidInputError as exc:
+                text = str(exc)
+                kind = "non_finite" if (" is NaN" in text or " is infinite" in text) else "wrong_type"
+                return Rejection(kind, text, device)
         state = self._devices.get(device)
         if state is None:
             if len(self._devices) >= self.config.max_devices:
@@ -626,7 +652,7 @@ class Runtime:
         return model
 
     def _score(self, slot: _ModelSlot, pending: list[_Pending], events: list[AlertEvent]) -> list[Decision]:
-        X = np.vstack([item.vector for item in pending])
+        X = np.array([item.vector for item in pending], dtype=np.float64)
         n, d = X.shape
         shares = np.zeros((n, d))
         thresholds = np.array([slot.calibration.threshold(item.reading.device, slot.threshold) for item in pending])
@@ -660,10 +686,16 @@ class Runtime:
             reading = item.reading
             device = reading.device
             score, threshold, is_anomaly = float(scores[i]), float(thresholds[i]), bool(flagged[i])
-            contributions = dict(zip(slot.features, shares[i].tolist(), strict=True)) if is_anomaly else {}
-            row_events = slot.tracker.update(device, reading.time, score, threshold, is_anomaly, contributions)
-            events.extend(row_events)
-            alert = next((e.alert.id for e in row_events if e.kind != "closed"), None)
+            if is_anomaly or device in slot.open_devices:
+                # A quiet point of a device without an open alert changes nothing in the tracker (time order
+                # is checked above), so the tracker only sees the points that can open, grow or close an alert.
+                contributions = dict(zip(slot.features, shares[i].tolist(), strict=True)) if is_anomaly else {}
+                row_events = slot.tracker.update(device, reading.time, score, threshold, is_anomaly, contributions)
+                slot.note(row_events)
+                events.extend(row_events)
+                alert = next((e.alert.id for e in row_events if e.kind != "closed"), None)
+            else:
+                alert = None
             ts = reading.timestamp
             slot.calibration.observe(device, ts, score)
             slot.recent_scores.append(score)
@@ -717,7 +749,9 @@ class Runtime:
             for slot in self._slots.values():
                 if slot.last_event_ts is not None:
                     clock = slot.last_event_ts + (now - slot.last_event_mono)
-                    events.extend(slot.tracker.flush(clock))
+                    flushed = slot.tracker.flush(clock)
+                    slot.note(flushed)
+                    events.extend(flushed)
             if events and self._commit(events, []):
                 self._publish(events, [])
                 self.metrics.record_batch(Counter(), Counter(), Counter(e.kind for e in events), [])
@@ -768,6 +802,7 @@ class Runtime:
             tracker=_ResumableTracker(device_gap_seconds=self.config.device_gap_seconds, model_version=version),
             calibration=calibration,
             features=list(pipeline.feature_names_in_),
+            feature_set=frozenset(pipeline.feature_names_in_),
             context=int(pipeline.context_rows),
             recent_scores=deque(maxlen=self.config.calibration_window * 4),
             recent_rows=deque(maxlen=self.config.recent_rows),
@@ -816,7 +851,7 @@ class Runtime:
                 tmp,
                 device=np.array([r[0] for r in rows]),
                 time=np.array([r[1] for r in rows], dtype=np.float64),
-                X=np.vstack([r[2] for r in rows]),
+                X=np.array([r[2] for r in rows], dtype=np.float64),
                 features=np.array(current.features),
             )
             tmp.replace(path)
@@ -837,6 +872,7 @@ class Runtime:
                 stale.append(alert)
                 continue
             slot.tracker.resume(alert)
+            slot.open_devices.add(alert.device)
             ts = alert.end.timestamp()
             self._devices[alert.device] = _Device(
                 alert.device, slot.name, last_ts=ts, timeline=deque(maxlen=self.config.timeline_points)
@@ -857,6 +893,22 @@ class Runtime:
         return DeadLetter(
             kind=rejection.kind, reason=rejection.reason, source=source, payload=payload, device=rejection.device
         )
+
+
+def _fast_vector(values: dict[str, Any], features: list[str], feature_set: frozenset[str]) -> list[float] | None:
+    """The readings in model order when they are exactly the model's sensors with finite plain numbers, else None.
+
+    This is the common case, checked in a few microseconds; anything else goes through
+    :func:`vigil.validation.check_record`, which finds and words the problem.
+    """
+    if len(values) != len(features) or values.keys() != feature_set:
+        return None
+    row = [values[name] for name in features]
+    for value in row:
+        kind = type(value)
+        if (kind is not float and kind is not int) or not math.isfinite(value):
+            return None
+    return row
 
 
 def _iso(ts: float) -> str:
