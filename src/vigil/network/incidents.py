@@ -150,7 +150,9 @@ def _classify(ep: pd.DataFrame, seen_pairs: set, seen_services: set, p: dict[str
     source, from_source = initiator, ep[ep["src"] == initiator]
     evidence["distinct_targets_of_source"] = int(from_source["dst"].nunique())
     evidence.update({"distinct_ports_probed": ports, "sessions": sessions, "main_port": main_port})
-    target_pps = len(to_target) / duration
+    # peak rate toward the target: the busiest one-second bin (benign packets around a flood dilute a mean)
+    target_pps = float(np.bincount(np.floor(to_target["time"] - to_target["time"].min()).astype(np.int64)).max())
+    evidence["peak_packets_per_second_to_target"] = target_pps
     n_sources = evidence["distinct_sources_to_target"]
     victim = responder
     if len(ep) < p["min_packets"]:
