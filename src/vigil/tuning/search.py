@@ -129,6 +129,9 @@ def tune(
 ) -> TuningResult:
     """Search ``space`` with TPE (seeded) and median pruning; return the best parameters and the default's value.
 
+    The objective is the validation F1 minus any rise of the validation false-alarm rate above that of the
+    default parameters, so the search cannot trade false alarms for detections.
+
     ``make_pipeline(params)`` builds an unfitted pipeline from detector parameters. With ``storage`` (for
     example ``sqlite:///study.db``) and ``study_name`` the study is saved after every trial and a later call
     resumes it.
@@ -136,14 +139,19 @@ def tune(
     optuna = require_optuna()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     start = time.perf_counter()
-    default_value = cross_validate(lambda: make_pipeline({}), tables, n_folds=n_folds, gap=gap, seed=seed)["f1"]
+    default = cross_validate(lambda: make_pipeline({}), tables, n_folds=n_folds, gap=gap, seed=seed)
+    default_value, default_far = default["f1"], default["far"]
 
     def objective(trial: Any) -> float:
+        # F1 on the validation folds, minus any rise of the false-alarm rate above the defaults': a tuned
+        # model must not buy detections with false alarms.
         params = space(trial)
         scores = []
         for step, table in enumerate(tables):
-            fold_f1 = [m["f1"] for m in _fold_metrics(lambda: make_pipeline(params), table, n_folds, gap, seed)]
-            scores.append(float(np.mean(fold_f1)))
+            folds = _fold_metrics(lambda: make_pipeline(params), table, n_folds, gap, seed)
+            f1 = float(np.mean([m["f1"] for m in folds]))
+            far = float(np.mean([m["far"] for m in folds]))
+            scores.append(f1 - max(0.0, far - default_far))
             trial.report(float(np.mean(scores)), step)
             if trial.should_prune():
                 raise optuna.TrialPruned
