@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scale_helpers import listening
 
 from vigil.detectors.pca import PCADetector
 from vigil.pipeline import Pipeline
@@ -39,12 +40,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def port_open(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
 
 
 def _tansu_binary() -> Path:
@@ -87,19 +82,15 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
     try:
         deadline = time.monotonic() + 15
-        while not port_open("127.0.0.1", port):
+        while not listening("127.0.0.1", port):
             if process.poll() is not None or time.monotonic() > deadline:
                 output = log_path.read_text(errors="replace")[-2000:]
                 pytest.skip(f"the Tansu broker did not start on 127.0.0.1:{port}: {output}")
             time.sleep(0.05)
         yield f"127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        process.kill()  # memory-only: nothing to shut down gracefully
+        process.wait(10)
 
 
 @pytest.fixture(scope="session")

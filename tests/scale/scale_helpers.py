@@ -95,3 +95,12 @@ def wait_for(condition, timeout: float, interval: float = 0.05) -> bool:
         if time.monotonic() > deadline:
             return bool(condition())
         time.sleep(interval)
+
+
+def listening(host: str, port: int) -> bool:
+    """True when something listens on ``host:port``."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0

@@ -129,9 +129,45 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bridge(args: argparse.Namespace) -> int:
+    from vigil.scale.bridge import MqttKafkaBridge
+    from vigil.scale.kafka_clients import ensure_topic
+    from vigil.service.cli import _mqtt_options
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    kafka_options = dict(args.kafka_option)
+    if args.create_topic:
+        ensure_topic(args.kafka, args.kafka_topic, partitions=args.create_topic, overrides=kafka_options)
+    options = _mqtt_options(
+        args,
+        topic=args.topic,
+        client_id=args.client_id,
+        session_expiry=args.session_expiry,
+        alert_topic=None,
+        dead_letter_topic=None,
+    )
+    stop = _stop_on_signals()
+    bridge = MqttKafkaBridge(options, args.kafka, args.kafka_topic, kafka_options=kafka_options).start()
+    print(
+        f"vigil bridge: {args.topic} on {args.mqtt} -> {args.kafka_topic} on {args.kafka}", file=sys.stderr, flush=True
+    )
+    try:
+        stop.wait()
+    finally:
+        remaining = bridge.stop()
+    stats = bridge.stats
+    print(
+        f"vigil bridge: forwarded {stats.delivered} of {stats.received} messages "
+        f"({stats.unkeyed} without a device, {stats.failed + remaining} left to the MQTT broker)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return 0
+
+
 def add_commands(subparsers: Any) -> None:
     """Add ``worker`` and ``bridge`` to the ``vigil`` command's sub-parsers."""
-    from vigil.service.cli import _model_spec, _route_spec
+    from vigil.service.cli import _add_mqtt_options, _model_spec, _route_spec
 
     p = subparsers.add_parser("worker", help="score a keyed Kafka telemetry topic as one worker of a consumer group")
     p.add_argument("--kafka", required=True, metavar="BOOTSTRAP", help="Kafka bootstrap servers, HOST:PORT[,...]")
@@ -177,6 +213,25 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--decision-log", help="append one JSON line per decision and dead letter to this file")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=_cmd_worker)
+
+    p = subparsers.add_parser("bridge", help="forward device telemetry from MQTT into Kafka, keyed by device")
+    p.add_argument("--kafka", required=True, metavar="BOOTSTRAP", help="Kafka bootstrap servers, HOST:PORT[,...]")
+    p.add_argument("--kafka-topic", default="telemetry", help="Kafka topic the telemetry goes to (telemetry)")
+    p.add_argument(
+        "--kafka-option",
+        action="append",
+        type=_kafka_option,
+        default=[],
+        metavar="KEY=VALUE",
+        help="librdkafka producer property; repeatable",
+    )
+    p.add_argument("--create-topic", type=int, metavar="PARTITIONS", help="create the Kafka topic if missing")
+    p.add_argument("--topic", default="plant/+/telemetry", help="MQTT subscription; the first + names the device")
+    p.add_argument("--client-id", default="vigil-bridge", help="fixed MQTT client id of the persistent session")
+    p.add_argument("--session-expiry", type=int, default=86_400, help="seconds the broker keeps the session (MQTT 5)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    _add_mqtt_options(p, serve=False)
+    p.set_defaults(func=_cmd_bridge)
 
 
 def main(argv: list[str] | None = None) -> int:
