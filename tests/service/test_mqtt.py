@@ -271,3 +271,52 @@ def test_sigkill_mid_stream_keeps_every_alert_and_resumes(
             proc.wait(10)
         if proc.stderr is not None and not proc.stderr.closed:
             proc.stderr.close()
+
+
+def test_username_and_password_from_a_file(tmp_path: Path, store: AlertStore, registry: ModelRegistry) -> None:
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    passwd = shutil.which("mosquitto_passwd")
+    if not Path(binary).exists() or passwd is None:
+        pytest.skip("mosquitto and mosquitto_passwd are needed (apt-get install mosquitto)")
+    secret = f"pw-{uuid.uuid4().hex}"
+    passwords = tmp_path / "passwords"
+    subprocess.run([passwd, "-c", "-b", str(passwords), "vigil", secret], check=True, capture_output=True)
+    passwords.chmod(0o644)
+    port = free_port()
+    conf = tmp_path / "mosquitto.conf"
+    user = f"user {getpass.getuser()}\n" if os.geteuid() == 0 else ""
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {passwords}\n{user}")
+    broker = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(secret + "\n")
+    try:
+        wait_for(lambda: port_open("127.0.0.1", port), 10, "mosquitto to listen")
+        from vigil.service.mqtt import read_password_file
+
+        runtime = Runtime(store, registry)
+        good = MqttIngest(
+            runtime,
+            MqttOptions(
+                url=f"mqtt://127.0.0.1:{port}",
+                client_id=f"auth-{uuid.uuid4().hex[:6]}",
+                username="vigil",
+                password=read_password_file(str(secret_file)),
+            ),
+        )
+        bad = MqttIngest(
+            runtime,
+            MqttOptions(url=f"mqtt://vigil:wrong@127.0.0.1:{port}", client_id=f"auth-{uuid.uuid4().hex[:6]}"),
+        )
+        assert secret not in repr(good.options)
+        assert "wrong" not in repr(bad.options)
+        good.start()
+        bad.start()
+        try:
+            assert good.wait_connected(10)
+            assert not bad.wait_connected(2)
+        finally:
+            good.stop()
+            bad.stop()
+    finally:
+        broker.terminate()
+        broker.wait(10)

@@ -136,22 +136,27 @@ def test_hot_swap_loses_no_message(runtime: Runtime, registry: ModelRegistry, fi
     rng = np.random.default_rng(7)
     sent = 2000
     futures = []
+    started, swapped = threading.Event(), threading.Event()
 
     def produce() -> None:
         for i in range(sent):
+            if i == sent // 2:
+                started.set()  # the swap is requested while this producer keeps submitting
+            if i == 3 * sent // 4:
+                assert swapped.wait(30)  # the last quarter surely arrives after the swap
             futures.append(runtime.submit(payload(record(f"p{i % 10}", float(i), normal_readings(rng))), "t"))
 
     producer = threading.Thread(target=produce)
     producer.start()
-    while len(futures) < sent // 3:
-        threading.Event().wait(0.001)
+    assert started.wait(30)
     runtime.activate("pump", new_version)
+    swapped.set()
     producer.join()
     outcomes = [o for f in futures for o in f.result(timeout=30)]
     assert len(outcomes) == sent
     assert all(isinstance(o, Decision) for o in outcomes)
-    versions = {o.version for o in outcomes}
-    assert new_version in versions and len(versions) == 2
+    assert {o.version for o in outcomes[-sent // 4 :]} == {new_version}
+    assert outcomes[0].version != new_version
     # decisions switch version once, never back
     switched = [o.version == new_version for o in sorted(outcomes, key=lambda o: o.time)]
     assert switched == sorted(switched)
@@ -232,3 +237,39 @@ def test_drift_is_reported_when_scores_move(runtime: Runtime) -> None:
     runtime.drain()
     report = runtime.drift("pump")
     assert report.drifted, report.message
+
+
+def test_drift_is_logged_when_it_starts(
+    store: AlertStore, registry: ModelRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = RuntimeConfig(drift_check_seconds=0.0)
+    shifted = training_frame(seed=13, n=400).to_numpy(copy=True)
+    shifted[:, 2] += 0.4
+    records = [record("p1", float(j), dict(zip(SENSORS, row.tolist(), strict=True))) for j, row in enumerate(shifted)]
+    with caplog.at_level("WARNING", logger="vigil.streaming.runtime"), Runtime(store, registry, config=config) as rt:
+        rt.submit(payload(*records), "t").result(timeout=10)
+        rt.drain()  # housekeeping runs between batches
+        rt.drain()
+    assert any("drift" in message and "vigil retrain" in message for message in caplog.messages)
+
+
+def test_models_per_asset_type(tmp_path: Path, store: AlertStore, fitted: Pipeline) -> None:
+    from vigil.detectors.pca import PCADetector
+
+    registry = ModelRegistry(tmp_path / "registry")
+    registry.add("pump", fitted, activate=True)
+    valve_data = training_frame(seed=14)[["temp_c", "pressure_bar"]].rename(columns={"temp_c": "position"})
+    valve = Pipeline(PCADetector(n_components=1)).fit(valve_data)
+    registry.add("valve", valve, activate=True)
+    rng = np.random.default_rng(15)
+    routes = [("pump-*", "pump"), ("valve-*", "valve")]
+    with Runtime(store, registry, routes=routes) as runtime:
+        pump = runtime.submit(payload(record("pump-1", 0.0, normal_readings(rng))), "t").result(timeout=10)[0]
+        valve_reading = {"position": 0.1, "pressure_bar": 0.2}
+        valve_out = runtime.submit(payload(record("valve-1", 0.0, valve_reading)), "t").result(timeout=10)[0]
+        typed = {"device": "other-1", "time": 0.0, "asset_type": "valve", "readings": valve_reading}
+        by_type = runtime.submit(payload(typed), "t").result(timeout=10)[0]
+        wrong = runtime.submit(payload(record("valve-2", 0.0, normal_readings(rng))), "t").result(timeout=10)[0]
+    assert (pump.model, valve_out.model, by_type.model) == ("pump", "valve", "valve")
+    assert valve_out.version == valve.version_
+    assert wrong.kind == "sensors_mismatch"

@@ -124,6 +124,9 @@ class RuntimeConfig:
         How often those rows are written to the registry.
     registry_poll_seconds : float
         How often the registry's active pointers are checked for versions activated elsewhere.
+    drift_check_seconds : float
+        How often each model's recent scores are compared with its training scores (drift is logged when
+        it starts and ends; ``/models/{name}/drift`` and ``/metrics`` report it at any time).
     """
 
     max_batch: int = 1024
@@ -140,6 +143,7 @@ class RuntimeConfig:
     recent_rows: int = 20_000
     recent_flush_seconds: float = 30.0
     registry_poll_seconds: float = 2.0
+    drift_check_seconds: float = 60.0
 
 
 @dataclass
@@ -192,6 +196,7 @@ class _ModelSlot:
     recent_scores: deque[float]
     recent_rows: deque[tuple[str, float, Sequence[float]]]
     open_devices: set[str] = field(default_factory=set)
+    drifted: bool = False
     last_event_ts: float | None = None
     last_event_mono: float = 0.0
 
@@ -284,6 +289,7 @@ class Runtime:
         self._last_flush = time.monotonic()
         self._last_recent_flush = time.monotonic()
         self._last_poll = time.monotonic()
+        self._last_drift_check = time.monotonic()
         self._resume_open_alerts()
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -761,6 +767,20 @@ class Runtime:
         if now - self._last_poll >= self.config.registry_poll_seconds:
             self._last_poll = now
             self._poll_registry()
+        if now - self._last_drift_check >= self.config.drift_check_seconds:
+            self._last_drift_check = now
+            self._watch_drift()
+
+    def _watch_drift(self) -> None:
+        """Log when a model's recent scores start or stop looking unlike its training scores."""
+        for name, slot in self._slots.items():
+            report = score_drift(list(slot.recent_scores), slot.pipeline.train_score_quantiles_)
+            if report.drifted != slot.drifted:
+                slot.drifted = report.drifted
+                if report.drifted:
+                    log.warning("model %s (%s): score %s; consider `vigil retrain`", name, slot.version, report.message)
+                else:
+                    log.info("model %s (%s): scores back in line with training: %s", name, slot.version, report.message)
 
     def _poll_registry(self) -> None:
         for name, slot in list(self._slots.items()):
