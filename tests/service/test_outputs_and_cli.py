@@ -28,6 +28,8 @@ MODULES = [
     "vigil.streaming.model_registry",
     "vigil.streaming.runtime",
     "vigil.streaming.runtime_metrics",
+    "vigil.streaming.runtime_types",
+    "vigil.streaming.model_slot",
     "vigil.streaming.device_calibration",
     "vigil.streaming.drift",
     "vigil.streaming.retrain",

@@ -23,7 +23,6 @@ opening duplicates.
 
 from __future__ import annotations
 
-import copy
 import fnmatch
 import json
 import logging
@@ -36,21 +35,19 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any
 
 import numpy as np
 
 from vigil.errors import InvalidInputError, SchemaError, VigilError
-from vigil.pipeline import Pipeline
-from vigil.streaming.alerts import Alert, AlertEvent, AlertTracker, format_time
-from vigil.streaming.alerts import _DeviceState as _TrackerDeviceState
+from vigil.streaming.alerts import Alert, AlertEvent, format_time
 from vigil.streaming.dead_letters import DeadLetter
-from vigil.streaming.device_calibration import DeviceCalibration
 from vigil.streaming.drift import DriftReport, score_drift
 from vigil.streaming.messages import Reading, Rejection, decode_payload, parse_record
-from vigil.streaming.model_registry import ModelRegistry, atomic_write_text
+from vigil.streaming.model_registry import ModelRegistry
+from vigil.streaming.model_slot import ModelSlot, load_slot, save_calibration, save_recent
 from vigil.streaming.runtime_metrics import RuntimeMetrics
+from vigil.streaming.runtime_types import Decision, Outcome, RuntimeConfig, Sink
 from vigil.validation import check_record
 
 __all__ = ["Decision", "Runtime", "RuntimeConfig", "Sink"]
@@ -58,92 +55,6 @@ __all__ = ["Decision", "Runtime", "RuntimeConfig", "Sink"]
 log = logging.getLogger(__name__)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class Sink(Protocol):
-    """Where committed alert events and dead letters go besides the store (MQTT topic, webhook)."""
-
-    def publish(self, events: Sequence[AlertEvent], dead_letters: Sequence[DeadLetter]) -> None: ...
-
-
-class Decision(NamedTuple):
-    """What the runtime decided about one accepted record."""
-
-    device: str
-    time: datetime
-    model: str
-    version: str
-    score: float
-    threshold: float
-    anomaly: bool
-    alert_id: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "device": self.device,
-            "time": format_time(self.time),
-            "model": self.model,
-            "version": self.version,
-            "score": self.score,
-            "threshold": self.threshold,
-            "anomaly": self.anomaly,
-            "alert_id": self.alert_id,
-        }
-
-
-Outcome = Decision | DeadLetter
-
-
-@dataclass(frozen=True)
-class RuntimeConfig:
-    """Tuning of the runtime; the defaults suit 1-10 k messages/s on one core.
-
-    Parameters
-    ----------
-    max_batch : int
-        Most records scored in one micro-batch.
-    max_delay : float
-        Seconds the worker waits for more records once a batch has begun.
-    queue_size : int
-        Submissions that may wait; a full queue refuses HTTP posts and slows MQTT delivery.
-    max_payload_bytes, max_batch_records : int
-        Larger payloads, or batches with more records, are dead-lettered as ``oversized``.
-    max_devices : int
-        Distinct devices kept in memory; records of further devices are refused as ``unknown_device``.
-    device_gap_seconds : float
-        An alert closes after this many seconds without a flagged point (see AlertTracker).
-    target_far : float
-        False-alarm rate each device is recalibrated to after a false-positive verdict.
-    calibration_window, calibration_min_samples : int
-        Recent scores kept per device for recalibration, and the fewest used for a quantile.
-    timeline_points : int
-        Recent (time, score, threshold) points kept per device for the dashboard.
-    recent_rows : int
-        Recent accepted rows kept per model for retraining (saved under the registry).
-    recent_flush_seconds : float
-        How often those rows are written to the registry.
-    registry_poll_seconds : float
-        How often the registry's active pointers are checked for versions activated elsewhere.
-    drift_check_seconds : float
-        How often each model's recent scores are compared with its training scores (drift is logged when
-        it starts and ends; ``/models/{name}/drift`` and ``/metrics`` report it at any time).
-    """
-
-    max_batch: int = 1024
-    max_delay: float = 0.002
-    queue_size: int = 20_000
-    max_payload_bytes: int = 1_048_576
-    max_batch_records: int = 10_000
-    max_devices: int = 100_000
-    device_gap_seconds: float = 30.0
-    target_far: float = 0.01
-    calibration_window: int = 2000
-    calibration_min_samples: int = 200
-    timeline_points: int = 600
-    recent_rows: int = 20_000
-    recent_flush_seconds: float = 30.0
-    registry_poll_seconds: float = 2.0
-    drift_check_seconds: float = 60.0
 
 
 @dataclass
@@ -170,47 +81,6 @@ class _Pending:
     reading: Reading
     vector: Sequence[float]
     received: float
-
-
-class _ResumableTracker(AlertTracker):
-    """An AlertTracker that can take back an alert left open by a previous run of the same model."""
-
-    def resume(self, alert: Alert) -> None:
-        state = _TrackerDeviceState(last_time=alert.end, alert=copy.deepcopy(alert))
-        # Accumulated attribution is not stored, only the top shares: rebuild totals from them so later
-        # points weigh against the alert's history rather than replace it.
-        state.totals = {name: share * alert.n_points for name, share in alert.top_features}
-        self._devices[alert.device] = state
-
-
-@dataclass
-class _ModelSlot:
-    name: str
-    version: str
-    pipeline: Pipeline
-    tracker: _ResumableTracker
-    calibration: DeviceCalibration
-    features: list[str]
-    feature_set: frozenset[str]
-    context: int
-    recent_scores: deque[float]
-    recent_rows: deque[tuple[str, float, Sequence[float]]]
-    open_devices: set[str] = field(default_factory=set)
-    drifted: bool = False
-    last_event_ts: float | None = None
-    last_event_mono: float = 0.0
-
-    def note(self, events: Sequence[AlertEvent]) -> None:
-        """Keep :attr:`open_devices` in step with the tracker's open alerts."""
-        for event in events:
-            if event.kind == "closed":
-                self.open_devices.discard(event.alert.device)
-            else:
-                self.open_devices.add(event.alert.device)
-
-    @property
-    def threshold(self) -> float:
-        return float(self.pipeline.threshold_)
 
 
 @dataclass
@@ -245,6 +115,7 @@ class Runtime:
     --------
     >>> import numpy as np, tempfile
     >>> from vigil.detectors.pca import PCADetector
+    >>> from vigil.pipeline import Pipeline
     >>> from vigil.streaming.alert_store import AlertStore
     >>> X = np.random.default_rng(0).normal(size=(200, 2))
     >>> tmp = tempfile.mkdtemp()
@@ -280,7 +151,7 @@ class Runtime:
         if unknown:
             msg = f"routes name models that are not served: {unknown} (served: {names})"
             raise InvalidInputError(msg)
-        self._slots: dict[str, _ModelSlot] = {name: self._load_slot(name) for name in names}
+        self._slots: dict[str, ModelSlot] = {name: self._load_slot(name) for name in names}
         self._devices: dict[str, _Device] = {}
         self._route_cache: dict[tuple[str, str | None], str | None] = {}
         self._queue: queue.Queue[_Submission | _Control] = queue.Queue(maxsize=self.config.queue_size)
@@ -657,7 +528,7 @@ class Runtime:
             self._route_cache[key] = model
         return model
 
-    def _score(self, slot: _ModelSlot, pending: list[_Pending], events: list[AlertEvent]) -> list[Decision]:
+    def _score(self, slot: ModelSlot, pending: list[_Pending], events: list[AlertEvent]) -> list[Decision]:
         X = np.array([item.vector for item in pending], dtype=np.float64)
         n, d = X.shape
         shares = np.zeros((n, d))
@@ -794,41 +665,17 @@ class Runtime:
 
     # -- models, internals -----------------------------------------------------------------------------
 
-    def _slot(self, name: str) -> _ModelSlot:
+    def _slot(self, name: str) -> ModelSlot:
         slot = self._slots.get(name)
         if slot is None:
             msg = f"model {name!r} is not served (served: {sorted(self._slots)})"
             raise InvalidInputError(msg)
         return slot
 
-    def _load_slot(self, name: str) -> _ModelSlot:
-        version = self.registry.active(name)
-        if version is None:
-            msg = f"model {name!r} has no active version in the registry {self.registry.root}"
-            raise InvalidInputError(msg)
-        pipeline = self.registry.load(name, version)
-        calibration = DeviceCalibration(
-            target_far=self.config.target_far,
-            window=self.config.calibration_window,
-            min_samples=self.config.calibration_min_samples,
-        )
-        saved = self._calibration_path(name, version)
-        if saved.is_file():
-            calibration.restore(json.loads(saved.read_text(encoding="utf-8")))
-        return _ModelSlot(
-            name=name,
-            version=version,
-            pipeline=pipeline,
-            tracker=_ResumableTracker(device_gap_seconds=self.config.device_gap_seconds, model_version=version),
-            calibration=calibration,
-            features=list(pipeline.feature_names_in_),
-            feature_set=frozenset(pipeline.feature_names_in_),
-            context=int(pipeline.context_rows),
-            recent_scores=deque(maxlen=self.config.calibration_window * 4),
-            recent_rows=deque(maxlen=self.config.recent_rows),
-        )
+    def _load_slot(self, name: str) -> ModelSlot:
+        return load_slot(self.registry, name, self.config)
 
-    def _install(self, new: _ModelSlot) -> None:
+    def _install(self, new: ModelSlot) -> None:
         old = self._slots[new.name]
         if old.version == new.version:
             return
@@ -842,9 +689,6 @@ class Runtime:
         self._slots[new.name] = new
         log.info("model %s: now serving %s (was %s)", new.name, new.version, old.version)
 
-    def _calibration_path(self, name: str, version: str) -> Path:
-        return self.registry.model_dir(name) / "calibration" / f"{version}.json"
-
     def _recalibrate(self, alert: Alert) -> float | None:
         slot = next((s for s in self._slots.values() if s.version == alert.model_version), None)
         if slot is None:
@@ -854,27 +698,12 @@ class Runtime:
         threshold = slot.calibration.recalibrate(
             alert.device, default=slot.threshold, peak=alert.score, exclude=exclude
         )
-        atomic_write_text(
-            self._calibration_path(slot.name, slot.version), json.dumps(slot.calibration.overrides(), indent=2)
-        )
+        save_calibration(self.registry, slot)
         return threshold
 
-    def _save_recent(self, slot: _ModelSlot | None = None) -> None:
-        """Write each model's recent accepted rows to ``REGISTRY/<model>/recent.npz`` for retraining."""
+    def _save_recent(self, slot: ModelSlot | None = None) -> None:
         for current in [slot] if slot is not None else list(self._slots.values()):
-            rows = list(current.recent_rows)
-            if not rows:
-                continue
-            path = self.registry.model_dir(current.name) / "recent.npz"
-            tmp = path.with_name(".recent.tmp.npz")
-            np.savez(
-                tmp,
-                device=np.array([r[0] for r in rows]),
-                time=np.array([r[1] for r in rows], dtype=np.float64),
-                X=np.array([r[2] for r in rows], dtype=np.float64),
-                features=np.array(current.features),
-            )
-            tmp.replace(path)
+            save_recent(self.registry, current)
 
     def _resume_open_alerts(self) -> None:
         """Continue alerts a previous run left open (same version); close those of versions no longer served."""

@@ -1,0 +1,153 @@
+"""One served model version with what the runtime keeps beside it: tracker, calibration, recent data.
+
+A :class:`ModelSlot` is created from the registry's active version (:func:`load_slot`) and replaced
+whole on a hot swap, so everything that belongs to one version — its open alerts, its per-device
+thresholds, its recent scores — goes with it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vigil.errors import InvalidInputError
+from vigil.pipeline import Pipeline
+from vigil.streaming.alerts import Alert, AlertEvent, AlertTracker
+from vigil.streaming.alerts import _DeviceState as _TrackerDeviceState
+from vigil.streaming.device_calibration import DeviceCalibration
+from vigil.streaming.model_registry import ModelRegistry, atomic_write_text
+from vigil.streaming.runtime_types import RuntimeConfig
+
+__all__ = ["ModelSlot", "ResumableTracker", "calibration_path", "load_slot", "save_calibration", "save_recent"]
+
+
+class ResumableTracker(AlertTracker):
+    """An AlertTracker that can take back an alert left open by a previous run of the same model."""
+
+    def resume(self, alert: Alert) -> None:
+        state = _TrackerDeviceState(last_time=alert.end, alert=copy.deepcopy(alert))
+        # Accumulated attribution is not stored, only the top shares: rebuild totals from them so later
+        # points weigh against the alert's history rather than replace it.
+        state.totals = {name: share * alert.n_points for name, share in alert.top_features}
+        self._devices[alert.device] = state
+
+
+@dataclass
+class ModelSlot:
+    """A served model version and the runtime state that belongs to it.
+
+    Attributes
+    ----------
+    name, version : str
+    pipeline : Pipeline
+    tracker : ResumableTracker
+        Its alerts (ids include the version, so a new version opens new alerts).
+    calibration : DeviceCalibration
+        Per-device thresholds moved by false-positive verdicts.
+    features : list of str
+        Sensor names in the model's order (``feature_set`` for fast membership checks).
+    context : int
+        Rows of history a windowed detector needs per device.
+    recent_scores : deque
+        Recent scores of all devices, for the drift check.
+    recent_rows : deque
+        Recent accepted ``(device, time, values)`` rows, saved for retraining.
+    open_devices : set of str
+        Devices with an open alert: only their quiet points need the tracker.
+    drifted : bool
+        Outcome of the last drift check.
+    last_event_ts, last_event_mono : float
+        Newest event time seen and the monotonic clock when it arrived: together the stream's clock,
+        which closes alerts of devices that fell silent.
+    """
+
+    name: str
+    version: str
+    pipeline: Pipeline
+    tracker: ResumableTracker
+    calibration: DeviceCalibration
+    features: list[str]
+    feature_set: frozenset[str]
+    context: int
+    recent_scores: deque[float]
+    recent_rows: deque[tuple[str, float, Sequence[float]]]
+    open_devices: set[str] = field(default_factory=set)
+    drifted: bool = False
+    last_event_ts: float | None = None
+    last_event_mono: float = 0.0
+
+    def note(self, events: Sequence[AlertEvent]) -> None:
+        """Keep :attr:`open_devices` in step with the tracker's open alerts."""
+        for event in events:
+            if event.kind == "closed":
+                self.open_devices.discard(event.alert.device)
+            else:
+                self.open_devices.add(event.alert.device)
+
+    @property
+    def threshold(self) -> float:
+        return float(self.pipeline.threshold_)
+
+
+def load_slot(registry: ModelRegistry, name: str, config: RuntimeConfig) -> ModelSlot:
+    """Load the active version of model ``name`` with its saved per-device thresholds."""
+    version = registry.active(name)
+    if version is None:
+        msg = f"model {name!r} has no active version in the registry {registry.root}"
+        raise InvalidInputError(msg)
+    pipeline = registry.load(name, version)
+    calibration = DeviceCalibration(
+        target_far=config.target_far,
+        window=config.calibration_window,
+        min_samples=config.calibration_min_samples,
+    )
+    saved = calibration_path(registry, name, version)
+    if saved.is_file():
+        calibration.restore(json.loads(saved.read_text(encoding="utf-8")))
+    return ModelSlot(
+        name=name,
+        version=version,
+        pipeline=pipeline,
+        tracker=ResumableTracker(device_gap_seconds=config.device_gap_seconds, model_version=version),
+        calibration=calibration,
+        features=list(pipeline.feature_names_in_),
+        feature_set=frozenset(pipeline.feature_names_in_),
+        context=int(pipeline.context_rows),
+        recent_scores=deque(maxlen=config.calibration_window * 4),
+        recent_rows=deque(maxlen=config.recent_rows),
+    )
+
+
+def calibration_path(registry: ModelRegistry, name: str, version: str) -> Path:
+    """Where the per-device thresholds of one model version are kept."""
+    return registry.model_dir(name) / "calibration" / f"{version}.json"
+
+
+def save_calibration(registry: ModelRegistry, slot: ModelSlot) -> None:
+    """Write the slot's per-device thresholds (atomically)."""
+    atomic_write_text(
+        calibration_path(registry, slot.name, slot.version), json.dumps(slot.calibration.overrides(), indent=2)
+    )
+
+
+def save_recent(registry: ModelRegistry, slot: ModelSlot) -> None:
+    """Write the slot's recent accepted rows to ``REGISTRY/<model>/recent.npz`` for retraining."""
+    rows = list(slot.recent_rows)
+    if not rows:
+        return
+    path = registry.model_dir(slot.name) / "recent.npz"
+    tmp = path.with_name(".recent.tmp.npz")
+    np.savez(
+        tmp,
+        device=np.array([r[0] for r in rows]),
+        time=np.array([r[1] for r in rows], dtype=np.float64),
+        X=np.array([r[2] for r in rows], dtype=np.float64),
+        features=np.array(slot.features),
+    )
+    tmp.replace(path)
