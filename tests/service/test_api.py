@@ -190,10 +190,14 @@ def test_metrics_and_health(client: TestClient) -> None:
     assert health.status_code == 200 and health.json()["status"] == "ok"
 
 
-def test_devices_and_timeline(client: TestClient) -> None:
+def test_devices_and_timeline(client: TestClient, runtime: Runtime) -> None:
     ingest_alert(client, "p7")
     devices = client.get("/devices", headers=READ).json()["devices"]
     assert [d["device"] for d in devices] == ["p7"]
+    scores = [p["score"] for p in runtime.timeline("p7")]
+    assert devices[0]["points"] == 5 and devices[0]["flag_rate"] == 1.0
+    assert devices[0]["score_mean"] == pytest.approx(np.mean(scores))
+    assert devices[0]["score_std"] == pytest.approx(np.std(scores, ddof=1))
     timeline = client.get("/devices/p7/timeline", headers=READ).json()
     assert len(timeline["points"]) == 5 and all(p["anomaly"] for p in timeline["points"])
     assert len(timeline["alerts"]) == 1

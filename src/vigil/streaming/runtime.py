@@ -85,11 +85,26 @@ class _Pending:
 
 @dataclass
 class _Device:
+    """What the runtime keeps per device: time order, a detector window, recent points, score statistics."""
+
     name: str
     model: str
     last_ts: float | None = None
     history: np.ndarray | None = None
     timeline: deque[tuple[float, float, float, bool]] = field(default_factory=deque)
+    n: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+    flagged: int = 0
+
+    def observe(self, ts: float, score: float, threshold: float, is_anomaly: bool) -> None:
+        """Add a scored point: to the timeline, and to the running mean and variance (Welford)."""
+        self.timeline.append((ts, score, threshold, is_anomaly))
+        self.n += 1
+        delta = score - self.mean
+        self.mean += delta / self.n
+        self.m2 += delta * (score - self.mean)
+        self.flagged += is_anomaly
 
 
 class Runtime:
@@ -336,7 +351,7 @@ class Runtime:
         return score_drift(list(slot.recent_scores), slot.pipeline.train_score_quantiles_)
 
     def devices(self) -> list[dict[str, Any]]:
-        """Every device seen: its model, last time, last score and threshold."""
+        """Every device seen: its model, last time, last score and threshold, and its score statistics."""
         out = []
         for device in list(self._devices.values()):
             last = device.timeline[-1] if device.timeline else None
@@ -347,6 +362,10 @@ class Runtime:
                     "last_time": None if device.last_ts is None else _iso(device.last_ts),
                     "last_score": None if last is None else last[1],
                     "threshold": None if last is None else last[2],
+                    "points": device.n,
+                    "score_mean": device.mean if device.n else None,
+                    "score_std": math.sqrt(device.m2 / (device.n - 1)) if device.n > 1 else None,
+                    "flag_rate": device.flagged / device.n if device.n else None,
                 }
             )
         return sorted(out, key=lambda d: d["device"])
@@ -577,7 +596,7 @@ class Runtime:
             slot.calibration.observe(device, ts, score)
             slot.recent_scores.append(score)
             slot.recent_rows.append((device, ts, item.vector))
-            self._devices[device].timeline.append((ts, score, threshold, is_anomaly))
+            self._devices[device].observe(ts, score, threshold, is_anomaly)
             if slot.last_event_ts is None or ts > slot.last_event_ts:
                 slot.last_event_ts = ts
             slot.last_event_mono = mono
