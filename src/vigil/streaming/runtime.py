@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,7 +46,7 @@ from vigil.streaming.dead_letters import DeadLetter
 from vigil.streaming.drift import DriftReport, score_drift
 from vigil.streaming.messages import Reading, Rejection, decode_payload, parse_record
 from vigil.streaming.model_registry import ModelRegistry
-from vigil.streaming.model_slot import ModelSlot, load_slot, save_calibration, save_recent
+from vigil.streaming.model_slot import ModelSlot, calibration_path, load_slot, save_calibration, save_recent
 from vigil.streaming.runtime_metrics import RuntimeMetrics
 from vigil.streaming.runtime_types import Decision, Outcome, RuntimeConfig, Sink
 from vigil.validation import check_record
@@ -719,6 +720,10 @@ class Runtime:
         )
         save_calibration(self.registry, slot)
         return threshold
+
+    def _calibration_path(self, name: str, version: str) -> Path:
+        # vigil.scale.device_state reloads a version's thresholds from here when a worker takes a device over
+        return calibration_path(self.registry, name, version)
 
     def _save_recent(self, slot: ModelSlot | None = None) -> None:
         for current in [slot] if slot is not None else list(self._slots.values()):
