@@ -180,13 +180,17 @@ def test_a_broker_restart_mid_stream_loses_no_message(service, own_broker, prefi
             if t == sent // 2:
                 own_broker()  # restart while messages are in flight
             publisher.publish(f"{prefix}/pump-{t % 4}/telemetry", {"time": float(t), "readings": normal_readings(rng)})
-        wait_for(
-            lambda: runtime.metrics.snapshot()["scored"].get("pump", 0) >= sent, 60, f"{sent} records after restart"
+        snapshot = runtime.metrics.snapshot
+        deadline = time.monotonic() + 90
+        while snapshot()["scored"].get("pump", 0) < sent and time.monotonic() < deadline:
+            time.sleep(0.05)  # the broker redelivers on its own schedule: poll with a deadline
+        state = (
+            f"metrics {snapshot()}, connections {ingest.connections}, publisher up {publisher.client.is_connected()}"
         )
-        assert ingest.connections >= 2
-        assert runtime.metrics.snapshot()["scored"]["pump"] == sent
+        assert snapshot()["scored"].get("pump", 0) == sent, state
+        assert ingest.connections >= 2, state
         # QoS 1 is at least once: copies redelivered after the restart are refused by the time-order check
-        assert set(runtime.metrics.snapshot()["dead_letters"]) <= {"duplicate", "out_of_order"}
+        assert set(snapshot()["dead_letters"]) <= {"duplicate", "out_of_order"}, state
     finally:
         publisher.close()
 
