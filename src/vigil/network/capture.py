@@ -79,6 +79,11 @@ class ScoredCapture:
     ``rows`` has one row per packet: ``packet`` (number in the file, 0-based), ``time`` (ISO 8601, UTC, µs),
     ``score``, ``threshold``, ``anomaly``, ``incident`` (the kind of the incident the packet belongs to,
     empty when not flagged), ``src``, ``dst``, ``dport`` and ``top_features``.
+
+    Examples
+    --------
+    >>> ScoredCapture(rows=pd.DataFrame({"packet": [0], "anomaly": [False]})).incidents
+    []
     """
 
     rows: pd.DataFrame

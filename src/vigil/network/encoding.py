@@ -37,6 +37,11 @@ class EncodedFlows:
         float64 model inputs, one column per numeric feature and per (column, category).
     unknown : dict of str to dict of str to int
         For each categorical column, the unseen values met and how often (empty when none).
+
+    Examples
+    --------
+    >>> EncodedFlows(X=pd.DataFrame({"a": [1.0]}), unknown={"proto": {"sctp": 2}}).n_unknown
+    2
     """
 
     X: pd.DataFrame

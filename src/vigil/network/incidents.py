@@ -61,6 +61,13 @@ class NetworkIncident:
         The detector's most contributing features over the incident, with their shares.
     action : str
         The suggested response.
+
+    Examples
+    --------
+    >>> incident = NetworkIncident("port_scan", 0.0, 2.0, np.arange(40), "10.0.0.66", "10.0.0.12",
+    ...                            evidence={"packets_per_second": 20.0}, action="block 10.0.0.66")
+    >>> incident.summary()
+    'port_scan: 10.0.0.66 → 10.0.0.12, 40 packets (20/s). block 10.0.0.66'
     """
 
     kind: str

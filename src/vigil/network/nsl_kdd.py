@@ -48,7 +48,16 @@ NSL_KDD_PROTOCOL = (
 
 @dataclass(frozen=True, eq=False)
 class NslKddSplit:
-    """The three NSL-KDD files of the standard protocol, read and validated."""
+    """The three NSL-KDD files of the standard protocol, read and validated.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from vigil.network.flows import FlowSchema
+    >>> t = FlowTable(pd.DataFrame({"a": [0.0]}), FlowSchema(("a",), ()))
+    >>> len(NslKddSplit(train=t, test=t, test21=t).test21)
+    1
+    """
 
     train: FlowTable
     test: FlowTable

@@ -54,7 +54,14 @@ _IPV4, _IPV6 = 0x0800, 0x86DD
 
 @dataclass
 class ReadStats:
-    """What a reader met, by kind (see the module docstring)."""
+    """What a reader met, by kind (see the module docstring).
+
+    Examples
+    --------
+    >>> stats = ReadStats(frames=3, packets=2, non_ip=1)
+    >>> stats.as_dict()["non_ip"]
+    1
+    """
 
     frames: int = 0
     packets: int = 0
