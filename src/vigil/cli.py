@@ -6,6 +6,8 @@ Exit codes: 0 success, 1 unexpected failure, 2 bad input or arguments (the messa
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import json
 import shlex
 import sys
@@ -16,6 +18,8 @@ from typing import Any
 from vigil.errors import VigilError
 
 __all__ = ["main"]
+
+_EXTENSION_COMMANDS = ("vigil.service.cli", "vigil.network.cli", "vigil.scale.cli")
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -72,6 +76,12 @@ def _add_pipeline_options(parser: argparse.ArgumentParser, *, default_detector: 
         metavar="K",
         help="score = causal mean of the detector's scores over the last K rows; threshold calibrated on it (1 = off)",
     )
+    group.add_argument(
+        "--calibrate",
+        default="smoothed",
+        choices=["smoothed", "raw"],
+        help="with --smoothing: set the threshold from the smoothed (default) or the raw held-out scores",
+    )
     group.add_argument("--seed", type=int, default=0, help="random_state of the detector (0)")
 
 
@@ -102,6 +112,7 @@ def _pipeline_factory(args: argparse.Namespace):
             threshold=make_thresholder(args.threshold, **threshold_params),
             holdout=args.holdout,
             smoothing=args.smoothing,
+            calibrate=args.calibrate,
         )
 
     config = {
@@ -111,6 +122,7 @@ def _pipeline_factory(args: argparse.Namespace):
         "threshold": {"kind": args.threshold, **threshold_params},
         "holdout": args.holdout,
         "smoothing": args.smoothing,
+        "calibrate": args.calibrate,
     }
     make()  # fail now, before any data are read, on a bad parameter name
     return make, config
@@ -679,6 +691,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", default="pca", help="detector to deploy (pca)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
+
+    # Commands of the optional parts; their modules import heavy dependencies only when a command runs.
+    for module in _EXTENSION_COMMANDS:
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module).add_commands(sub)
     return parser
 
 
