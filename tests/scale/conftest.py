@@ -17,16 +17,12 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
-from scale_helpers import listening
+from scale_helpers import listening, training_frame
 
 from vigil.detectors.pca import PCADetector
 from vigil.pipeline import Pipeline
 from vigil.streaming.model_registry import ModelRegistry
-
-SENSORS = ["flow", "pressure", "temp", "current"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -103,17 +99,23 @@ def kafka_options() -> dict[str, str]:
     return {"session.timeout.ms": session, "heartbeat.interval.ms": "300"}
 
 
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[object]:
+    """One local Ray instance for the Ray tests of the session."""
+    ray = pytest.importorskip("ray", reason="the Ray tests need Ray: pip install 'vigil[scale]'")
+    pytest.importorskip("pyarrow", reason="the Ray tests need pyarrow: pip install 'vigil[scale]'")
+    # More logical CPUs than actors: Ray Data's read tasks need slots of their own beside two actors, and
+    # with every slot taken by actors the pool would wait forever for its input.
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
 @pytest.fixture
 def topic_name() -> str:
     return f"telemetry-{uuid.uuid4().hex[:10]}"
-
-
-def training_frame(n: int = 600, seed: int = 0) -> pd.DataFrame:
-    """Four correlated sensors driven by one load: a PCA with one component models them."""
-    rng = np.random.default_rng(seed)
-    load = rng.normal(size=(n, 1))
-    values = load @ np.array([[1.0, 0.8, -0.5, 1.2]]) + 0.05 * rng.normal(size=(n, 4))
-    return pd.DataFrame(values, columns=SENSORS)
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,16 @@ class Message:
         return json.dumps({"device": self.device, "time": self.time, "readings": readings}).encode()
 
 
+def training_frame(n: int = 600, seed: int = 0):
+    """Four correlated sensors driven by one load: a PCA with one component models them."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    load = rng.normal(size=(n, 1))
+    values = load @ WEIGHTS[None, :] + 0.05 * rng.normal(size=(n, len(SENSORS)))
+    return pd.DataFrame(values, columns=SENSORS)
+
+
 def make_stream(n_devices: int, n_steps: int, bursts: dict[int, tuple[int, int]], seed: int = 3) -> list[Message]:
     """``n_steps`` readings of ``n_devices`` devices, 1 s apart, interleaved in time order.
 

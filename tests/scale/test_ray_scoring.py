@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,18 +18,6 @@ pytestmark = [
     # of them from ray.data.context; Vigil sets none of them.
     pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context"),
 ]
-
-
-@pytest.fixture(scope="module")
-def ray_local() -> Iterator[object]:
-    ray = pytest.importorskip("ray", reason="the Ray tests need Ray: pip install 'vigil[scale]'")
-    pytest.importorskip("pyarrow", reason="the Ray tests need pyarrow: pip install 'vigil[scale]'")
-    # More logical CPUs than actors: Ray Data's read tasks need slots of their own beside the two actors.
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
 
 
 def write_archive(root: Path, *, n_per_file: int = 500, nan_in: str | None = None) -> pd.DataFrame:
