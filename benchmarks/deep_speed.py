@@ -81,7 +81,7 @@ def run_skab(entry: str, threads: int, data_dir: str | None) -> dict[str, Any]:
     import pyod
 
     torch.set_num_threads(threads)
-    detector, params, smoothing = CONFIGS[entry]
+    detector, params, smoothing, calibrate = CONFIGS[entry]
     parts = load_benchmark("skab", data_dir=data_dir).parts
     seconds = {"vigil": 0.0, "pyod": 0.0}
     counts: dict[str, list[tuple[int, int, int, int]]] = {"vigil": [], "pyod": []}
@@ -91,7 +91,8 @@ def run_skab(entry: str, threads: int, data_dir: str | None) -> dict[str, Any]:
         for which in ("vigil", "pyod") if i % 2 == 0 else ("pyod", "vigil"):
             start = time.perf_counter()
             if which == "vigil":
-                pipe = Pipeline(make_detector(detector, random_state=0, **params), smoothing=smoothing)
+                det = make_detector(detector, random_state=0, **params)
+                pipe = Pipeline(det, smoothing=smoothing, calibrate=calibrate)
                 flags = pipe.fit(part.X_train).predict(part.X_test)
             else:
                 model = AutoEncoder(contamination=0.01, random_state=0, verbose=0, device="cpu")
@@ -103,7 +104,13 @@ def run_skab(entry: str, threads: int, data_dir: str | None) -> dict[str, Any]:
         "benchmark": "skab",
         "protocol": "34 files: fit on the first 400 rows (scaler, model, threshold), predict the rest",
         "vigil_entry": entry,
-        "vigil_config": {"detector": detector, "params": params, "smoothing": smoothing, "random_state": 0},
+        "vigil_config": {
+            "detector": detector,
+            "params": params,
+            "smoothing": smoothing,
+            "calibrate": calibrate,
+            "random_state": 0,
+        },
         "pyod": {"version": pyod.__version__, "model": "AutoEncoder", "params": {"contamination": 0.01}},
         "seconds": seconds,
         "speedup": seconds["pyod"] / seconds["vigil"],

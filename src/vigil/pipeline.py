@@ -43,6 +43,13 @@ class Pipeline:
         that streamed rows are smoothed exactly as in batch. Like SKAB's "N consecutive windows above the
         limit", it trades ``smoothing / 2`` rows of delay for far fewer isolated false alarms on collective
         anomalies. 1 (default) turns it off. Contributions are averaged over the same rows.
+    calibrate : {"smoothed", "raw"}
+        Which held-out scores set the threshold when ``smoothing > 1``. ``"smoothed"`` (default): the
+        smoothed ones, the scores that are compared with it. ``"raw"``: the detector's own scores; the
+        smoothed score must then stay *on average* above a limit meant for single rows. A high quantile of
+        a few hundred smoothed, strongly autocorrelated scores is a poor estimate (a 1 % limit from 100
+        held-out rows smoothed over 10 is the largest of about 10 independent values), and under drift it
+        sits too low; the raw rows estimate it from ``smoothing`` times more independent evidence.
 
     Attributes
     ----------
@@ -77,17 +84,20 @@ class Pipeline:
         threshold: Thresholder | None = None,
         holdout: float = 0.25,
         smoothing: int = 1,
+        calibrate: str = "smoothed",
     ) -> None:
         self.detector = detector
         self.scaler = scaler
         self.threshold = threshold
         self.holdout = holdout
         self.smoothing = smoothing
+        self.calibrate = calibrate
 
     def __repr__(self) -> str:
         return (
             f"Pipeline({self.detector!r}, scaler={self.scaler!r}, threshold={self.threshold!r}, holdout={self.holdout}"
-            + (f", smoothing={self.smoothing})" if self.smoothing != 1 else ")")
+            + (f", smoothing={self.smoothing}" if self.smoothing != 1 else "")
+            + (f", calibrate={self.calibrate!r})" if self.calibrate != "smoothed" else ")")
         )
 
     @property
@@ -116,6 +126,10 @@ class Pipeline:
         if isinstance(self.smoothing, bool) or not isinstance(self.smoothing, int) or self.smoothing < 1:
             msg = f"Pipeline(smoothing={self.smoothing!r}) must be a whole number of rows ≥ 1"
             raise InvalidInputError(msg)
+        if self.calibrate not in ("smoothed", "raw"):
+            msg = f"Pipeline(calibrate={self.calibrate!r}) must be 'smoothed' or 'raw'"
+            raise InvalidInputError(msg)
+        calibrated = self._smooth if self.calibrate == "smoothed" else (lambda scores: scores)
         values, names = check_array(X, where="X", min_rows=4)
         self.n_features_in_ = values.shape[1]
         self.feature_names_in_ = names if names is not None else [f"x{j}" for j in range(values.shape[1])]
@@ -132,11 +146,11 @@ class Pipeline:
             # holdout as history, so every held-out row is scored from a full window.
             split = len(scaled) - n_holdout
             self.detector_ = self.detector.clone().fit(scaled[:split], None if y is None else np.asarray(y)[:split])
-            calibration_scores = self._smooth(self.detector_.score_samples(scaled[max(split - context, 0) :]))
+            calibration_scores = calibrated(self.detector_.score_samples(scaled[max(split - context, 0) :]))
             calibration_scores = calibration_scores[-n_holdout:]
         else:
             self.detector_ = self.detector.clone().fit(scaled, y)
-            calibration_scores = self._smooth(self.detector_.score_samples(scaled))
+            calibration_scores = calibrated(self.detector_.score_samples(scaled))
         self.thresholder_ = type(thresholder)(**thresholder.get_params()).fit(calibration_scores)
         self.threshold_ = self.thresholder_.threshold_
         train_scores = self._smooth(self.detector_.score_samples(scaled))
@@ -150,6 +164,8 @@ class Pipeline:
         digest.update(self.detector_.name.encode())
         if self.smoothing != 1:
             digest.update(f"smoothing={self.smoothing}".encode())
+        if self.calibrate != "smoothed":
+            digest.update(f"calibrate={self.calibrate}".encode())
         for value in (self.scaler_.center_, self.scaler_.scale_, np.array([self.threshold_])):
             digest.update(np.ascontiguousarray(value).tobytes())
         for key, value in sorted(self.detector_._learned_state().items()):
@@ -204,6 +220,7 @@ class Pipeline:
             "scaler": self.scaler_.kind,
             "holdout": self.holdout,
             "smoothing": self.smoothing,
+            "calibrate": self.calibrate,
             "threshold": self.thresholder_.to_dict(),
             "feature_names": self.feature_names_in_,
             "named_input": self._named_input,
@@ -225,6 +242,7 @@ class Pipeline:
                 scaler=document["scaler"],
                 holdout=float(document["holdout"]),
                 smoothing=int(document.get("smoothing", 1)),  # absent from pipelines saved before it existed
+                calibrate=str(document.get("calibrate", "smoothed")),
             )
             pipe.detector_ = detector
             pipe.scaler_ = make_scaler(document["scaler"]).restore(arrays["scaler_center"], arrays["scaler_scale"])

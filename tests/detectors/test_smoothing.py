@@ -89,3 +89,26 @@ def test_invalid_smoothing_is_rejected(data, bad):
 def test_smoothing_different_seeds_fingerprint_differently(data):
     train, _ = data
     assert Pipeline(PCADetector(), smoothing=3).fit(train).version_ != Pipeline(PCADetector()).fit(train).version_
+
+
+def test_raw_calibration_sets_the_threshold_from_unsmoothed_held_out_scores(tmp_path, data):
+    train, test = data
+    pipe = Pipeline(
+        PCADetector(n_components=1), threshold=QuantileThreshold(quantile=1.0), smoothing=10, calibrate="raw"
+    ).fit(train)
+    raw = pipe.detector_.score_samples(pipe.scaler_.transform(train))
+    assert pipe.threshold_ == pytest.approx(raw[300:].max())
+    smoothed_calibration = Pipeline(
+        PCADetector(n_components=1), threshold=QuantileThreshold(quantile=1.0), smoothing=10
+    )
+    assert pipe.threshold_ > smoothed_calibration.fit(train).threshold_
+    # Scores are smoothed either way; only the threshold differs.
+    np.testing.assert_array_equal(pipe.score_samples(test), smoothed_calibration.score_samples(test))
+    loaded = Pipeline.load(pipe.save(tmp_path / "raw"))
+    assert loaded.calibrate == "raw" and loaded.threshold_ == pipe.threshold_ and loaded.version_ == pipe.version_
+    assert "calibrate='raw'" in repr(pipe)
+
+
+def test_unknown_calibration_is_rejected(data):
+    with pytest.raises(InvalidInputError, match="calibrate"):
+        Pipeline(PCADetector(n_components=1), smoothing=3, calibrate="max").fit(data[0])

