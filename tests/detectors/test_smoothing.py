@@ -112,3 +112,20 @@ def test_raw_calibration_sets_the_threshold_from_unsmoothed_held_out_scores(tmp_
 def test_unknown_calibration_is_rejected(data):
     with pytest.raises(InvalidInputError, match="calibrate"):
         Pipeline(PCADetector(n_components=1), smoothing=3, calibrate="max").fit(data[0])
+
+
+def test_cli_fit_saves_the_smoothing_and_calibration_it_was_given(tmp_path, data, capsys):
+    import pandas as pd
+
+    from vigil.cli import main
+
+    train, _ = data
+    csv = tmp_path / "train.csv"
+    pd.DataFrame(train, columns=["a", "b", "c"]).to_csv(csv, index=False)
+    model = tmp_path / "model"
+    argv = ["fit", str(csv), "--detector", "pca", "--smoothing", "4", "--calibrate", "raw", "-o", str(model)]
+    assert main(argv) == 0
+    loaded = Pipeline.load(model)
+    assert (loaded.smoothing, loaded.calibrate, loaded.context_rows) == (4, "raw", 3)
+    assert main(["fit", str(csv), "--detector", "pca", "--smoothing", "0", "-o", str(tmp_path / "bad")]) == 2
+    assert "smoothing" in capsys.readouterr().err

@@ -38,9 +38,9 @@ class USADDetector(TorchDetector):
     ----------
     latent : int
         Size of the shared code.
-    hidden : tuple of int or None
-        Widths of the hidden layers between input and code (mirrored in the decoders); None halves the
-        flattened window twice, as in the paper, capped at 256 units.
+    hidden : tuple of int
+        Widths of the hidden layers between input and code (mirrored in the decoders); the empty tuple
+        (default) halves the flattened window twice, as in the paper, capped at 256 units.
     alpha : float
         Weight of AE1's reconstruction error in the score; ``1 - alpha`` weighs the adversarial one.
         Lower it to favour recall, raise it to favour precision (the paper's sensitivity knob).
@@ -67,7 +67,7 @@ class USADDetector(TorchDetector):
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "latent": [Interval(int, 1, None)],
-        "hidden": [None, lambda v: isinstance(v, tuple | list) and len(v) > 0 and all(int(h) == h > 0 for h in v)],
+        "hidden": [lambda v: isinstance(v, tuple | list) and all(isinstance(h, int) and h > 0 for h in v)],
         "alpha": [Interval(float, 0.0, 1.0)],
     }
 
@@ -75,7 +75,7 @@ class USADDetector(TorchDetector):
         self,
         *,
         latent: int = 16,
-        hidden: tuple[int, ...] | None = None,
+        hidden: tuple[int, ...] = (),
         alpha: float = 0.5,
         window: int = 12,
         epochs: int = 60,
@@ -106,7 +106,10 @@ class USADDetector(TorchDetector):
 
     @classmethod
     def _test_params(cls) -> list[dict[str, Any]]:
-        return [{"window": 3, "latent": 3, "epochs": 6, "random_state": 0}, {"window": 2, "latent": 2, "epochs": 3}]
+        return [
+            {"window": 3, "latent": 3, "epochs": 6, "random_state": 0},
+            {"window": 2, "latent": 2, "hidden": (8, 4), "epochs": 3},
+        ]
 
     def _fit(self, values: NDArray[np.float64], y: Any) -> None:
         # The paper's min-max scaling to [0, 1], learned on the training rows: the sigmoid decoders can
