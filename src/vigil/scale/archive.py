@@ -15,7 +15,7 @@ from pathlib import Path
 from vigil.errors import InvalidInputError, SchemaError
 from vigil.scale._optional import require
 
-__all__ = ["ArchiveInfo", "describe_archive"]
+__all__ = ["ArchiveInfo", "describe_archive", "feature_columns"]
 
 
 @dataclass(frozen=True)
@@ -99,3 +99,25 @@ def describe_archive(path: str | Path, *, features: Sequence[str] = ()) -> Archi
         partition_keys=partition_keys,
         bytes=size,
     )
+
+
+def feature_columns(path: str | Path, *, exclude: Sequence[str] = ()) -> list[str]:
+    """The archive's numeric columns, in file order, less partition keys and ``exclude`` (time, label…).
+
+    Raises
+    ------
+    InvalidInputError
+        The archive is unreadable or has no numeric column left.
+    """
+    pa = require("pyarrow", purpose="Parquet archives")
+    info = describe_archive(path)
+    ds = require("pyarrow.dataset", purpose="Parquet archives")
+    schema = ds.dataset(str(info.root), format="parquet", partitioning="hive").schema
+    skip = set(exclude) | set(info.partition_keys)
+    names = [
+        f.name for f in schema if f.name not in skip and (pa.types.is_floating(f.type) or pa.types.is_integer(f.type))
+    ]
+    if not names:
+        msg = f"the archive {info.root} has no numeric column besides {sorted(skip)}"
+        raise InvalidInputError(msg)
+    return names
