@@ -16,3 +16,13 @@ def data_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"VIGIL_DATA_DIR={value} is not a directory")
     return path
+
+
+def pytest_configure(config):
+    """One intra-op thread for PyTorch in tests: on a busy 2-core machine its default thread pool
+    oversubscribes the cores and slows the suite several-fold. Library code never sets this."""
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(1)

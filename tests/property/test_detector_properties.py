@@ -41,7 +41,8 @@ def test_scores_are_finite_one_per_row_and_follow_permutations(name, X, seed):
     assert scores.shape == (X.shape[0],)
     assert np.isfinite(scores).all()
     order = np.random.default_rng(seed).permutation(X.shape[0])
-    np.testing.assert_allclose(det.score_samples(X[order]), scores[order], rtol=1e-9, atol=1e-12)
+    # float32 networks may round differently when rows sit elsewhere in a batch: allow float32 noise
+    np.testing.assert_allclose(det.score_samples(X[order]), scores[order], rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("name", sorted(DETECTORS))
