@@ -20,6 +20,9 @@ from vigil.errors import VigilError
 __all__ = ["main"]
 
 _EXTENSION_COMMANDS = ("vigil.service.cli", "vigil.network.cli", "vigil.scale.cli")
+_TELEMETRY_BENCHMARKS = ("skab", "smd", "ton-iot")
+_NETWORK_BENCHMARKS = ("nsl-kdd", "modbus", "mqttset")
+_IMAGE_BENCHMARKS = ("magnetic-tile",)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -151,6 +154,8 @@ def _num(value: Any, digits: int = 3) -> str:
 
 def _print_result(result: dict[str, Any]) -> None:
     rows = [
+        *([("accuracy", _pct(result["accuracy"]))] if result.get("accuracy") is not None else []),
+        *([("accuracy on KDDTest-21", _pct(result["accuracy_test21"]))] if result.get("accuracy_test21") else []),
         ("F1", _num(result.get("f1"))),
         ("FAR", _pct(result.get("far"))),
         ("MAR", _pct(result.get("mar"))),
@@ -169,11 +174,22 @@ def _print_result(result: dict[str, Any]) -> None:
         ("fit / score seconds", f"{_num(result.get('fit_seconds'), 2)} / {_num(result.get('score_seconds'), 2)}"),
         ("rows scored", str(result.get("rows_scored"))),
     ]
+    recall = result.get("per_category_recall") or {}
+    rows += [(f"recall of {kind}", _num(value)) for kind, value in recall.items() if isinstance(value, float)]
     width = max(len(k) for k, _ in rows)
     title = f"{result.get('dataset', 'evaluation')} · {result.get('detector')}"
     print(title)
     for key, value in rows:
         print(f"  {key:<{width}}  {value}")
+
+
+def _print_image_result(result: dict[str, Any]) -> None:
+    print(f"{result.get('dataset')} · {result.get('detector')} · {result.get('split')} split")
+    print(f"  image ROC-AUC      {_num(result.get('roc_auc'))}")
+    for kind, value in (result.get("roc_auc_per_type") or {}).items():
+        print(f"    {kind:<16} {_num(value)}")
+    print(f"  pixel ROC-AUC      {_num(result.get('pixel_roc_auc'))}")
+    print(f"  images per second  {_num(result.get('images_per_second'), 1)}")
 
 
 # ---------------------------------------------------------------------------------------------- commands
@@ -193,6 +209,36 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from vigil.evaluation.runner import EvaluationPart, environment, evaluate_parts
     from vigil.evaluation.scores_file import ScoreRecorder
 
+    if args.dataset in _NETWORK_BENCHMARKS:
+        from vigil.network.cli import run_network_bench
+
+        result = run_network_bench(
+            args.dataset,
+            args.detector,
+            data_dir=args.data_dir,
+            json_path=args.json,
+            params=dict(args.param),
+            seed=args.seed,
+            quiet=args.quiet,
+            command=_command_line(args._argv),
+        )
+        _print_result(result)
+        return 0
+    if args.dataset in _IMAGE_BENCHMARKS:
+        from vigil.vision.bench import run_image_bench
+
+        result = run_image_bench(
+            args.dataset,
+            args.detector,
+            data_dir=args.data_dir,
+            json_path=args.json,
+            split=args.split,
+            params=dict(args.param),
+            seed=args.seed,
+            quiet=args.quiet,
+        )
+        _print_image_result(result)
+        return 0
     make, config = _pipeline_factory(args)
     benchmark = load_benchmark(args.dataset, data_dir=args.data_dir)
     parts = [EvaluationPart(p.name, p.X_train, p.X_test, p.y_test, p.time_test, extra=p.extra) for p in benchmark.parts]
@@ -410,8 +456,28 @@ def _evaluate_stream(args: argparse.Namespace, make: Any, X_train: Any, test: An
     return 0
 
 
+def _is_capture(path: str) -> bool:
+    return Path(path).suffix.lower() in (".pcap", ".pcapng", ".cap", ".dmp")
+
+
+def _fit_capture(args: argparse.Namespace, make: Any) -> int:
+    from vigil.network.cli import read_packets_as_table
+
+    X, _ = read_packets_as_table(args.train)
+    pipe = make().fit(X)
+    out = pipe.save(args.output)
+    (out / "input.json").write_text(json.dumps({"kind": "capture", "features": pipe.feature_names_in_}, indent=2))
+    print(
+        f"fitted {args.detector} on {len(X)} packets of {Path(args.train).name} ({X.shape[1]} features); "
+        f"threshold {pipe.threshold_:.4g}; model {pipe.version_} saved to {out}"
+    )
+    return 0
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     make, _ = _pipeline_factory(args)
+    if _is_capture(args.train):
+        return _fit_capture(args, make)
     table = _read(args.train, args, label=args.label)
     X = table.X
     if table.y is not None and table.y.any():
@@ -441,6 +507,11 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from vigil.data.tables import read_table
     from vigil.pipeline import Pipeline, top_features
 
+    if _is_capture(args.data):
+        from vigil.network.cli import write_capture_scores
+
+        print(write_capture_scores(args.model, args.data, args.output, top_k=args.top_k))
+        return 0
     model = Path(args.model)
     pipe = Pipeline.load(model)
     layout_path = model / "input.json"
@@ -609,8 +680,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_detectors)
 
     p = sub.add_parser("bench", help="run a benchmark data set under its official protocol")
-    p.add_argument("--dataset", required=True, choices=["skab", "smd", "ton-iot"])
+    p.add_argument(
+        "--dataset", required=True, choices=[*_TELEMETRY_BENCHMARKS, *_NETWORK_BENCHMARKS, *_IMAGE_BENCHMARKS]
+    )
     p.add_argument("--data-dir", help="folder holding the data sets (default: $VIGIL_DATA_DIR)")
+    p.add_argument("--split", default="grouped", help="magnetic-tile: grouped (default), differnet (leaky)")
     p.add_argument("--json", help="write the full result as JSON to this file")
     p.add_argument("--per-part", action="store_true", help="include per-file/machine/device figures in the JSON")
     p.add_argument("--scores", help="save every part's scores to this .npz (for vigil report's plots)")
@@ -639,7 +713,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("fit", help="fit a pipeline (scaler + detector + threshold) and save it")
-    p.add_argument("train", help="training CSV")
+    p.add_argument("train", help="training CSV, or a benign packet capture (.pcap/.pcapng)")
     p.add_argument("-o", "--output", required=True, help="model directory to write")
     p.add_argument("--label", help="label column; rows labelled anomalous are left out of training")
     _add_table_options(p)
@@ -648,7 +722,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("score", help="score a CSV with a saved model")
     p.add_argument("model", help="model directory written by `vigil fit`")
-    p.add_argument("data", help="CSV to score (same columns as in training)")
+    p.add_argument("data", help="CSV to score (same columns as in training), or a packet capture")
     p.add_argument("-o", "--output", required=True, help="CSV of scores to write")
     p.add_argument("--top-k", type=int, default=3, help="contributing columns to list per row (3)")
     p.add_argument("--label", default=None, help="label column to ignore (default: as in training)")

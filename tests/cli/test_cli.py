@@ -153,3 +153,24 @@ def test_installed_program_runs():
     done = subprocess.run([program, "detectors"], capture_output=True, text=True, check=False, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "pca" in done.stdout
+
+
+def test_fit_and_score_accept_packet_captures(tmp_path, capsys):
+    pytest.importorskip("dpkt", reason="pip install 'vigil[network]' to read captures")
+    assert main(["synth-capture", "-o", str(tmp_path / "synth"), "--train-seconds", "120", "--seed", "1"]) == 0
+    model = tmp_path / "model"
+    assert main(["fit", str(tmp_path / "synth" / "benign.pcap"), "--detector", "kitnet", "-o", str(model)]) == 0
+    out = tmp_path / "packets.csv"
+    assert main(["score", str(model), str(tmp_path / "synth" / "capture.pcap"), "-o", str(out)]) == 0
+    scores = pd.read_csv(out)
+    assert {"packet", "time", "score", "anomaly", "incident", "top_features"} <= set(scores.columns)
+    assert scores["anomaly"].any() and not scores["anomaly"].all()
+    assert "incidents:" in capsys.readouterr().out
+
+
+def test_bench_lists_every_data_set_family():
+    from vigil.cli import build_parser
+
+    bench = build_parser()._subparsers._group_actions[0].choices["bench"]
+    choices = next(a.choices for a in bench._actions if a.dest == "dataset")
+    assert {"skab", "smd", "ton-iot", "nsl-kdd", "modbus", "mqttset", "magnetic-tile"} <= set(choices)

@@ -66,7 +66,9 @@ def evaluate_parts(
     ``f1_point_adjusted``), ``oracle_best_f1`` (threshold chosen on test labels: for comparison with
     papers only), timings, ``macro`` means and ``per_part`` details. Parts whose ``extra`` holds root-cause
     labels (``"interpretation"``, as SMD's) add HitRate@100 % and @150 % of the pipeline's per-feature
-    contributions, per part and as ``hitrate_100``/``hitrate_150`` means over parts.
+    contributions, per part and as ``hitrate_100``/``hitrate_150`` means over parts. Parts whose ``extra``
+    holds ``"attack_type_test"`` (TON_IoT's) add ``per_category_recall``: the share of each attack type's
+    rows that was flagged, pooled over parts.
 
     ROC-AUC and PR-AUC are pooled over parts on scores divided by each part's own threshold, so that
     parts whose models score on different scales stay comparable.
@@ -76,6 +78,7 @@ def evaluate_parts(
     fit_seconds = score_seconds = 0.0
     rows_scored = 0
     per_part_extra: dict[str, dict[str, Any]] = {}
+    category_counts: dict[str, tuple[int, int]] = {}
     bar = tqdm(parts, desc=label, unit="part", disable=not progress, file=sys.stderr, leave=False)
     for part in bar:
         bar.set_postfix_str(part.name)
@@ -94,6 +97,13 @@ def evaluate_parts(
         groups[part.name] = (part.y_test, decisions, relative, timestamps)
         oracle[part.name] = best_f1(part.y_test, scores)["f1"] if part.y_test.any() else float("nan")
         per_part_extra[part.name] = {"threshold": pipe.threshold_, "model_version": pipe.version_}
+        categories = part.extra.get("attack_type_test")
+        if categories is not None:
+            kinds = np.asarray(categories).astype(str)
+            for kind in np.unique(kinds[part.y_test]):
+                rows = kinds == kind
+                hit, total = category_counts.get(kind, (0, 0))
+                category_counts[kind] = (hit + int(decisions[rows].sum()), total + int(rows.sum()))
         root_causes = part.extra.get("interpretation")
         if root_causes:
             shares = pipe.contributions(part.X_test)
@@ -115,8 +125,13 @@ def evaluate_parts(
         for percent in (100, 150)
         if all(f"hitrate_{percent}" in p for p in per_part_extra.values())
     }
+    n_rows = pooled["tp"] + pooled["fp"] + pooled["fn"] + pooled["tn"]
+    extras: dict[str, Any] = {"accuracy": (pooled["tp"] + pooled["tn"]) / n_rows if n_rows else float("nan")}
+    if category_counts:
+        extras["per_category_recall"] = {k: hit / total for k, (hit, total) in sorted(category_counts.items())}
     result = {
         **pooled,
+        **extras,
         "oracle_best_f1_mean": float(np.mean(oracle_values)) if oracle_values else float("nan"),
         **interpretation,
         "macro": report["macro"],
