@@ -196,11 +196,16 @@ def _print_image_result(result: dict[str, Any]) -> None:
 def _cmd_detectors(args: argparse.Namespace) -> int:
     from vigil.registry import available_detectors
 
-    detectors = available_detectors()
-    width = max(len(n) for n in detectors)
-    for name, cls in detectors.items():
-        kind = "online" if hasattr(cls, "learn_one") else "batch"
-        print(f"{name:<{width}}  {kind:<6}  {cls.summary}")
+    rows = [(n, "online" if hasattr(c, "learn_one") else "batch", c.summary) for n, c in available_detectors().items()]
+    try:
+        from vigil.vision.registry import available_image_detectors
+    except ImportError:  # the image extra (Pillow) is not installed
+        pass
+    else:
+        rows += [(n, "image", c.summary) for n, c in available_image_detectors().items()]
+    width = max(len(n) for n, _, _ in rows)
+    for name, kind, summary in rows:
+        print(f"{name:<{width}}  {kind:<6}  {summary}")
     return 0
 
 
@@ -233,8 +238,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             data_dir=args.data_dir,
             json_path=args.json,
             split=args.split,
+            size=args.size,
             params=dict(args.param),
             seed=args.seed,
+            report_path=args.report,
             quiet=args.quiet,
         )
         _print_image_result(result)
@@ -663,6 +670,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         detector=args.detector,
         progress=not args.quiet,
+        network=not args.no_network and importlib.util.find_spec("dpkt") is not None,
     )
     return 0
 
@@ -684,7 +692,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset", required=True, choices=[*_TELEMETRY_BENCHMARKS, *_NETWORK_BENCHMARKS, *_IMAGE_BENCHMARKS]
     )
     p.add_argument("--data-dir", help="folder holding the data sets (default: $VIGIL_DATA_DIR)")
-    p.add_argument("--split", default="grouped", help="magnetic-tile: grouped (default), differnet (leaky)")
+    p.add_argument(
+        "--split",
+        default="grouped",
+        choices=["grouped", "differnet", "supervised"],
+        help="magnetic-tile: grouped (default), differnet (the published, leaky split), supervised",
+    )
+    p.add_argument("--size", type=int, default=128, help="magnetic-tile: working resolution in pixels (128)")
+    p.add_argument("--report", help="magnetic-tile: write an HTML report with heat-map overlays here")
     p.add_argument("--json", help="write the full result as JSON to this file")
     p.add_argument("--per-part", action="store_true", help="include per-file/machine/device figures in the JSON")
     p.add_argument("--scores", help="save every part's scores to this .npz (for vigil report's plots)")
@@ -763,6 +778,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hours", type=float, default=4.0, help="simulated hours (4)")
     p.add_argument("--seed", type=int, default=7, help="simulator seed (7)")
     p.add_argument("--detector", default="pca", help="detector to deploy (pca)")
+    p.add_argument("--no-network", action="store_true", help="skip the plant's network traffic part")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
 

@@ -317,8 +317,13 @@ def run_demo(
     seed: int = 7,
     detector: str = "pca",
     progress: bool = True,
+    network: bool = False,
 ) -> DemoResult:
-    """Run the whole demo and write ``report.html``, ``alerts.db`` and ``model/`` under ``output``."""
+    """Run the whole demo and write ``report.html``, ``alerts.db`` and ``model/`` under ``output``.
+
+    With ``network`` the plant's device traffic is simulated too — a DDoS flood and an SSH brute force over
+    normal traffic — and the packet detector's findings are printed after the telemetry summary.
+    """
     quiet = not progress
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
@@ -346,5 +351,12 @@ def run_demo(
             output / "report.html", recording, live, scores, pipe, outcomes, metrics, alerts, detector
         )
     _print_summary(outcomes, metrics, len(alerts))
+    if network:
+        from vigil.network.demo import format_network_summary, run_network_demo
+
+        with _stage("[5/5] the plant's network: device traffic with a DDoS flood and an SSH brute force", quiet):
+            network_result = run_network_demo(seed=seed)
+        print()
+        print(format_network_summary(network_result))
     print(f"report: {report}\nalerts: {store_path}\nmodel:  {model_dir}")
     return DemoResult(outcomes, metrics, alerts, report, store_path, model_dir)

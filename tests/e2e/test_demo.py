@@ -65,7 +65,7 @@ def test_demo_is_deterministic(demo, tmp_path):
 
 
 def test_demo_command_prints_the_summary(tmp_path, capsys):
-    assert main(["demo", "--hours", "1", "--output", str(tmp_path), "--quiet"]) == 0
+    assert main(["demo", "--hours", "1", "--output", str(tmp_path), "--quiet", "--no-network"]) == 0
     out = capsys.readouterr().out
     assert "detected 5/5 incidents" in out
     assert "false-alarm rate" in out and "report:" in out
