@@ -325,13 +325,14 @@ def run_demo(
     normal traffic — and the packet detector's findings are printed after the telemetry summary.
     """
     quiet = not progress
+    steps = 5 if network else 4
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    with _stage("[1/4] simulating the plant", quiet):
+    with _stage(f"[1/{steps}] simulating the plant", quiet):
         recording = simulate_plant(hours=hours, seed=seed)
     train = recording.frame.iloc[: recording.train_rows]
     live = recording.frame.iloc[recording.train_rows :]
-    with _stage(f"[2/4] training {detector} on {len(train)} s of normal operation", quiet):
+    with _stage(f"[2/{steps}] training {detector} on {len(train)} s of normal operation", quiet):
         params = {"random_state": seed, **DEMO_PARAMS.get(detector, {})}
         pipe = Pipeline(make_detector(detector, **params), threshold=POTThreshold(risk=1e-3)).fit(train)
         model_dir = pipe.save(output / "model")
@@ -339,14 +340,14 @@ def run_demo(
     store_path.unlink(missing_ok=True)
     for suffix in ("-wal", "-shm"):
         Path(f"{store_path}{suffix}").unlink(missing_ok=True)
-    with _stage(f"[3/4] replaying {len(live)} s as a live stream", quiet), AlertStore(store_path) as store:
+    with _stage(f"[3/{steps}] replaying {len(live)} s as a live stream", quiet), AlertStore(store_path) as store:
         tracker = AlertTracker(device_gap_seconds=30.0, model_version=pipe.version_)
         scores, flags, shares = _replay(pipe, live, tracker, store, progress)
         alerts = sorted(store.list(limit=None), key=lambda a: a.start)
     labels = recording.labels[recording.train_rows :]
     metrics = evaluate(labels, flags, scores, timestamps=live.index.to_numpy())
     outcomes = _outcomes(recording, pipe, flags, shares)
-    with _stage("[4/4] writing the report", quiet):
+    with _stage(f"[4/{steps}] writing the report", quiet):
         report = _write_report(
             output / "report.html", recording, live, scores, pipe, outcomes, metrics, alerts, detector
         )
@@ -354,7 +355,7 @@ def run_demo(
     if network:
         from vigil.network.demo import format_network_summary, run_network_demo
 
-        with _stage("[5/5] the plant's network: device traffic with a DDoS flood and an SSH brute force", quiet):
+        with _stage(f"[5/{steps}] the plant's network: device traffic with a DDoS flood and an SSH brute force", quiet):
             network_result = run_network_demo(seed=seed)
         print()
         print(format_network_summary(network_result))
