@@ -10,6 +10,7 @@ published results beside it, goes to standard output.
 from __future__ import annotations
 
 import argparse
+import os
 import contextlib
 import io
 import json
@@ -57,7 +58,18 @@ def run(dataset: str, detectors: list[str] | None = None) -> int:
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in detectors or list(available_detectors()):
         out = folder / f"{name}.json"
-        argv = ["bench", "--dataset", dataset, "--detector", name, "--json", str(out), "--quiet", "--per-part"]
+        # A path relative to the working directory keeps machine paths out of the recorded command.
+        argv = [
+            "bench",
+            "--dataset",
+            dataset,
+            "--detector",
+            name,
+            "--json",
+            os.path.relpath(out),
+            "--quiet",
+            "--per-part",
+        ]
         with contextlib.redirect_stdout(io.StringIO()):  # keep only the table on standard output
             code = main(argv)
         if code != 0:
