@@ -10,10 +10,10 @@ published results beside it, goes to standard output.
 from __future__ import annotations
 
 import argparse
-import os
 import contextlib
 import io
 import json
+import os
 import sys
 from pathlib import Path
 
