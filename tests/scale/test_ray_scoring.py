@@ -17,6 +17,8 @@ pytestmark = [
     # Ray Data's DataContext sets its own deprecated fields when it is created (Ray 2.60), warning about each
     # of them from ray.data.context; Vigil sets none of them.
     pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context"),
+    # Ray Data's pandas blocks call reset_index(inplace=True), which pandas 3.1 deprecates.
+    pytest.mark.filterwarnings("ignore:The inplace keyword:pandas.errors.Pandas4Warning"),
 ]
 
 

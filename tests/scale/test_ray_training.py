@@ -18,6 +18,8 @@ pytestmark = [
     pytest.mark.slow,
     # Ray Data's DataContext warns about its own deprecated fields when it is created (Ray 2.60).
     pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context"),
+    # Ray Data's pandas blocks call reset_index(inplace=True), which pandas 3.1 deprecates.
+    pytest.mark.filterwarnings("ignore:The inplace keyword:pandas.errors.Pandas4Warning"),
 ]
 
 

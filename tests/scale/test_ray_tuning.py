@@ -17,6 +17,8 @@ pytestmark = [
     pytest.mark.slow,
     # Ray Data's DataContext warns about its own deprecated fields when Tune creates it (Ray 2.60).
     pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context"),
+    # Ray Data's pandas blocks call reset_index(inplace=True), which pandas 3.1 deprecates.
+    pytest.mark.filterwarnings("ignore:The inplace keyword:pandas.errors.Pandas4Warning"),
     # A finished function trainable repeats its last result (done=True, same iteration), which Ray's
     # OptunaSearch reports to Optuna a second time; Optuna ignores the repeat and says so.
     pytest.mark.filterwarnings("ignore:The reported value is ignored because this `step=:UserWarning"),
