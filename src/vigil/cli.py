@@ -302,6 +302,13 @@ def _read(path: str, args: argparse.Namespace, *, label: str | None, columns: Se
     )
 
 
+def _add_ray_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("Ray (pip install 'vigil[scale]')")
+    group.add_argument("--ray", action="store_true", help="run on Ray (a local instance unless --ray-address)")
+    group.add_argument("--ray-address", help="address of a running Ray cluster")
+    group.add_argument("--workers", type=int, help="Ray workers (actors, trials at once, training workers)")
+
+
 def _add_table_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("input file")
     group.add_argument("--time", help="timestamp column (ISO 8601 or epoch seconds)")
@@ -483,6 +490,15 @@ def _fit_capture(args: argparse.Namespace, make: Any) -> int:
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     make, _ = _pipeline_factory(args)
+    if args.ray:
+        from vigil.scale.archive import feature_columns
+        from vigil.scale.ray_training import fit_with_ray
+
+        features = feature_columns(args.train, exclude=[c for c in (args.time, args.label) if c])
+        pipe = fit_with_ray(make, args.train, features, workers=args.workers or 2, address=args.ray_address)
+        out = pipe.save(args.output)
+        print(f"fitted {args.detector} on the archive {args.train} with Ray; model {pipe.version_} saved to {out}")
+        return 0
     if _is_capture(args.train):
         return _fit_capture(args, make)
     table = _read(args.train, args, label=args.label)
@@ -514,6 +530,25 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from vigil.data.tables import read_table
     from vigil.pipeline import Pipeline, top_features
 
+    if args.ray:
+        from vigil.scale.ray_scoring import score_archive_with_ray
+
+        summary = score_archive_with_ray(
+            args.model,
+            args.data,
+            args.output,
+            address=args.ray_address,
+            workers=args.workers,
+            keep=args.keep,
+            top_k=args.top_k,
+            progress=True,
+        )
+        print(
+            f"scored {summary['rows']} rows of {summary['files']} files on {summary['workers']} Ray workers in "
+            f"{summary['seconds']:.1f} s ({summary['rows_per_second']:,.0f} rows/s): {summary['anomalies']} above "
+            f"the threshold; wrote {summary['output']}"
+        )
+        return 0
     if _is_capture(args.data):
         from vigil.network.cli import write_capture_scores
 
@@ -594,19 +629,36 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         pipe.detector = pipe.detector.set_params(**params)
         return pipe
 
-    result = tune(
-        make,
-        space,
-        tables,
-        n_trials=args.trials,
-        n_folds=args.folds,
-        gap=args.gap,
-        seed=args.seed,
-        storage=args.storage,
-        study_name=args.study_name,
-        timeout=args.timeout,
-        progress=not args.quiet,
-    )
+    if args.ray:
+        from vigil.scale.ray_tuning import tune_with_ray
+
+        result = tune_with_ray(
+            make,
+            space,
+            tables,
+            n_trials=args.trials,
+            n_folds=args.folds,
+            gap=args.gap,
+            seed=args.seed,
+            timeout=args.timeout,
+            address=args.ray_address,
+            max_concurrent=args.workers,
+            progress=not args.quiet,
+        )
+    else:
+        result = tune(
+            make,
+            space,
+            tables,
+            n_trials=args.trials,
+            n_folds=args.folds,
+            gap=args.gap,
+            seed=args.seed,
+            storage=args.storage,
+            study_name=args.study_name,
+            timeout=args.timeout,
+            progress=not args.quiet,
+        )
     rows = []
     for label, params in (("default", {}), ("tuned", result.best_params)):
         cv = cross_validate(lambda p=params: make(p), tables, n_folds=args.folds, gap=args.gap, seed=args.seed)
@@ -733,6 +785,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", help="label column; rows labelled anomalous are left out of training")
     _add_table_options(p)
     _add_pipeline_options(p)
+    _add_ray_options(p)
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser("score", help="score a CSV with a saved model")
@@ -746,6 +799,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sep", default=None, help="field separator (default: as in training)")
     p.add_argument("--sort-time", action="store_true", help="sort rows by time")
     p.add_argument("--drop-duplicate-times", action="store_true", help="keep the first row of a repeated time")
+    _add_ray_options(p)
+    p.add_argument("--keep", default="anomalies", choices=["anomalies", "all"], help="--ray: rows to write")
     p.set_defaults(func=_cmd_score)
 
     p = sub.add_parser("report", help="write one self-contained HTML report from result JSON files")
@@ -771,6 +826,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_table_options(p)
     _add_pipeline_options(p)
+    _add_ray_options(p)
     p.set_defaults(func=_cmd_tune)
 
     p = sub.add_parser("demo", help="simulate a smart factory, detect its incidents, and write a report")

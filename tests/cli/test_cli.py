@@ -174,3 +174,23 @@ def test_bench_lists_every_data_set_family():
     bench = build_parser()._subparsers._group_actions[0].choices["bench"]
     choices = next(a.choices for a in bench._actions if a.dest == "dataset")
     assert {"skab", "smd", "ton-iot", "nsl-kdd", "modbus", "mqttset", "magnetic-tile"} <= set(choices)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+@pytest.mark.filterwarnings("ignore:The inplace keyword:pandas.errors.Pandas4Warning")
+def test_score_ray_scores_a_parquet_archive(tmp_path, plant_csv, capsys):
+    pytest.importorskip("ray", reason="pip install 'vigil[scale]' for Ray")
+    model = tmp_path / "model"
+    assert (
+        main(["fit", str(plant_csv), "--detector", "pca", "--label", "label", "--time", "time", "-o", str(model)]) == 0
+    )
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    frame = pd.read_csv(plant_csv).drop(columns=["label"])
+    for day in range(2):
+        frame.iloc[day * 300 : (day + 1) * 300].to_parquet(archive / f"day={day}.parquet")
+    out = tmp_path / "scores.parquet"
+    argv = ["score", str(model), str(archive), "--ray", "--workers", "1", "--keep", "all", "-o", str(out)]
+    assert main(argv) == 0
+    assert "scored 600 rows of 2 files" in capsys.readouterr().out
+    assert len(pd.read_parquet(out)) == 600
