@@ -17,7 +17,7 @@ from typing import Any
 
 from vigil.errors import VigilError
 
-__all__ = ["main"]
+__all__ = ["dispatch", "main"]
 
 _EXTENSION_COMMANDS = ("vigil.service.cli", "vigil.network.cli", "vigil.scale.cli")
 _TELEMETRY_BENCHMARKS = ("skab", "smd", "ton-iot")
@@ -846,7 +846,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    return dispatch(build_parser(), argv)
+
+
+def dispatch(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen command: exit code 2 on bad input, 130 on Ctrl-C."""
     args = parser.parse_args(argv)
     args._argv = argv
     try:

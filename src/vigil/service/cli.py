@@ -11,7 +11,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -244,16 +243,8 @@ def add_commands(subparsers: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m vigil.service COMMAND``: the same commands without the rest of the ``vigil`` CLI."""
-    from vigil.errors import VigilError
+    from vigil.cli import dispatch
 
     parser = argparse.ArgumentParser(prog="vigil", description="Vigil monitoring service")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add_commands(sub)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except VigilError as exc:
-        print(f"vigil {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    return dispatch(parser, argv)

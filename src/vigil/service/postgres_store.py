@@ -29,28 +29,15 @@ psycopg = require("psycopg")
 from psycopg import sql  # noqa: E402
 from psycopg.types.json import Jsonb  # noqa: E402
 
+from vigil.streaming.alert_store import _COLUMNS as ALERT_COLUMNS  # noqa: E402
+
 __all__ = ["SCHEMA_VERSION", "PostgresAlertStore"]
 
 SCHEMA_VERSION = 1
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
-_COLUMNS = (
-    "id",
-    "device",
-    "start_time",
-    "end_time",
-    "peak_time",
-    "score",
-    "threshold",
-    "model_version",
-    "top_features",
-    "incident_type",
-    "status",
-    "n_points",
-    "feedback",
-    "explanation",
-)
+_COLUMNS = ALERT_COLUMNS  # one column list for both stores
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS {schema}.meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
