@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
+from threading import Event
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -165,13 +166,26 @@ class CaptureScorer:
         return score_packets(self.pipe, features, packets.metadata(), top_k=top_k)
 
     def follow(
-        self, source: str | PathLike[str] | BinaryIO, *, batch_size: int = 2048, follow: bool = True
+        self,
+        source: str | PathLike[str] | BinaryIO,
+        *,
+        batch_size: int = 2048,
+        follow: bool = True,
+        poll_seconds: float = 0.5,
+        stop: Event | None = None,
     ) -> Iterator[ScoredCapture]:
-        """Yield one :class:`ScoredCapture` per batch read from ``source`` (``"-"``: standard input)."""
+        """Yield one :class:`ScoredCapture` per batch read from ``source`` (``"-"``: standard input).
+
+        A batch ends after ``batch_size`` packets or when the writer falls idle; ``stop`` ends a followed
+        capture at its next idle moment.
+        """
         from vigil.network.pcap import ReadStats, iter_capture
 
         stats = ReadStats()
-        for batch in iter_capture(source, batch_size=batch_size, follow=follow, stats=stats):
+        batches = iter_capture(
+            source, batch_size=batch_size, follow=follow, poll_seconds=poll_seconds, stats=stats, stop=stop
+        )
+        for batch in batches:
             scored = self.score(batch)
             scored.read_stats = stats.as_dict()
             yield scored

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from os import PathLike
 from pathlib import Path
+from threading import Event
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -50,6 +51,7 @@ _PCAP_MAGIC = {
 _PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 _MAX_RECORD = 1 << 18
 _IPV4, _IPV6 = 0x0800, 0x86DD
+_IDLE = object()  # yielded by a followed reader when the writer is idle: time to score what was read
 
 
 @dataclass
@@ -148,7 +150,9 @@ def _decode(link: str, buf: bytes, wire: int, index: int, ts: float, stats: Read
     rows.append((index, ts, wire or max(length, len(buf)), *src, *dst, sport, dport, proto, flags, payload))
 
 
-def _pcap_records(handle: BinaryIO, header: bytes, stats: ReadStats, follow: bool, poll: float) -> Iterator[tuple]:
+def _pcap_records(
+    handle: BinaryIO, header: bytes, stats: ReadStats, follow: bool, poll: float, stop: Event | None
+) -> Iterator[Any]:
     order, unit = _PCAP_MAGIC[header[:4]]
     rest = header[4:] + _read_exact(handle, 20 - len(header[4:]))
     if len(rest) < 20:
@@ -158,10 +162,13 @@ def _pcap_records(handle: BinaryIO, header: bytes, stats: ReadStats, follow: boo
     yield ("link", linktype)
     record = struct.Struct(order + "IIII")
     pending = b""
+    # read1 returns what a pipe holds now instead of blocking until 64 KiB arrive (tcpdump -U | vigil ...).
+    read = getattr(handle, "read1", handle.read)
     while True:
-        chunk = handle.read(65536)
+        chunk = read(65536)
         if not chunk:
-            if follow:
+            if follow and not (stop is not None and stop.is_set()):
+                yield _IDLE
                 time.sleep(poll)
                 continue
             stats.truncated_tail = bool(pending)
@@ -220,6 +227,7 @@ def iter_capture(
     poll_seconds: float = 0.5,
     max_packets: int | None = None,
     stats: ReadStats | None = None,
+    stop: Event | None = None,
 ) -> Iterator[PacketTable]:
     """Yield the IP packets of a capture in batches of ``batch_size`` (the last may be smaller).
 
@@ -227,7 +235,11 @@ def iter_capture(
     ----------
     source : path, ``"-"`` (standard input) or a binary file object
     follow : bool
-        Keep reading as the file grows (classic pcap only), like ``tail -f``; stop with Ctrl-C.
+        Keep reading as the file grows (classic pcap only), like ``tail -f``; stop with Ctrl-C or ``stop``.
+        Whenever the writer falls idle, the packets read so far are yielded at once, so a quiet network is
+        scored without waiting for a full batch.
+    stop : threading.Event, optional
+        When set, a followed capture ends at its next idle moment.
     max_packets : int, optional
         Stop after this many frames.
     stats : ReadStats, optional
@@ -247,16 +259,16 @@ def iter_capture(
             msg = f"capture not found: {path}"
             raise DatasetNotFoundError(msg)
         with path.open("rb") as handle:
-            yield from _iterate(handle, str(path), batch_size, follow, poll_seconds, max_packets, stats)
+            yield from _iterate(handle, str(path), batch_size, follow, poll_seconds, max_packets, stats, stop)
     else:
         handle = sys.stdin.buffer if isinstance(source, (str, PathLike)) else source
-        yield from _iterate(handle, "<stream>", batch_size, follow, poll_seconds, max_packets, stats)
+        yield from _iterate(handle, "<stream>", batch_size, follow, poll_seconds, max_packets, stats, stop)
 
 
-def _iterate(handle, name, batch_size, follow, poll, max_packets, stats) -> Iterator[PacketTable]:
+def _iterate(handle, name, batch_size, follow, poll, max_packets, stats, stop) -> Iterator[PacketTable]:
     header = _read_exact(handle, 4)
     if header in _PCAP_MAGIC:
-        records = _pcap_records(handle, header, stats, follow, poll)
+        records = _pcap_records(handle, header, stats, follow, poll, stop)
     elif header == _PCAPNG_MAGIC:
         records = _pcapng_records(handle, header, stats)
     else:
@@ -275,7 +287,13 @@ def _iterate(handle, name, batch_size, follow, poll, max_packets, stats) -> Iter
     rows: list = []
     index = 0
     try:
-        for ts, buf, wire in records:
+        for record in records:
+            if record is _IDLE:
+                if rows:
+                    yield _batch(rows)
+                    rows = []
+                continue
+            ts, buf, wire = record
             _decode(link, buf, wire, index, ts, stats, rows)
             index += 1
             if len(rows) >= batch_size:

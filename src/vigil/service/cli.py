@@ -111,6 +111,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         mqtt=mqtt,
         webhooks=list(args.webhook),
         runtime=runtime,
+        captures=list(args.capture),
+        capture_model=Path(args.capture_model) if args.capture_model else None,
+        capture_gap_seconds=args.capture_gap,
     )
     return run_service(config)
 
@@ -209,6 +212,19 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--device-gap", type=float, default=30.0, help="seconds without anomaly that close an alert")
     p.add_argument("--target-far", type=float, default=0.01, help="per-device false-alarm rate after feedback")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    group = p.add_argument_group("packet captures")
+    group.add_argument(
+        "--capture",
+        action="append",
+        default=[],
+        metavar="SOURCE",
+        help="pcap file to follow as it is written, or - for a pcap stream on stdin "
+        "(tcpdump -U -w - -i eth0 | vigil serve ... --capture -); repeatable",
+    )
+    group.add_argument("--capture-model", metavar="MODEL_DIR", help="model fitted with `vigil fit BENIGN.pcap`")
+    group.add_argument(
+        "--capture-gap", type=float, default=30.0, help="capture seconds that separate two network alerts (30)"
+    )
     _add_mqtt_options(p, serve=True)
     p.set_defaults(func=_cmd_serve)
 

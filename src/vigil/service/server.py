@@ -1,4 +1,4 @@
-"""Assemble and run the monitoring service: store, registry, runtime, MQTT, webhooks, HTTP server.
+"""Assemble and run the monitoring service: store, registry, runtime, MQTT, webhooks, captures, HTTP server.
 
 :class:`Service` owns every part and closes them in reverse order. :func:`run_service` runs it under
 uvicorn until SIGINT or SIGTERM, then stops taking messages, lets the runtime commit what it holds, and
@@ -56,6 +56,9 @@ class ServiceConfig:
     webhooks: list[str] = field(default_factory=list)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    captures: list[str] = field(default_factory=list)  # pcap files to follow, or "-" for standard input
+    capture_model: Path | None = None  # a pipeline fitted on packet features
+    capture_gap_seconds: float = 30.0
 
 
 class Service:
@@ -94,6 +97,7 @@ class Service:
                 self.mqtt = MqttIngest(self.runtime, config.mqtt)
                 sinks.append(self.mqtt)
             self.runtime.sinks.extend(sinks)
+            self.captures = self._capture_monitors(config, sinks)
             self.app = create_app(
                 self.runtime, auth=self.auth, max_body_bytes=config.max_body_bytes, status=self.status
             )
@@ -101,8 +105,26 @@ class Service:
             self.close()
             raise
 
+    def _capture_monitors(self, config: ServiceConfig, sinks: list[Sink]) -> list[Any]:
+        if not config.captures:
+            return []
+        if config.capture_model is None:
+            msg = "--capture needs --capture-model MODEL_DIR (a model fitted with `vigil fit BENIGN.pcap`)"
+            raise InvalidInputError(msg)
+        from vigil.network.monitor import CaptureMonitor
+        from vigil.pipeline import Pipeline
+
+        pipe = Pipeline.load(config.capture_model)
+        return [
+            CaptureMonitor(pipe, source, self.store, sinks=sinks, gap_seconds=config.capture_gap_seconds)
+            for source in config.captures
+        ]
+
     def status(self) -> dict[str, Any]:
-        return self.mqtt.status() if self.mqtt is not None else {}
+        out = self.mqtt.status() if self.mqtt is not None else {}
+        if self.captures:
+            out["captures"] = [monitor.status() for monitor in self.captures]
+        return out
 
     def start(self) -> Service:
         """Start the runtime, then the MQTT subscription (so nothing arrives before it can be scored)."""
@@ -111,6 +133,9 @@ class Service:
         if self.mqtt is not None:
             self.mqtt.start()
             self._closers.append(self.mqtt.stop)
+        for monitor in self.captures:
+            monitor.start()
+            self._closers.append(monitor.stop)
         return self
 
     def close(self) -> None:
