@@ -615,7 +615,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     from vigil.errors import InvalidInputError
     from vigil.evaluation.runner import environment, evaluate_parts
     from vigil.tuning.search import cross_validate, tune
-    from vigil.tuning.spaces import search_space
+    from vigil.tuning.spaces import search_space, split_params
 
     if (args.dataset is None) == (args.train is None):
         msg = "give either --train TRAIN.csv or --dataset NAME"
@@ -625,8 +625,11 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     tables, tests, source = _tuning_tables(args)
 
     def make(params):
+        pipe_params, detector_params = split_params(params)
         pipe = make_default()
-        pipe.detector = pipe.detector.set_params(**params)
+        for name, value in pipe_params.items():
+            setattr(pipe, name, value)
+        pipe.detector = pipe.detector.set_params(**detector_params)
         return pipe
 
     if args.ray:

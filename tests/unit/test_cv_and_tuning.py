@@ -15,7 +15,7 @@ from vigil.evaluation.injection import inject_anomalies
 from vigil.pipeline import Pipeline
 from vigil.registry import make_detector
 from vigil.tuning.search import TrainingTable, tune
-from vigil.tuning.spaces import search_space
+from vigil.tuning.spaces import SEARCH_SPACES, search_space, split_params
 
 
 @settings(max_examples=100, deadline=None)
@@ -95,6 +95,17 @@ def test_tune_command_prints_before_and_after_and_saves_a_model(tmp_path, capsys
     result = json.loads(out_json.read_text())
     assert [row["model"] for row in result["comparison"]] == ["default", "tuned"]
     assert (tmp_path / "model" / "config.json").is_file()
+
+
+@pytest.mark.parametrize("name", sorted(SEARCH_SPACES))
+def test_every_search_space_samples_valid_detector_and_pipeline_parameters(name):
+    optuna = pytest.importorskip("optuna")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(12):
+        pipe_params, detector_params = split_params(search_space(name)(study.ask()))
+        make_detector(name, **detector_params)._validate_params()  # raises on an out-of-range value
+        pipe = Pipeline(make_detector(name), **pipe_params)
+        assert pipe.smoothing >= 1 and pipe.calibrate in {"smoothed", "raw"}
 
 
 def test_unknown_search_space_is_a_clear_error():
