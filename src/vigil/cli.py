@@ -171,6 +171,16 @@ def _print_result(result: dict[str, Any]) -> None:
             if "hitrate_100" in result
             else []
         ),
+        *(
+            [
+                (
+                    "root cause HitRate@100% / @150%, detected anomalies",
+                    f"{_num(result['hitrate_100_detected'])} / {_num(result['hitrate_150_detected'])}",
+                )
+            ]
+            if "hitrate_100_detected" in result
+            else []
+        ),
         ("fit / score seconds", f"{_num(result.get('fit_seconds'), 2)} / {_num(result.get('score_seconds'), 2)}"),
         ("rows scored", str(result.get("rows_scored"))),
     ]

@@ -60,3 +60,15 @@ def test_runner_reports_hit_rates_for_parts_with_root_causes():
     result = evaluate_parts([part], lambda: Pipeline(PCADetector(n_components=1)), progress=False)
     assert result["hitrate_100"] == pytest.approx(1.0)
     assert result["per_part"]["m"]["hitrate_150"] == pytest.approx(1.0)
+    assert result["hitrate_150_detected"] == pytest.approx(1.0) and result["hitrate_detected_parts"] == 1
+
+
+def test_detected_hit_rate_counts_only_the_flagged_rows():
+    shares = np.array([[0.9, 0.1], [0.1, 0.9], [0.1, 0.9]])  # G = {1}: only row 0 ranks it first
+    labels = [(0, 3, [1])]
+    assert hit_rate(shares, labels) == pytest.approx(1 / 3)
+    assert hit_rate(shares, labels, rows=np.array([True, False, False])) == 1.0
+    assert hit_rate(shares, labels, rows=np.array([False, True, True])) == 0.0
+    assert np.isnan(hit_rate(shares, labels, rows=np.zeros(3, dtype=bool)))
+    with pytest.raises(InvalidInputError, match="one flag per row"):
+        hit_rate(shares, labels, rows=np.ones(2, dtype=bool))

@@ -51,6 +51,11 @@ def _round(value: Any) -> Any:
     return value
 
 
+def _finite_mean(values: list[float]) -> float:
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
 def evaluate_parts(
     parts: Sequence[EvaluationPart],
     make_pipeline: Callable[[], Pipeline],
@@ -66,7 +71,8 @@ def evaluate_parts(
     ``f1_point_adjusted``), ``oracle_best_f1`` (threshold chosen on test labels: for comparison with
     papers only), timings, ``macro`` means and ``per_part`` details. Parts whose ``extra`` holds root-cause
     labels (``"interpretation"``, as SMD's) add HitRate@100 % and @150 % of the pipeline's per-feature
-    contributions, per part and as ``hitrate_100``/``hitrate_150`` means over parts. Parts whose ``extra``
+    contributions, per part and as ``hitrate_100``/``hitrate_150`` means over parts (every labelled row), with
+    ``hitrate_100_detected``/``hitrate_150_detected`` over the labelled rows the pipeline flagged. Parts whose ``extra``
     holds ``"attack_type_test"`` (TON_IoT's) add ``per_category_recall``: the share of each attack type's
     rows that was flagged, pooled over parts.
 
@@ -109,6 +115,9 @@ def evaluate_parts(
             shares = pipe.contributions(part.X_test)
             for percent in (100, 150):
                 per_part_extra[part.name][f"hitrate_{percent}"] = hit_rate(shares, root_causes, percent=percent)
+                per_part_extra[part.name][f"hitrate_{percent}_detected"] = hit_rate(
+                    shares, root_causes, percent=percent, rows=decisions
+                )
         if on_part is not None:
             on_part(part, pipe, scores)
     if any(g[3] is None for g in groups.values()):
@@ -120,11 +129,17 @@ def evaluate_parts(
         for name, metrics in report["per_part"].items()
     }
     oracle_values = [v for v in oracle.values() if np.isfinite(v)]
+    # Detected-only hit rates are undefined (nan) on a part where no labelled row was flagged: averaged
+    # over the parts that have one, and the count says how many.
     interpretation = {
-        f"hitrate_{percent}": float(np.mean([p[f"hitrate_{percent}"] for p in per_part_extra.values()]))
-        for percent in (100, 150)
-        if all(f"hitrate_{percent}" in p for p in per_part_extra.values())
+        key: _finite_mean([p[key] for p in per_part_extra.values()])
+        for key in ("hitrate_100", "hitrate_150", "hitrate_100_detected", "hitrate_150_detected")
+        if all(key in p for p in per_part_extra.values())
     }
+    if "hitrate_150_detected" in interpretation:
+        interpretation["hitrate_detected_parts"] = sum(
+            bool(np.isfinite(p["hitrate_150_detected"])) for p in per_part_extra.values()
+        )
     n_rows = pooled["tp"] + pooled["fp"] + pooled["fn"] + pooled["tn"]
     extras: dict[str, Any] = {"accuracy": (pooled["tp"] + pooled["tn"]) / n_rows if n_rows else float("nan")}
     if category_counts:
