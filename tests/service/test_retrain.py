@@ -75,6 +75,7 @@ def test_retrain_reads_what_the_service_saved(registry: ModelRegistry, store: Al
     saved = load_recent(registry, "pump")  # written when the runtime stopped
     assert len(saved) == 600
     assert list(saved.columns) == ["device", "time", *SENSORS]
+    assert not list(registry.model_dir("pump").glob(".recent-*"))  # the temporary file was renamed into place
     result = retrain(registry, "pump", store=store, activate=False)
     assert result.n_train + result.n_holdback == 600
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import tempfile
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -142,12 +144,20 @@ def save_recent(registry: ModelRegistry, slot: ModelSlot) -> None:
     if not rows:
         return
     path = registry.model_dir(slot.name) / "recent.npz"
-    tmp = path.with_name(".recent.tmp.npz")
-    np.savez(
-        tmp,
-        device=np.array([r[0] for r in rows]),
-        time=np.array([r[1] for r in rows], dtype=np.float64),
-        X=np.array([r[2] for r in rows], dtype=np.float64),
-        features=np.array(slot.features),
-    )
-    tmp.replace(path)
+    # A temporary name of its own: several workers may share a registry, and a shared name would let one
+    # rename another's half-written file into place.
+    handle, name = tempfile.mkstemp(prefix=".recent-", suffix=".npz", dir=path.parent)
+    os.close(handle)
+    tmp = Path(name)
+    try:
+        np.savez(
+            tmp,
+            device=np.array([r[0] for r in rows]),
+            time=np.array([r[1] for r in rows], dtype=np.float64),
+            X=np.array([r[2] for r in rows], dtype=np.float64),
+            features=np.array(slot.features),
+        )
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
