@@ -81,6 +81,14 @@ def _accepts(constraint: Any, value: Any) -> bool:
     raise TypeError(msg)
 
 
+def _as_shares(raw: Any) -> NDArray[np.float64]:
+    """Absolute contributions normalised to rows summing to 1 (equal shares where a row is all zero)."""
+    values = np.abs(np.asarray(raw, dtype=np.float64))
+    totals = values.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, values / np.where(totals > 0, totals, 1.0), 1.0 / values.shape[1])
+
+
 class BaseDetector:
     """Base class of every batch detector.
 
@@ -213,22 +221,31 @@ class BaseDetector:
     def feature_contributions(self, X: Any) -> NDArray[np.float64]:
         """Return each feature's non-negative share of each row's score, shape (n, d), rows summing to 1."""
         values = self._prepare(X)
-        raw = np.abs(np.asarray(self._contributions(values), dtype=np.float64))
-        totals = raw.sum(axis=1, keepdims=True)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            shares = np.where(totals > 0, raw / np.where(totals > 0, totals, 1.0), 1.0 / raw.shape[1])
-        return shares
+        return _as_shares(self._contributions(values))
+
+    def occlusion_contributions(self, X: Any) -> NDArray[np.float64]:
+        """Model-agnostic shares: how much each row's score drops when one feature reads its training centre.
+
+        Works for every detector, whatever its own decomposition (:meth:`feature_contributions`): feature
+        ``j`` is set to the value the scaler centres on (0 once scaled) in every row, the rows are scored
+        again, and the positive drops are normalised per row. A windowed detector sees the feature replaced
+        over its whole window. Costs one extra scoring pass per feature. Rows where no feature lowers the
+        score get equal shares.
+        """
+        values = self._prepare(X)
+        return _as_shares(self._occlusion(values))
 
     def _contributions(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Occlusion: how much the score drops when a feature is set to its training centre (0 once scaled).
+        """Per-feature contributions; detectors with an analytic decomposition override this."""
+        return self._occlusion(values)
 
-        Model-agnostic fallback; detectors with an analytic decomposition override it.
-        """
+    def _occlusion(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
         base = self._score(values)
+        centre = getattr(self, "center_", np.zeros(values.shape[1]))
         out = np.empty_like(values)
         for j in range(values.shape[1]):
             occluded = values.copy()
-            occluded[:, j] = getattr(self, "center_", np.zeros(values.shape[1]))[j]
+            occluded[:, j] = centre[j]
             out[:, j] = np.maximum(base - self._score(occluded), 0.0)
         return out
 

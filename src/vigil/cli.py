@@ -266,6 +266,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         label=f"{args.dataset} · {args.detector}",
         on_part=recorder.record if recorder else None,
+        attribution=args.attribution,
     )
     document = {
         "dataset": benchmark.name,
@@ -273,6 +274,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         "protocol": benchmark.protocol,
         **result,
         "config": config,
+        "attribution": args.attribution,
         "seed": args.seed,
         "command": _command_line(args._argv),
         "environment": environment(),
@@ -768,6 +770,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the full result as JSON to this file")
     p.add_argument("--per-part", action="store_true", help="include per-file/machine/device figures in the JSON")
     p.add_argument("--scores", help="save every part's scores to this .npz (for vigil report's plots)")
+    p.add_argument(
+        "--attribution",
+        choices=["model", "occlusion"],
+        default="model",
+        help="smd: root-cause ranking from the detector's own decomposition (model) or occlusion",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_pipeline_options(p)
     p.set_defaults(func=_cmd_bench)

@@ -17,7 +17,10 @@ from vigil.features.scaling import make_scaler
 from vigil.persistence import FORMAT_VERSION, read_state, write_state
 from vigil.validation import check_array, check_features, check_fitted
 
-__all__ = ["Pipeline", "top_features"]
+__all__ = ["ATTRIBUTION_METHODS", "Pipeline", "top_features"]
+
+ATTRIBUTION_METHODS = ("model", "occlusion")
+"""How :meth:`Pipeline.contributions` attributes a score to features."""
 
 
 class Pipeline:
@@ -196,9 +199,20 @@ class Pipeline:
         """True where the score exceeds the calibrated threshold."""
         return self.score_samples(X) > self.threshold_
 
-    def contributions(self, X: Any) -> NDArray[np.float64]:
-        """Each feature's share of each row's score, shape (n, d), rows summing to 1."""
+    def contributions(self, X: Any, *, method: str = "model") -> NDArray[np.float64]:
+        """Each feature's share of each row's score, shape (n, d), rows summing to 1.
+
+        ``method="model"`` uses the detector's own decomposition (T²/Q for PCA, reconstruction or prediction
+        error per sensor...); ``"occlusion"`` the model-agnostic one that works for any detector: the drop
+        of the score when a feature reads its training centre (see
+        :meth:`~vigil.base.BaseDetector.occlusion_contributions`).
+        """
+        if method not in ATTRIBUTION_METHODS:
+            msg = f"unknown attribution method {method!r}; choose one of {', '.join(ATTRIBUTION_METHODS)}"
+            raise InvalidInputError(msg)
         scaled = self._transform(X)
+        if method == "occlusion":
+            return self._smooth(self.detector_.occlusion_contributions(scaled))
         return self._smooth(self.detector_.feature_contributions(scaled))
 
     def explain(self, X: Any, *, top_k: int = 3) -> list[list[tuple[str, float]]]:

@@ -187,10 +187,11 @@ def check_predict_matches_threshold(det: BaseDetector) -> None:
 
 def check_contributions(det: BaseDetector) -> None:
     X, X_test, _ = make_contract_data()
-    shares = det.fit(X).feature_contributions(X_test)
-    assert shares.shape == X_test.shape
-    assert np.isfinite(shares).all() and (shares >= 0).all()
-    np.testing.assert_allclose(shares.sum(axis=1), 1.0, rtol=1e-9)
+    det.fit(X)
+    for shares in (det.feature_contributions(X_test), det.occlusion_contributions(X_test)):
+        assert shares.shape == X_test.shape
+        assert np.isfinite(shares).all() and (shares >= 0).all()
+        np.testing.assert_allclose(shares.sum(axis=1), 1.0, rtol=1e-9)
 
 
 def check_expected_values(det: BaseDetector) -> None:

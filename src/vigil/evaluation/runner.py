@@ -63,6 +63,7 @@ def evaluate_parts(
     progress: bool = True,
     label: str = "evaluating",
     on_part: Callable[[EvaluationPart, Pipeline, np.ndarray], None] | None = None,
+    attribution: str = "model",
 ) -> dict[str, Any]:
     """Fit a fresh pipeline per part, score its test rows, and compute pooled and per-part metrics.
 
@@ -72,7 +73,8 @@ def evaluate_parts(
     papers only), timings, ``macro`` means and ``per_part`` details. Parts whose ``extra`` holds root-cause
     labels (``"interpretation"``, as SMD's) add HitRate@100 % and @150 % of the pipeline's per-feature
     contributions, per part and as ``hitrate_100``/``hitrate_150`` means over parts (every labelled row), with
-    ``hitrate_100_detected``/``hitrate_150_detected`` over the labelled rows the pipeline flagged. Parts whose ``extra``
+    ``hitrate_100_detected``/``hitrate_150_detected`` over the labelled rows the pipeline flagged; the
+    contributions come from :meth:`Pipeline.contributions` with ``method=attribution``. Parts whose ``extra``
     holds ``"attack_type_test"`` (TON_IoT's) add ``per_category_recall``: the share of each attack type's
     rows that was flagged, pooled over parts.
 
@@ -112,7 +114,7 @@ def evaluate_parts(
                 category_counts[kind] = (hit + int(decisions[rows].sum()), total + int(rows.sum()))
         root_causes = part.extra.get("interpretation")
         if root_causes:
-            shares = pipe.contributions(part.X_test)
+            shares = pipe.contributions(part.X_test, method=attribution)
             for percent in (100, 150):
                 per_part_extra[part.name][f"hitrate_{percent}"] = hit_rate(shares, root_causes, percent=percent)
                 per_part_extra[part.name][f"hitrate_{percent}_detected"] = hit_rate(
