@@ -92,15 +92,22 @@ class ScoredCapture:
     read_stats: dict[str, Any] = field(default_factory=dict)
 
 
-def score_packets(pipe: Pipeline, features: pd.DataFrame, metadata: pd.DataFrame, *, top_k: int = 3) -> ScoredCapture:
-    """Score packet features with a fitted pipeline and type the flagged packets as incidents."""
+def score_packets(
+    pipe: Pipeline, features: pd.DataFrame, metadata: pd.DataFrame, *, top_k: int = 3, **typing: Any
+) -> ScoredCapture:
+    """Score packet features with a fitted pipeline and type the flagged packets as incidents.
+
+    ``typing`` goes to :func:`~vigil.network.incidents.type_incidents` (``known_pairs``, ...).
+    """
     scores = pipe.score_samples(features)
     decisions = scores > pipe.threshold_
     shares = np.zeros((len(features), features.shape[1]))
     flagged = np.flatnonzero(decisions)
     if len(flagged):
         shares[flagged] = pipe.contributions(features.iloc[flagged])
-    incidents = type_incidents(metadata, decisions, contributions=shares, feature_names=pipe.feature_names_in_)
+    incidents = type_incidents(
+        metadata, decisions, contributions=shares, feature_names=pipe.feature_names_in_, **typing
+    )
     kind = np.full(len(features), "", dtype=object)
     for incident in incidents:
         kind[incident.packets] = incident.kind
@@ -157,13 +164,35 @@ class CaptureScorer:
     ['port_scan']
     """
 
-    def __init__(self, pipe: Pipeline, **extractor: Any) -> None:
+    def __init__(self, pipe: Pipeline, *, max_known: int = 1_000_000, **extractor: Any) -> None:
         self.pipe = pipe
         self.extractor = PacketFeatureExtractor.from_feature_names(pipe.feature_names_in_, **extractor)
+        self.max_known = max_known
+        self.known_pairs: set[tuple[str, str]] = set()
+        self.known_services: set[tuple[str, int, int]] = set()
 
     def score(self, packets: PacketTable, *, top_k: int = 3) -> ScoredCapture:
         features = pd.DataFrame(self.extractor.process(packets), columns=self.extractor.feature_names)
-        return score_packets(self.pipe, features, packets.metadata(), top_k=top_k)
+        metadata = packets.metadata()
+        scored = score_packets(
+            self.pipe,
+            features,
+            metadata,
+            top_k=top_k,
+            known_pairs=self.known_pairs,
+            known_services=self.known_services,
+        )
+        self._remember(metadata)
+        return scored
+
+    def _remember(self, metadata: pd.DataFrame) -> None:
+        # Peers and services seen so far, for "new peer" typing across batches. Bounded: a spoofed flood
+        # brings millions of one-off sources; past ``max_known`` entries nothing more is added, so later
+        # peers may be called new once more (never missed as known).
+        if len(self.known_pairs) < self.max_known:
+            self.known_pairs.update(zip(metadata["src"], metadata["dst"], strict=True))
+        if len(self.known_services) < self.max_known:
+            self.known_services.update(zip(metadata["dst"], metadata["dport"], metadata["proto"], strict=True))
 
     def follow(
         self,

@@ -23,7 +23,7 @@ features, and a suggested action naming the device or address to act on.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -130,7 +130,19 @@ def _flood_action(to_target: pd.DataFrame, target: str, n_sources: int, pps: flo
     )
 
 
-def _classify(ep: pd.DataFrame, seen_pairs: set, seen_services: set, p: dict[str, float]) -> tuple[str, str, str, dict]:
+class _Seen:
+    """Membership in any of several collections, without copying them into one."""
+
+    def __init__(self, *collections: Collection[Any]) -> None:
+        self.collections = collections
+
+    def __contains__(self, item: Any) -> bool:
+        return any(item in c for c in self.collections)
+
+
+def _classify(
+    ep: pd.DataFrame, seen_pairs: _Seen, seen_services: _Seen, p: dict[str, float]
+) -> tuple[str, str, str, dict]:
     duration = max(float(ep["time"].max() - ep["time"].min()), 1.0)  # rates over at least one second
     target, target_share = _top(ep["dst"])
     source, source_share = _top(ep["src"])
@@ -216,6 +228,8 @@ def type_incidents(
     min_sessions: int = 10,
     exfil_bytes: int = 1_000_000,
     min_packets: int = 10,
+    known_pairs: Collection[tuple[str, str]] = (),
+    known_services: Collection[tuple[str, int, int]] = (),
 ) -> list[NetworkIncident]:
     """Group flagged packets into incidents and type each (see the module docstring).
 
@@ -232,6 +246,9 @@ def type_incidents(
         Episodes with fewer flagged packets are ``unusual_traffic`` (too little to call a flood or a scan).
     feature_names : sequence of str, optional
         Names of the contribution columns.
+    known_pairs, known_services : collections of tuples, optional
+        (src, dst) pairs and (dst, dport, proto) services seen *before* ``metadata`` starts (earlier batches
+        of a live capture), so that ``new_peer`` means new to the capture, not to the batch.
 
     Examples
     --------
@@ -252,8 +269,8 @@ def type_incidents(
     for rows in _episodes(times, flagged, gap_seconds):
         first = int(rows[0])
         earlier = metadata.iloc[:first]
-        seen_pairs = set(zip(earlier["src"], earlier["dst"], strict=True))
-        seen_services = set(zip(earlier["dst"], earlier["dport"], earlier["proto"], strict=True))
+        seen_pairs = _Seen(set(zip(earlier["src"], earlier["dst"], strict=True)), known_pairs)
+        seen_services = _Seen(set(zip(earlier["dst"], earlier["dport"], earlier["proto"], strict=True)), known_services)
         ep = metadata.iloc[rows]
         kind, source, target, evidence = _classify(ep, seen_pairs, seen_services, params)
         action = evidence.pop("action")
