@@ -117,6 +117,8 @@ def nsl_kdd_bench(
     params : mapping, optional
         Model parameters. For ``mlp``/``mlp+ae``: :class:`FlowClassifier` parameters, ``ae.<name>`` for the
         autoencoder, ``novelty_far`` and ``calibration`` for the hybrid. Otherwise the detector's parameters.
+        The hybrid's ``novelty_far`` defaults to ``"auto"``: chosen on the training rows by
+        :meth:`~vigil.network.hybrid.HybridFlowModel.select_novelty_far`.
     train_rows : int, optional
         Fit on a stratified sample of this many KDDTrain+ rows (for quick checks; the protocol uses all).
     """
@@ -143,8 +145,17 @@ def nsl_kdd_bench(
             model: Any = clf.fit(X_train, train.y, train.category)
         else:
             ae = FlowAutoencoderDetector(**{"random_state": seed, "n_threads": n_threads, **ae_params})
+            auto = hybrid_params.get("novelty_far", "auto") == "auto"
+            if auto:  # chosen below on the training rows, by leaving each attack category out
+                hybrid_params.pop("novelty_far", None)
             model = HybridFlowModel(classifier=clf, novelty=ae, random_state=seed, **hybrid_params)
             model.fit(X_train, train.y, train.category)
+            if auto:
+                selection = model.select_novelty_far(
+                    X_train, train.y, train.category, candidates=_NOVELTY_SWEEP, log=lambda t: _log(quiet, t)
+                )
+                result["novelty_far_selection"] = selection
+            result["novelty_far"] = model.novelty_far
         fit_seconds = time.perf_counter() - start
         result["n_epochs"] = clf.n_epochs_
     else:

@@ -9,6 +9,7 @@ threshold is the target false-alarm rate ``novelty_far`` on normal training rows
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any, Self
 
 import numpy as np
@@ -91,9 +92,76 @@ class HybridFlowModel:
         fit_rows = np.setdiff1d(normal, held)
         self.classifier_ = self.classifier.fit(X, y_bool, category)
         self.novelty_ = self.novelty.clone().fit(values[fit_rows])
-        self.calibration_scores_ = self.novelty_.score_samples(values[held])
+        self.calibration_rows_ = np.sort(held)
+        self.calibration_scores_ = self.novelty_.score_samples(values[self.calibration_rows_])
         self.novelty_threshold_ = self.threshold_for(self.novelty_far)
         return self
+
+    def select_novelty_far(
+        self,
+        X: Any,
+        y: Any,
+        category: Any,
+        *,
+        candidates: Sequence[float] = (0.01, 0.02, 0.05, 0.1),
+        log: Callable[[str], None] | None = None,
+    ) -> dict[str, Any]:
+        """Choose ``novelty_far`` on the training rows only, by leaving each attack category out in turn.
+
+        The novelty detector exists for attacks the classifier never saw. To measure that without test
+        data, each attack category of the training rows (``category``) is held out once: a fresh classifier
+        (same parameters) trains on the other rows minus the calibration rows, and the hybrid, with each
+        candidate target, is scored on the held-out category (all attacks, all "unseen") and on the
+        calibration rows (normal, seen by neither network). The candidate with the best balanced accuracy
+        (mean of the normal rows' specificity and the held-out attacks' recall), averaged over categories,
+        becomes ``novelty_far`` and sets the threshold; ties go to the smaller target. Call after :meth:`fit`
+        with the same rows.
+
+        Returns
+        -------
+        dict
+            ``chosen``, ``by_far`` (mean balanced accuracy per candidate) and ``per_category``.
+        """
+        if not hasattr(self, "calibration_rows_"):
+            msg = "HybridFlowModel is not fitted yet: call fit() first"
+            raise NotFittedError(msg)
+        values, _ = check_array(X, where="X")
+        y_bool = np.asarray(y, dtype=bool)
+        categories = np.asarray(category, dtype=object)
+        if categories.shape != y_bool.shape or y_bool.shape != (len(values),):
+            msg = f"X, y and category must have one entry per row ({len(values)})"
+            raise InvalidInputError(msg)
+        held = self.calibration_rows_
+        kinds = sorted({str(c) for c in categories[y_bool]})
+        if len(kinds) < 2:
+            msg = "selecting novelty_far needs at least two attack categories to leave out in turn"
+            raise InvalidInputError(msg)
+        novelty_normal = self.calibration_scores_
+        per_category: dict[str, dict[str, float]] = {}
+        for kind in kinds:
+            out = y_bool & (categories == kind)
+            train = np.ones(len(values), dtype=bool)
+            train[held] = False
+            train &= ~out
+            if log is not None:
+                log(f"leaving out {kind} ({int(out.sum())} rows): training a classifier on {int(train.sum())} rows")
+            clf = type(self.classifier)(**self.classifier.get_params())
+            clf.fit(values[train], y_bool[train], categories[train])
+            proba_out = clf.predict_proba(values[out]) > clf.threshold
+            proba_normal = clf.predict_proba(values[held]) > clf.threshold
+            novelty_out = self.novelty_.score_samples(values[out])
+            per_category[kind] = {}
+            for far in candidates:
+                limit = self.threshold_for(far)
+                recall = float(np.mean(proba_out | (novelty_out > limit)))
+                specificity = float(np.mean(~(proba_normal | (novelty_normal > limit))))
+                per_category[kind][str(far)] = 0.5 * (recall + specificity)
+        by_far = {str(far): float(np.mean([per_category[k][str(far)] for k in kinds])) for far in candidates}
+        best = max(by_far.values())
+        chosen = min(far for far in candidates if by_far[str(far)] >= best - 1e-12)
+        self.novelty_far = chosen
+        self.novelty_threshold_ = self.threshold_for(chosen)
+        return {"chosen": chosen, "by_far": by_far, "per_category": per_category}
 
     def threshold_for(self, far: float) -> float:
         """The novelty threshold for another target false-alarm rate, from the same calibration scores."""
