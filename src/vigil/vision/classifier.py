@@ -40,7 +40,9 @@ class CNNClassifierDetector(TorchImageDetector):
     widths : tuple of int
         Channels of the conv blocks (all but the last halve the resolution).
     epochs, batch_size, learning_rate, validation_fraction, patience, device, contamination, random_state
-        See :class:`~vigil.vision.base.TorchImageDetector`.
+        See :class:`~vigil.vision.base.TorchImageDetector`. The defaults (learning rate 5e-4, up to 60 epochs,
+        patience 12) come from training images only: on 507 magnetic-tile training images at 2e-3 the
+        network stayed at chance on its own training set, at 5e-4 it learned.
 
     Attributes
     ----------
@@ -64,11 +66,11 @@ class CNNClassifierDetector(TorchImageDetector):
         self,
         *,
         widths: tuple[int, ...] = (16, 32, 64, 64),
-        epochs: int = 40,
+        epochs: int = 60,
         batch_size: int = 32,
-        learning_rate: float = 2e-3,
+        learning_rate: float = 5e-4,
         validation_fraction: float = 0.15,
-        patience: int = 8,
+        patience: int = 12,
         device: str = "auto",
         contamination: float = 0.01,
         random_state: int | None = None,
