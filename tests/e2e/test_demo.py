@@ -68,4 +68,5 @@ def test_demo_command_prints_the_summary(tmp_path, capsys):
     assert main(["demo", "--hours", "1", "--output", str(tmp_path), "--quiet", "--no-network"]) == 0
     out = capsys.readouterr().out
     assert "detected 5/5 incidents" in out
+    assert "is among the top 3 at detection for 5/5" in out  # each incident names a sensor it hit
     assert "false-alarm rate" in out and "report:" in out
