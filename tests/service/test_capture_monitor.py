@@ -130,6 +130,17 @@ def test_alert_events_refused_by_the_store_are_kept_and_stored_later(tmp_path: P
         assert any(a.incident_type == "port_scan" for a in stored.values())
 
 
+def test_an_incident_read_in_several_batches_is_one_alert_with_its_total(tmp_path: Path, capture_setup) -> None:
+    capture = tmp_path / "whole.pcap"
+    capture.write_bytes(capture_setup["benign"].read_bytes() + capture_setup["attack_records"])
+    with AlertStore(tmp_path / "alerts.db") as store:
+        monitor = CaptureMonitor(Pipeline.load(capture_setup["model"]), capture, store, batch_size=256, follow=False)
+        monitor.start().join(timeout=60)
+        scans = [a for a in store.list() if a.incident_type == "port_scan"]
+    assert len(scans) == 1  # the scan spans many 256-packet batches
+    assert scans[0].n_points > 256 and f"In all: {scans[0].n_points} flagged packets" in scans[0].explanation
+
+
 def test_serve_needs_a_model_for_its_captures(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], registry: ModelRegistry
 ) -> None:

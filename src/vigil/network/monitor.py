@@ -216,7 +216,8 @@ class CaptureMonitor:
                 alert.score, alert.peak_time = peak_score, peak_time
             alert.end = _moment(incident.end)
             alert.n_points += len(rows)
-            alert.explanation = incident.summary()
+            seconds = (alert.end - alert.start).total_seconds()
+            alert.explanation = f"{incident.summary()} In all: {alert.n_points} flagged packets over {seconds:.0f} s."
             alert.top_features = incident.top_features or alert.top_features
             entry.end = incident.end
             return AlertEvent("updated", Alert.from_dict(alert.to_dict()))
