@@ -11,6 +11,7 @@ cut-paste); ROC-AUC per defect kind compares configurations. Run from the reposi
 from __future__ import annotations
 
 import argparse
+import time
 
 import numpy as np
 
@@ -25,6 +26,7 @@ CONFIGS = [
     ("patch-gauss", {"grid": 32}),
     ("patch-gauss", {"grid": 16, "shrinkage": 0.01}),
     ("patch-gauss", {"grid": 16, "shrinkage": 0.2}),
+    ("defect-seg", {}),
 ]
 
 
@@ -32,6 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--configs", type=int, nargs="+", default=None, help="indices into CONFIGS (default: all)")
     args = parser.parse_args()
     data, index = load_magnetic_tile(args.data_dir, size=args.size)
     train = (index["split_grouped"].to_numpy() == "train") & ~data.labels
@@ -48,10 +51,17 @@ def main() -> None:
     X = np.concatenate([normal, np.stack(damaged)])
     kinds = np.asarray(["good"] * len(normal) + kinds)
     rows = []
-    for name, params in CONFIGS:
+    for name, params in [CONFIGS[i] for i in args.configs] if args.configs else CONFIGS:
+        start = time.perf_counter()
         det = make_image_detector(name, **params, random_state=0).fit(data.images[fit])
+        seconds = time.perf_counter() - start
         scores = det.score_samples(X)
-        row = {"detector": name, "params": params, "all": roc_auc(kinds != "good", scores)}
+        row = {
+            "detector": name,
+            "params": params,
+            "fit_seconds": round(seconds),
+            "all": roc_auc(kinds != "good", scores),
+        }
         for kind in DEFECT_KINDS:
             pick = (kinds == "good") | (kinds == kind)
             row[kind] = roc_auc(kinds[pick] != "good", scores[pick])

@@ -1,8 +1,9 @@
 """Camera image anomaly detection: image readers, CNN image detectors, their registry, contract suite and bench.
 
 The detectors need PyTorch (``pip install 'vigil[deep,vision]'``) and are imported from their modules
-(:mod:`vigil.vision.patch`, :mod:`vigil.vision.autoencoder`, :mod:`vigil.vision.classifier`) or made by
-name with :func:`make_image_detector`; reading image files needs Pillow (``vigil[vision]``).
+(:mod:`vigil.vision.patch`, :mod:`vigil.vision.autoencoder`, :mod:`vigil.vision.classifier`,
+:mod:`vigil.vision.segmenter`) or made by name with :func:`make_image_detector`; reading image files needs
+Pillow (``vigil[vision]``).
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ Randomness comes from ``random_state`` through a forked torch RNG seeded in ``fi
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ImageDetector", "TorchImageDetector", "check_images", "require_torch"]
 
+_LOG = logging.getLogger(__name__)
 _WEIGHT_PREFIX = "weights."
 _CHUNK = 64  # images per scoring batch: bounds memory whatever the number of images
 
@@ -340,6 +342,11 @@ class TorchImageDetector(ImageDetector):
     def _targets(self, y: Any, n: int) -> NDArray[np.int64] | None:
         return None
 
+    def _epoch_order(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """Indices of the training images one epoch visits, in order; default: each once, shuffled."""
+        torch = require_torch()
+        return torch.randperm(n, generator=generator)
+
     def _after_training(self, module: nn.Module, train: NDArray[np.float32], val: NDArray[np.float32]) -> None:
         """Learn what scoring needs besides the weights (for example error scales); default: nothing."""
 
@@ -398,8 +405,8 @@ class TorchImageDetector(ImageDetector):
             best_loss, best_state, stale, history = math.inf, None, 0, []
             for _ in range(self.epochs):
                 module.train()
-                order = torch.randperm(len(x_train), generator=generator)
-                for start in range(0, len(x_train), self.batch_size):
+                order = self._epoch_order(len(x_train), generator)
+                for start in range(0, len(order), self.batch_size):
                     pick = order[start : start + self.batch_size]
                     batch = x_train[pick].to(device)
                     target = None if t_train is None else t_train[pick].to(device)
@@ -412,6 +419,9 @@ class TorchImageDetector(ImageDetector):
                     optimizer.step()
                 val_loss = self._validation_loss(module, x_val, t_val, device)
                 history.append(val_loss)
+                _LOG.info(
+                    "%s epoch %d/%d: validation loss %.5g", type(self).__name__, len(history), self.epochs, val_loss
+                )
                 if val_loss < best_loss * (1.0 - 1e-6) or best_state is None:
                     best_loss, stale = val_loss, 0
                     best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}

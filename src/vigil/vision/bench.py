@@ -23,10 +23,12 @@ detector's own training threshold, fit seconds, and inference images per second 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
 from collections.abc import Mapping
+from contextlib import contextmanager
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,25 @@ _PIXEL_AUC_SIZE = 128
 def _log(quiet: bool, text: str) -> None:
     if not quiet:
         print(text, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def _epoch_lines(quiet: bool):
+    """Show the training epochs of the CNN detectors (logged by :mod:`vigil.vision.base`) on stderr."""
+    logger = logging.getLogger("vigil.vision.base")
+    if quiet:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("      %(message)s"))
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
 
 
 def load_magnetic_tile(
@@ -193,7 +214,8 @@ def run_image_bench(
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     start = time.perf_counter()
     y = images_set.types[train] if model.supervised else None
-    model.fit(images_set.images[train], y, groups=groups[train])
+    with _epoch_lines(quiet):
+        model.fit(images_set.images[train], y, groups=groups[train])
     fit_seconds = time.perf_counter() - start
 
     _log(quiet, f"[3/3] scoring {int(test.sum())} test images …")

@@ -5,6 +5,7 @@
   several scales, pooled onto a coarse grid of patches.
 * :class:`ConvAutoencoder` — a strided-convolution encoder and a transposed-convolution decoder.
 * :class:`SmallCNN` — a compact classifier whose global-average-pooled head gives class activation maps.
+* :class:`UNet` — a small encoder-decoder with skip connections giving one defect logit per pixel.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ConvAutoencoder", "FilterBank", "SmallCNN", "gaussian_blur"]
+__all__ = ["ConvAutoencoder", "FilterBank", "SmallCNN", "UNet", "gaussian_blur"]
 
 
 def _blur_matrix(n: int, sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -184,3 +185,53 @@ class SmallCNN(nn.Module):
         """Class activation maps, shape (n, n_classes, h, w): the head applied at every position."""
         features = self.features(x)
         return torch.einsum("nchw,kc->nkhw", features, self.head.weight) + self.head.bias.view(1, -1, 1, 1)
+
+
+def _double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
+    groups = min(8, out_channels)
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1),
+        nn.GroupNorm(groups, out_channels),
+        nn.ReLU(),
+        nn.Conv2d(out_channels, out_channels, 3, padding=1),
+        nn.GroupNorm(groups, out_channels),
+        nn.ReLU(),
+    )
+
+
+class UNet(nn.Module):
+    """A small U-Net giving one logit per pixel: ``len(widths) - 1`` poolings, skip connections, a 1×1 head.
+
+    Input height and width must be multiples of ``2 ** (len(widths) - 1)`` (the detector pads to that).
+
+    Examples
+    --------
+    >>> net = UNet(1, widths=(4, 8, 16))
+    >>> net(torch.rand(2, 1, 16, 16)).shape
+    torch.Size([2, 1, 16, 16])
+    """
+
+    def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = (8, 16, 32, 64)) -> None:
+        super().__init__()
+        self.down = nn.ModuleList()
+        previous = in_channels
+        for width in widths:
+            self.down.append(_double_conv(previous, width))
+            previous = width
+        self.up = nn.ModuleList()
+        for width in reversed(widths[:-1]):
+            self.up.append(_double_conv(previous + width, width))
+            previous = width
+        self.head = nn.Conv2d(previous, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, stage in enumerate(self.down):
+            x = stage(x)
+            if i < len(self.down) - 1:
+                skips.append(x)
+                x = F.max_pool2d(x, 2)
+        for stage in self.up:
+            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+            x = stage(torch.cat([x, skips.pop()], dim=1))
+        return self.head(x)

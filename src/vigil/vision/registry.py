@@ -23,6 +23,7 @@ _MODULES: tuple[tuple[str, str], ...] = (
     ("vigil.vision.patch", "torch"),
     ("vigil.vision.autoencoder", "torch"),
     ("vigil.vision.classifier", "torch"),
+    ("vigil.vision.segmenter", "torch"),
 )
 _loaded = False
 
@@ -60,7 +61,7 @@ def available_image_detectors() -> dict[str, type[ImageDetector]]:
     Examples
     --------
     >>> sorted(available_image_detectors())
-    ['cnn-classifier', 'image-ae', 'patch-gauss']
+    ['cnn-classifier', 'defect-seg', 'image-ae', 'patch-gauss']
     """
     _load()
     return dict(sorted(_REGISTRY.items()))
