@@ -254,6 +254,14 @@ class ImageDetector(BaseDetector):
             setattr(self, key, tuple(value) if key == "image_shape_" else value)
 
     @classmethod
+    def _params_from_json(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """Saved parameters as the constructor wants them: JSON turned tuples into lists."""
+        defaults = {p.name: p.default for p in inspect.signature(cls.__init__).parameters.values()}
+        return {
+            k: tuple(v) if isinstance(defaults.get(k), tuple) and isinstance(v, list) else v for k, v in params.items()
+        }
+
+    @classmethod
     def load(cls, path: str | Path) -> ImageDetector:
         """Load an image detector saved by :meth:`save`; the class comes from the image registry."""
         from vigil.vision.registry import image_detector_class
@@ -263,11 +271,7 @@ class ImageDetector(BaseDetector):
         if not issubclass(klass, cls):
             msg = f"{path} holds a {klass.__name__}, not a {cls.__name__}"
             raise ModelFormatError(msg)
-        params = dict(document.get("params", {}))
-        defaults = {p.name: p.default for p in inspect.signature(klass.__init__).parameters.values()}
-        for key, value in params.items():
-            if isinstance(defaults.get(key), tuple) and isinstance(value, list):
-                params[key] = tuple(value)
+        params = klass._params_from_json(dict(document.get("params", {})))
         try:
             detector = klass(**params)
         except TypeError as exc:

@@ -24,6 +24,7 @@ _MODULES: tuple[tuple[str, str], ...] = (
     ("vigil.vision.autoencoder", "torch"),
     ("vigil.vision.classifier", "torch"),
     ("vigil.vision.segmenter", "torch"),
+    ("vigil.vision.ensemble", "torch"),
 )
 _loaded = False
 
@@ -61,7 +62,7 @@ def available_image_detectors() -> dict[str, type[ImageDetector]]:
     Examples
     --------
     >>> sorted(available_image_detectors())
-    ['cnn-classifier', 'defect-seg', 'image-ae', 'patch-gauss']
+    ['cnn-classifier', 'defect-seg', 'image-ae', 'image-ensemble', 'patch-gauss']
     """
     _load()
     return dict(sorted(_REGISTRY.items()))
