@@ -4,6 +4,7 @@ Run from the repository root with the data folder in VIGIL_DATA_DIR::
 
     .venv/bin/python benchmarks/vision_magnetic_tile.py --out benchmarks/results/vision
     .venv/bin/python benchmarks/vision_magnetic_tile.py --only patch-gauss --splits grouped differnet
+    .venv/bin/python benchmarks/vision_magnetic_tile.py --only defect-seg --seeds 0 1 2
 
 Prints a Markdown table (the one in docs/benchmarks-vision.md) and writes ``<detector>_<split>_s<seed>.json``
 and an HTML report with heat-map overlays per run.
@@ -22,6 +23,8 @@ RUNS = {
     "patch-gauss": ("grouped", "differnet"),
     "image-ae": ("grouped", "differnet"),
     "cnn-classifier": ("supervised",),
+    "defect-seg": ("grouped",),
+    "image-ensemble": ("grouped",),
 }
 
 
