@@ -501,6 +501,22 @@ def _fit_capture(args: argparse.Namespace, make: Any) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
+    if Path(args.train).is_dir():
+        from vigil.vision.cli import fit_image_folder
+
+        print(
+            fit_image_folder(
+                args.train,
+                args.detector,
+                args.output,
+                params=dict(args.param),
+                size=args.size,
+                mode=args.mode,
+                resize=args.resize,
+                seed=args.seed,
+            )
+        )
+        return 0
     make, _ = _pipeline_factory(args)
     if args.ray:
         from vigil.scale.archive import feature_columns
@@ -560,6 +576,13 @@ def _cmd_score(args: argparse.Namespace) -> int:
             f"{summary['seconds']:.1f} s ({summary['rows_per_second']:,.0f} rows/s): {summary['anomalies']} above "
             f"the threshold; wrote {summary['output']}"
         )
+        return 0
+    from vigil.vision.cli import is_image_model
+
+    if is_image_model(args.model):
+        from vigil.vision.cli import score_image_folder
+
+        print(score_image_folder(args.model, args.data, args.output, maps=args.maps))
         return 0
     if _is_capture(args.data):
         from vigil.network.cli import write_capture_scores
@@ -801,18 +824,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("fit", help="fit a pipeline (scaler + detector + threshold) and save it")
-    p.add_argument("train", help="training CSV, or a benign packet capture (.pcap/.pcapng)")
+    p.add_argument(
+        "train",
+        help="training CSV, a benign packet capture (.pcap/.pcapng), or a folder of good images (its good/ "
+        "subfolder when it has one) for an image detector",
+    )
     p.add_argument("-o", "--output", required=True, help="model directory to write")
     p.add_argument("--label", help="label column; rows labelled anomalous are left out of training")
+    images = p.add_argument_group("image folder")
+    images.add_argument("--size", type=int, default=128, help="working size in pixels, square (128)")
+    images.add_argument("--mode", choices=["L", "RGB"], default="L", help="grey (L, default) or colour")
+    images.add_argument(
+        "--resize", choices=["stretch", "crop", "pad"], default="stretch", help="resize policy (stretch)"
+    )
     _add_table_options(p)
     _add_pipeline_options(p)
     _add_ray_options(p)
     p.set_defaults(func=_cmd_fit)
 
-    p = sub.add_parser("score", help="score a CSV with a saved model")
+    p = sub.add_parser("score", help="score a CSV, a packet capture or a folder of images with a saved model")
     p.add_argument("model", help="model directory written by `vigil fit`")
-    p.add_argument("data", help="CSV to score (same columns as in training), or a packet capture")
+    p.add_argument("data", help="CSV to score (same columns as in training), a packet capture, or a folder of images")
     p.add_argument("-o", "--output", required=True, help="CSV of scores to write")
+    p.add_argument("--maps", default=None, help="images: write a heat-map overlay PNG per flagged image here")
     p.add_argument("--top-k", type=int, default=3, help="contributing columns to list per row (3)")
     p.add_argument("--label", default=None, help="label column to ignore (default: as in training)")
     p.add_argument("--time", default=None, help="time column (default: as in training)")

@@ -1,0 +1,185 @@
+"""``vigil fit`` and ``vigil score`` on folders of camera images.
+
+``vigil fit FOLDER --detector patch-gauss -o MODEL`` learns from the good images of FOLDER: its ``good/``
+subfolder when it has one (``defect/`` is then left out, as labelled rows are for tables), otherwise every
+JPEG and PNG under it. A bad training image stops the fit with an error naming it. The model directory holds
+the detector and ``input.json`` with the working size, colour mode and resize policy, so that scoring
+reads images exactly as training did.
+
+``vigil score MODEL FOLDER -o scores.csv [--maps DIR]`` scores every image under FOLDER. An image that cannot
+be read is not fatal: it gets a row with its reason in ``error`` and no score (a dead letter), so a
+corrupt frame from a camera never hides the others. ``--maps`` writes a heat-map overlay PNG for each image
+above the threshold.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vigil.errors import InvalidInputError
+from vigil.vision.io import IMAGE_SUFFIXES, FrameStream, decode_image
+
+__all__ = ["fit_image_folder", "is_image_model", "score_image_folder"]
+
+_LAYOUT = "input.json"
+
+
+def _images_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _training_files(folder: Path) -> list[Path]:
+    good = folder / "good"
+    files = _images_under(good) if good.is_dir() else _images_under(folder)
+    if not files:
+        where = good if good.is_dir() else folder
+        msg = f"{where}: no JPEG or PNG images to learn from"
+        raise InvalidInputError(msg)
+    return files
+
+
+def is_image_model(model: str | Path) -> bool:
+    """True when ``model`` is a directory written by :func:`fit_image_folder`."""
+    layout = Path(model) / _LAYOUT
+    if not layout.is_file():
+        return False
+    try:
+        return json.loads(layout.read_text()).get("kind") == "images"
+    except (OSError, ValueError):
+        return False
+
+
+def fit_image_folder(
+    folder: str | Path,
+    detector: str,
+    output: str | Path,
+    *,
+    params: Mapping[str, Any] | None = None,
+    size: int = 128,
+    mode: str = "L",
+    resize: str = "stretch",
+    seed: int = 0,
+) -> str:
+    """Fit the image detector ``detector`` on the good images of ``folder``, save it to ``output``; return a summary.
+
+    Raises
+    ------
+    InvalidInputError
+        No images, an unreadable image (named), an unknown detector or parameter, or a supervised detector
+        (it needs labels; use :func:`~vigil.vision.bench.run_image_bench` or the Python API).
+    """
+    from vigil.vision.registry import image_detector_class
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        msg = f"image folder not found: {folder}"
+        raise InvalidInputError(msg)
+    cls = image_detector_class(detector)
+    if cls.supervised:
+        msg = f"{detector} is supervised: it needs labelled defects, which `vigil fit` on a folder does not read"
+        raise InvalidInputError(msg)
+    extra = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(params or {}).items()}
+    unknown = sorted(set(extra) - set(cls._param_names()))
+    if unknown:
+        msg = f"{cls.__name__} has no parameter {unknown[0]!r}; valid: {cls._param_names()}"
+        raise InvalidInputError(msg)
+    files = _training_files(folder)
+    images = np.stack([decode_image(p.read_bytes(), size=size, mode=mode, resize=resize, where=str(p)) for p in files])
+    model = cls(**{"random_state": seed, **extra}).fit(images)
+    out = Path(output)
+    model.save(out)
+    layout = {"kind": "images", "detector": detector, "size": size, "mode": mode, "resize": resize}
+    (out / _LAYOUT).write_text(json.dumps(layout, indent=2) + "\n")
+    return (
+        f"fitted {detector} on {len(files)} images of {folder} at {size} px ({mode}, {resize}); "
+        f"threshold {model.threshold_:.4g}; saved to {out}"
+    )
+
+
+def score_image_folder(
+    model: str | Path, folder: str | Path, output: str | Path, *, maps: str | Path | None = None
+) -> str:
+    """Score every image under ``folder`` with the model in ``model``; write a CSV to ``output``; return a summary.
+
+    The CSV has one row per file: ``path`` (relative to ``folder``), ``score``, ``threshold``, ``anomaly``
+    and ``error`` (why the file could not be scored; empty otherwise).
+    """
+    from vigil.vision.base import ImageDetector
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        msg = f"image folder not found: {folder}"
+        raise InvalidInputError(msg)
+    layout = json.loads((Path(model) / _LAYOUT).read_text())
+    detector = ImageDetector.load(model)
+    files = _images_under(folder)
+    if not files:
+        msg = f"{folder}: no JPEG or PNG images to score"
+        raise InvalidInputError(msg)
+    stream = FrameStream(
+        ((p.relative_to(folder).as_posix(), p.read_bytes()) for p in files),
+        size=layout["size"],
+        mode=layout["mode"],
+        resize=layout["resize"],
+    )
+    decoded = list(stream)
+    names = [name for name, _ in decoded]
+    rows: dict[str, dict[str, Any]] = {}
+    scores = np.empty(0)
+    heat = None
+    if decoded:
+        images = np.stack([image for _, image in decoded])
+        if maps is not None and detector.localizes:
+            scores, heat = detector.score_with_maps(images)
+        else:
+            scores = detector.score_samples(images)
+    threshold = float(detector.threshold_)
+    for name, score in zip(names, scores, strict=True):
+        rows[name] = {"score": f"{score:.6g}", "threshold": f"{threshold:.6g}", "anomaly": bool(score > threshold)}
+    for bad in stream.dead_letters:
+        rows[bad.name] = {"score": "", "threshold": f"{threshold:.6g}", "anomaly": "", "error": bad.reason}
+    destination = Path(output)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with destination.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["path", "score", "threshold", "anomaly", "error"])
+        writer.writeheader()
+        for file in files:
+            name = file.relative_to(folder).as_posix()
+            writer.writerow({"path": name, "error": "", **rows[name]})
+    flagged = [i for i, score in enumerate(scores) if score > threshold]
+    written = _write_overlays(maps, [decoded[i] for i in flagged], heat[flagged]) if heat is not None else 0
+    summary = (
+        f"scored {len(names)} images with {layout['detector']}: {len(flagged)} above the threshold {threshold:.4g}"
+    )
+    if stream.n_bad:
+        summary += f"; {stream.n_bad} could not be read (see the error column)"
+    if maps is not None:
+        summary += f"; {written} heat maps in {maps}" if detector.localizes else f"; {layout['detector']} draws no maps"
+    return summary + f"; wrote {destination}"
+
+
+def _write_overlays(folder: str | Path | None, decoded: list[tuple[str, Any]], maps: Any) -> int:
+    """One PNG per image: the image with its anomaly map over it, on the colour scale of all of them."""
+    if folder is None or not decoded:
+        return 0
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from vigil.vision.report import heatmap_overlay_figure
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    top = float(np.percentile(maps, 99))
+    for (name, image), heat in zip(decoded, maps, strict=True):
+        figure = heatmap_overlay_figure(image[None], heat[None], titles=[name], vmax=top, columns=1)
+        figure.savefig(out / (name.replace("/", "__").rsplit(".", 1)[0] + ".png"), dpi=150)
+        plt.close(figure)
+    return len(decoded)

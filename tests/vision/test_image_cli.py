@@ -1,0 +1,72 @@
+"""`vigil fit` and `vigil score` on folders of images: the round trip a camera user makes."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("torch")
+
+from vigil.cli import main
+from vigil.vision.synthetic import make_synthetic_set
+
+pytestmark = pytest.mark.torch
+
+
+def _write(folder, names, images):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, image in zip(names, images, strict=True):
+        Image.fromarray(image).save(folder / name)
+
+
+@pytest.fixture
+def plant(tmp_path):
+    good = make_synthetic_set(40, 0, size=48, seed=1).images
+    _write(tmp_path / "train" / "good", [f"g{i:02d}.png" for i in range(40)], good)
+    _write(tmp_path / "train" / "defect" / "hole", ["d0.png"], make_synthetic_set(0, 1, size=48, seed=2).images)
+    fresh = make_synthetic_set(6, 6, size=48, kinds=("hole", "cutpaste"), seed=3)
+    names = [f"{'ok' if not bad else 'bad'}{i:02d}.png" for i, bad in enumerate(fresh.labels)]
+    _write(tmp_path / "line", names, fresh.images)
+    (tmp_path / "line" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    return tmp_path
+
+
+def test_fit_on_good_images_then_score_a_folder_with_a_corrupt_frame(plant, capsys):
+    model, scores, maps = plant / "model", plant / "scores.csv", plant / "maps"
+    assert main(["fit", str(plant / "train"), "--detector", "patch-gauss", "--param", "grid=8", "--size", "48",
+                 "-o", str(model)]) == 0  # fmt: skip
+    assert "fitted patch-gauss on 40 images" in capsys.readouterr().out  # defect/ is left out
+    assert json.loads((model / "input.json").read_text())["size"] == 48
+
+    assert main(["score", str(model), str(plant / "line"), "-o", str(scores), "--maps", str(maps)]) == 0
+    out = capsys.readouterr().out
+    assert "scored 12 images" in out and "1 could not be read" in out
+    with scores.open() as handle:
+        rows = {row["path"]: row for row in csv.DictReader(handle)}
+    assert len(rows) == 13
+    assert rows["broken.jpg"]["score"] == "" and "broken.jpg" in rows["broken.jpg"]["error"]
+    bad = [float(r["score"]) for p, r in rows.items() if p.startswith("bad")]
+    ok = [float(r["score"]) for p, r in rows.items() if p.startswith("ok")]
+    assert np.median(bad) > max(ok)
+    flagged = sorted(p for p, r in rows.items() if r["anomaly"] == "True")
+    assert sum(p.startswith("bad") for p in flagged) > len(flagged) / 2  # a 1 % training threshold: few false alarms
+    assert sorted(f.name for f in maps.iterdir()) == flagged
+
+
+def test_image_fit_errors_name_the_problem(plant, capsys):
+    empty = plant / "empty"
+    empty.mkdir()
+    assert main(["fit", str(empty), "--detector", "patch-gauss", "-o", str(plant / "m")]) == 2
+    assert "no JPEG or PNG images" in capsys.readouterr().err
+    assert main(["fit", str(plant / "train"), "--detector", "cnn-classifier", "-o", str(plant / "m")]) == 2
+    assert "supervised" in capsys.readouterr().err
+    assert main(["fit", str(plant / "train"), "--detector", "patch-gauss", "--param", "grdi=8",
+                 "-o", str(plant / "m")]) == 2  # fmt: skip
+    assert "no parameter 'grdi'" in capsys.readouterr().err
+    (plant / "train" / "good" / "zz.png").write_bytes(b"not an image")
+    assert main(["fit", str(plant / "train"), "--detector", "patch-gauss", "-o", str(plant / "m")]) == 2
+    assert "zz.png" in capsys.readouterr().err
