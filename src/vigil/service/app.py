@@ -44,6 +44,7 @@ from vigil.streaming.runtime import Decision, Runtime
 
 require("fastapi")
 from fastapi import Depends, FastAPI, HTTPException, Query, Request  # noqa: E402
+from fastapi.concurrency import run_in_threadpool  # noqa: E402
 from fastapi.responses import HTMLResponse, JSONResponse, Response  # noqa: E402
 from fastapi.staticfiles import StaticFiles  # noqa: E402
 from pydantic import BaseModel, Field  # noqa: E402
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 
 #: Bodies of endpoints other than ``/ingest`` may not be larger than this.
 DEFAULT_MAX_BODY_BYTES = 65_536
+DEFAULT_MAX_IMAGE_BYTES = 8 * 1024 * 1024  # a camera frame: a full-HD JPEG is a few hundred KiB
 
 
 class VerdictBody(BaseModel):
@@ -166,6 +168,8 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     status: Callable[[], dict[str, Any]] | None = None,
     ingest_timeout: float = 30.0,
+    inspector: Any = None,
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
 ) -> Any:
     """Build the FastAPI app over a running :class:`~vigil.streaming.runtime.Runtime`.
 
@@ -181,6 +185,11 @@ def create_app(
         Extra fields for ``/health`` (for example the MQTT connection).
     ingest_timeout : float
         Seconds ``/ingest`` waits for its records' decisions before answering 504.
+    inspector : CameraInspector or None
+        Scores the frames posted to ``/ingest/image/{camera}`` (:mod:`vigil.vision.inspection`); None
+        answers 404 there.
+    max_image_bytes : int
+        Body limit of ``/ingest/image/{camera}``.
     """
     app = FastAPI(
         title="Vigil monitoring service",
@@ -195,7 +204,9 @@ def create_app(
 
     def limit_for(path: str) -> int | None:
         # /ingest reads its body itself, so that an oversized payload also becomes a dead letter.
-        return None if path == "/ingest" else max_body_bytes
+        if path == "/ingest":
+            return None
+        return max_image_bytes if path.startswith("/ingest/image/") else max_body_bytes
 
     app.add_middleware(_BodyLimit, limit_for=limit_for)
 
@@ -244,6 +255,29 @@ def create_app(
         accepted = sum(isinstance(o, Decision) for o in outcomes)
         content = {"accepted": accepted, "rejected": len(outcomes) - accepted, "results": items}
         return JSONResponse(status_code=200 if accepted else 422, content=content)
+
+    @app.post("/ingest/image/{camera}", dependencies=[write], tags=["ingest"])
+    async def ingest_image(camera: str, request: Request, name: str = "frame") -> JSONResponse:
+        """Score one camera frame: the JPEG or PNG file as the body; ``name`` (query) labels it in the alert.
+
+        Answers 200 with the score, the threshold and, for a defective frame, the stored alert's id and the
+        region of the frame that drove it; 422 (and a dead letter) for a frame that cannot be decoded; 404
+        when the service has no camera model; 503 when the alert store cannot take the alert.
+        """
+        if inspector is None:
+            raise HTTPException(status_code=404, detail="no camera model: start the service with --camera-model")
+        body = await request.body()
+        try:
+            result = await run_in_threadpool(inspector.inspect, camera, body, name=name)
+        except InvalidInputError as exc:
+            runtime.reject(Rejection("invalid_record", str(exc), camera), "http", f"{len(body)} bytes")
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        except Exception as exc:  # the store refused the alert: the sender keeps the frame and retries
+            log.exception("camera frame %r from %s could not be stored", name, camera)
+            raise HTTPException(
+                status_code=503, detail=f"the alert could not be stored ({type(exc).__name__}); retry"
+            ) from exc
+        return JSONResponse(content=result)
 
     # -- alerts --------------------------------------------------------------------------------------
 

@@ -81,8 +81,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     models = list(args.model)
     registry = Path(args.registry)
-    if not models and not registry.is_dir():
-        msg = "give --model MODEL_DIR (a directory written by `vigil fit`) or an existing --registry"
+    if not models and not registry.is_dir() and not (args.camera_model or args.capture):
+        msg = (
+            "give --model MODEL_DIR (a directory written by `vigil fit`), an existing --registry, "
+            "--capture with --capture-model, or --camera-model"
+        )
         raise InvalidInputError(msg)
     mqtt = None
     if args.mqtt:
@@ -114,6 +117,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         captures=list(args.capture),
         capture_model=Path(args.capture_model) if args.capture_model else None,
         capture_gap_seconds=args.capture_gap,
+        camera_model=Path(args.camera_model) if args.camera_model else None,
     )
     return run_service(config)
 
@@ -224,6 +228,12 @@ def add_commands(subparsers: Any) -> None:
     group.add_argument("--capture-model", metavar="MODEL_DIR", help="model fitted with `vigil fit BENIGN.pcap`")
     group.add_argument(
         "--capture-gap", type=float, default=30.0, help="capture seconds that separate two network alerts (30)"
+    )
+    group = p.add_argument_group("cameras")
+    group.add_argument(
+        "--camera-model",
+        metavar="MODEL_DIR",
+        help="image model fitted with `vigil fit FOLDER_OF_GOOD_IMAGES`; cameras POST frames to /ingest/image/CAMERA",
     )
     _add_mqtt_options(p, serve=True)
     p.set_defaults(func=_cmd_serve)

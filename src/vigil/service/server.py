@@ -59,6 +59,7 @@ class ServiceConfig:
     captures: list[str] = field(default_factory=list)  # pcap files to follow, or "-" for standard input
     capture_model: Path | None = None  # a pipeline fitted on packet features
     capture_gap_seconds: float = 30.0
+    camera_model: Path | None = None  # an image model (`vigil fit FOLDER`) for /ingest/image/{camera}
 
 
 class Service:
@@ -88,7 +89,12 @@ class Service:
                 self._closers.append(self.webhooks.close)
                 sinks.append(self.webhooks)
             self.runtime = Runtime(
-                self.store, self.registry, models=names or None, routes=config.routes, config=config.runtime
+                self.store,
+                self.registry,
+                models=names or None,
+                routes=config.routes,
+                config=config.runtime,
+                allow_no_models=bool(config.camera_model or config.captures),
             )
             self.mqtt = None
             if config.mqtt is not None:
@@ -98,8 +104,17 @@ class Service:
                 sinks.append(self.mqtt)
             self.runtime.sinks.extend(sinks)
             self.captures = self._capture_monitors(config, sinks)
+            self.camera = None
+            if config.camera_model is not None:
+                from vigil.vision.inspection import CameraInspector
+
+                self.camera = CameraInspector(config.camera_model, self.store, sinks)
             self.app = create_app(
-                self.runtime, auth=self.auth, max_body_bytes=config.max_body_bytes, status=self.status
+                self.runtime,
+                auth=self.auth,
+                max_body_bytes=config.max_body_bytes,
+                status=self.status,
+                inspector=self.camera,
             )
         except BaseException:
             self.close()
@@ -124,6 +139,8 @@ class Service:
         out = self.mqtt.status() if self.mqtt is not None else {}
         if self.captures:
             out["captures"] = [monitor.status() for monitor in self.captures]
+        if self.camera is not None:
+            out["camera"] = self.camera.status()
         return out
 
     def start(self) -> Service:

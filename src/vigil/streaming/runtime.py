@@ -126,6 +126,9 @@ class Runtime:
     config : RuntimeConfig
     sinks : sequence of Sink
         Receive each batch's committed alert events and dead letters.
+    allow_no_models : bool
+        Run with no telemetry model at all (a service that only watches cameras or captures); every
+        telemetry record is then refused as ``unknown_device``. Default: no models is an error.
 
     Examples
     --------
@@ -152,6 +155,7 @@ class Runtime:
         routes: Sequence[tuple[str, str]] = (),
         config: RuntimeConfig | None = None,
         sinks: Sequence[Sink] = (),
+        allow_no_models: bool = False,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -159,7 +163,7 @@ class Runtime:
         self.sinks = list(sinks)
         self.metrics = RuntimeMetrics()
         names = list(models) if models is not None else [n for n in registry.names() if registry.active(n)]
-        if not names:
+        if not names and not allow_no_models:
             msg = f"the model registry {registry.root} has no model with an active version"
             raise InvalidInputError(msg)
         self.routes = [(str(pattern), str(model)) for pattern, model in routes]
