@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vigil.base import Interval
-from vigil.vision.base import TorchImageDetector, require_torch
+from vigil.vision.base import TorchImageDetector
 from vigil.vision.registry import register_image_detector
 
 __all__ = ["ConvAEImageDetector"]
@@ -111,16 +111,9 @@ class ConvAEImageDetector(TorchImageDetector):
         return ConvAutoencoder(channels, widths=tuple(self.widths), latent=int(self.latent))
 
     def _normalise(self, x):
-        torch = require_torch()
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        std = x.std(dim=(1, 2, 3), keepdim=True)
-        x = (x - mean) / (std + 1e-3)
-        stride = 2 ** len(self.widths)
-        h, w = x.shape[2:]
-        pad_h, pad_w = (-h) % stride, (-w) % stride
-        if pad_h or pad_w:
-            x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        return x
+        from vigil.vision.networks import standardise_and_pad
+
+        return standardise_and_pad(x, 2 ** len(self.widths))
 
     def _pixel_errors(self, module, x):
         from vigil.vision.networks import gaussian_blur

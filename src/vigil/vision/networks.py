@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ConvAutoencoder", "FilterBank", "SmallCNN", "UNet", "gaussian_blur"]
+__all__ = ["ConvAutoencoder", "FilterBank", "SmallCNN", "UNet", "gaussian_blur", "standardise_and_pad"]
 
 
 def _blur_matrix(n: int, sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -49,6 +49,27 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     across = _blur_matrix(w, sigma, x.dtype, x.device)
     down = _blur_matrix(h, sigma, x.dtype, x.device)
     return torch.matmul(down, torch.matmul(x, across.T))
+
+
+def standardise_and_pad(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """Each image of (n, C, H, W) to zero mean and unit deviation (exposure drops out), edge-padded to ``stride``.
+
+    The padding goes right and below, so ``out[..., :H, :W]`` are the original pixels.
+
+    Examples
+    --------
+    >>> out = standardise_and_pad(torch.rand(2, 1, 10, 13), 4)
+    >>> out.shape, bool(out[..., :10, :13].mean().abs() < 1e-5)
+    (torch.Size([2, 1, 12, 16]), True)
+    """
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    std = x.std(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) / (std + 1e-3)
+    h, w = x.shape[2:]
+    pad_h, pad_w = (-h) % stride, (-w) % stride
+    if pad_h or pad_w:
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+    return x
 
 
 class FilterBank(nn.Module):

@@ -136,22 +136,11 @@ class DefectSegmenter(TorchImageDetector):
 
         return UNet(channels, widths=tuple(self.widths))
 
-    def _normalise(self, x):
-        """Each image to zero mean and unit deviation (exposure drops out), padded to the network's stride."""
-        torch = require_torch()
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        std = x.std(dim=(1, 2, 3), keepdim=True)
-        x = (x - mean) / (std + 1e-3)
-        stride = 2 ** (len(self.widths) - 1)
-        h, w = x.shape[2:]
-        pad_h, pad_w = (-h) % stride, (-w) % stride
-        if pad_h or pad_w:
-            x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        return x
-
     def _logits(self, module, x):
+        from vigil.vision.networks import standardise_and_pad
+
         h, w = x.shape[2:]
-        return module(self._normalise(x))[:, :, :h, :w]
+        return module(standardise_and_pad(x, 2 ** (len(self.widths) - 1)))[:, :, :h, :w]
 
     def _crops(self, images, generator):
         """A random crop and flip of each image (whole images when smaller than ``crop``)."""
