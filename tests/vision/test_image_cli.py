@@ -70,3 +70,17 @@ def test_image_fit_errors_name_the_problem(plant, capsys):
     (plant / "train" / "good" / "zz.png").write_bytes(b"not an image")
     assert main(["fit", str(plant / "train"), "--detector", "patch-gauss", "-o", str(plant / "m")]) == 2
     assert "zz.png" in capsys.readouterr().err
+
+
+def test_scoring_in_small_chunks_gives_the_same_rows(plant, monkeypatch):
+    from vigil.vision import cli as image_cli
+
+    model = plant / "model"
+    image_cli.fit_image_folder(plant / "train", "patch-gauss", model, params={"grid": 8}, size=48)
+    image_cli.score_image_folder(model, plant / "line", plant / "whole.csv", maps=plant / "maps-whole")
+    monkeypatch.setattr(image_cli, "_CHUNK", 4)  # 13 files: four chunks, the corrupt one among them
+    image_cli.score_image_folder(model, plant / "line", plant / "chunked.csv", maps=plant / "maps-chunked")
+    assert (plant / "chunked.csv").read_text() == (plant / "whole.csv").read_text()
+    assert sorted(p.name for p in (plant / "maps-chunked").iterdir()) == sorted(
+        p.name for p in (plant / "maps-whole").iterdir()
+    )

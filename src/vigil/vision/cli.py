@@ -9,7 +9,7 @@ reads images exactly as training did.
 ``vigil score MODEL FOLDER -o scores.csv [--maps DIR]`` scores every image under FOLDER. An image that cannot
 be read is not fatal: it gets a row with its reason in ``error`` and no score (a dead letter), so a
 corrupt frame from a camera never hides the others. ``--maps`` writes a heat-map overlay PNG for each image
-above the threshold.
+above the threshold, coloured from 0 to twice the threshold (the same scale for every image).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from vigil.vision.io import IMAGE_SUFFIXES, FrameStream, decode_image
 __all__ = ["fit_image_folder", "is_image_model", "score_image_folder"]
 
 _LAYOUT = "input.json"
+_CHUNK = 256  # images decoded and scored at a time
 
 
 def _images_under(folder: Path) -> list[Path]:
@@ -122,50 +123,48 @@ def score_image_folder(
     if not files:
         msg = f"{folder}: no JPEG or PNG images to score"
         raise InvalidInputError(msg)
-    stream = FrameStream(
-        ((p.relative_to(folder).as_posix(), p.read_bytes()) for p in files),
-        size=layout["size"],
-        mode=layout["mode"],
-        resize=layout["resize"],
-    )
-    decoded = list(stream)
-    names = [name for name, _ in decoded]
-    rows: dict[str, dict[str, Any]] = {}
-    scores = np.empty(0)
-    heat = None
-    if decoded:
-        images = np.stack([image for _, image in decoded])
-        if maps is not None and detector.localizes:
-            scores, heat = detector.score_with_maps(images)
-        else:
-            scores = detector.score_samples(images)
     threshold = float(detector.threshold_)
-    for name, score in zip(names, scores, strict=True):
-        rows[name] = {"score": f"{score:.6g}", "threshold": f"{threshold:.6g}", "anomaly": bool(score > threshold)}
-    for bad in stream.dead_letters:
-        rows[bad.name] = {"score": "", "threshold": f"{threshold:.6g}", "anomaly": "", "error": bad.reason}
+    draw = maps is not None and detector.localizes
+    n_scored = n_flagged = n_bad = written = 0
     destination = Path(output)
     destination.parent.mkdir(parents=True, exist_ok=True)
     with destination.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["path", "score", "threshold", "anomaly", "error"])
         writer.writeheader()
-        for file in files:
-            name = file.relative_to(folder).as_posix()
-            writer.writerow({"path": name, "error": "", **rows[name]})
-    flagged = [i for i, score in enumerate(scores) if score > threshold]
-    written = _write_overlays(maps, [decoded[i] for i in flagged], heat[flagged]) if heat is not None else 0
-    summary = (
-        f"scored {len(names)} images with {layout['detector']}: {len(flagged)} above the threshold {threshold:.4g}"
-    )
-    if stream.n_bad:
-        summary += f"; {stream.n_bad} could not be read (see the error column)"
+        # A chunk at a time, so that a folder of any size is scored in bounded memory.
+        for start in range(0, len(files), _CHUNK):
+            chunk = files[start : start + _CHUNK]
+            stream = FrameStream(
+                ((p.relative_to(folder).as_posix(), p.read_bytes()) for p in chunk),
+                size=layout["size"],
+                mode=layout["mode"],
+                resize=layout["resize"],
+            )
+            decoded = list(stream)
+            rows = {bad.name: {"score": "", "anomaly": "", "error": bad.reason} for bad in stream.dead_letters}
+            if decoded:
+                images = np.stack([image for _, image in decoded])
+                scores, heat = detector.score_with_maps(images) if draw else (detector.score_samples(images), None)
+                for (name, _), score in zip(decoded, scores, strict=True):
+                    rows[name] = {"score": f"{score:.6g}", "anomaly": score > threshold, "error": ""}
+                flagged = np.flatnonzero(scores > threshold)
+                n_scored, n_flagged = n_scored + len(decoded), n_flagged + len(flagged)
+                if heat is not None:
+                    written += _write_overlays(maps, [decoded[i] for i in flagged], heat[flagged], 2.0 * threshold)
+            n_bad += stream.n_bad
+            for file in chunk:
+                name = file.relative_to(folder).as_posix()
+                writer.writerow({"path": name, "threshold": f"{threshold:.6g}", **rows[name]})
+    summary = f"scored {n_scored} images with {layout['detector']}: {n_flagged} above the threshold {threshold:.4g}"
+    if n_bad:
+        summary += f"; {n_bad} could not be read (see the error column)"
     if maps is not None:
         summary += f"; {written} heat maps in {maps}" if detector.localizes else f"; {layout['detector']} draws no maps"
     return summary + f"; wrote {destination}"
 
 
-def _write_overlays(folder: str | Path | None, decoded: list[tuple[str, Any]], maps: Any) -> int:
-    """One PNG per image: the image with its anomaly map over it, on the colour scale of all of them."""
+def _write_overlays(folder: str | Path | None, decoded: list[tuple[str, Any]], maps: Any, top: float) -> int:
+    """One PNG per image: the image with its anomaly map over it, coloured from 0 to ``top`` for every image."""
     if folder is None or not decoded:
         return 0
     import matplotlib
@@ -177,7 +176,6 @@ def _write_overlays(folder: str | Path | None, decoded: list[tuple[str, Any]], m
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    top = float(np.percentile(maps, 99))
     for (name, image), heat in zip(decoded, maps, strict=True):
         figure = heatmap_overlay_figure(image[None], heat[None], titles=[name], vmax=top, columns=1)
         figure.savefig(out / (name.replace("/", "__").rsplit(".", 1)[0] + ".png"), dpi=150)
