@@ -26,7 +26,6 @@ Randomness comes from ``random_state`` through a forked torch RNG seeded in ``fi
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 from collections.abc import Callable
@@ -256,10 +255,9 @@ class ImageDetector(BaseDetector):
     @classmethod
     def _params_from_json(cls, params: dict[str, Any]) -> dict[str, Any]:
         """Saved parameters as the constructor wants them: JSON turned tuples into lists."""
-        defaults = {p.name: p.default for p in inspect.signature(cls.__init__).parameters.values()}
-        return {
-            k: tuple(v) if isinstance(defaults.get(k), tuple) and isinstance(v, list) else v for k, v in params.items()
-        }
+        from vigil.vision.registry import coerce_params
+
+        return coerce_params(params)
 
     @classmethod
     def load(cls, path: str | Path) -> ImageDetector:

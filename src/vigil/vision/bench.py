@@ -190,8 +190,7 @@ def run_image_bench(
     if split not in SPLITS:
         msg = f"unknown split {split!r} for {dataset}; available: {', '.join(SPLITS)}"
         raise InvalidInputError(msg)
-    detector_params = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(params or {}).items()}
-    model = make_image_detector(detector, **{**detector_params, "random_state": seed})
+    model = make_image_detector(detector, **{**dict(params or {}), "random_state": seed})
     if model.supervised and split != "supervised":
         msg = f"{detector} is supervised: it needs labelled defects in training, so use split='supervised'"
         raise InvalidInputError(msg)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from vigil.errors import InvalidInputError
-from vigil.vision.io import IMAGE_SUFFIXES, FrameStream, decode_image
+from vigil.vision.io import FrameStream, decode_image, list_images
 
 __all__ = ["fit_image_folder", "is_image_model", "score_image_folder"]
 
@@ -31,13 +31,9 @@ _LAYOUT = "input.json"
 _CHUNK = 256  # images decoded and scored at a time
 
 
-def _images_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
 def _training_files(folder: Path) -> list[Path]:
     good = folder / "good"
-    files = _images_under(good) if good.is_dir() else _images_under(folder)
+    files = list_images(good) if good.is_dir() else list_images(folder)
     if not files:
         where = good if good.is_dir() else folder
         msg = f"{where}: no JPEG or PNG images to learn from"
@@ -75,7 +71,7 @@ def fit_image_folder(
         No images, an unreadable image (named), an unknown detector or parameter, or a supervised detector
         (it needs labels; use :func:`~vigil.vision.bench.run_image_bench` or the Python API).
     """
-    from vigil.vision.registry import image_detector_class
+    from vigil.vision.registry import image_detector_class, make_image_detector
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -85,14 +81,14 @@ def fit_image_folder(
     if cls.supervised:
         msg = f"{detector} is supervised: it needs labelled defects, which `vigil fit` on a folder does not read"
         raise InvalidInputError(msg)
-    extra = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(params or {}).items()}
+    extra = dict(params or {})
     unknown = sorted(set(extra) - set(cls._param_names()))
     if unknown:
         msg = f"{cls.__name__} has no parameter {unknown[0]!r}; valid: {cls._param_names()}"
         raise InvalidInputError(msg)
     files = _training_files(folder)
     images = np.stack([decode_image(p.read_bytes(), size=size, mode=mode, resize=resize, where=str(p)) for p in files])
-    model = cls(**{"random_state": seed, **extra}).fit(images)
+    model = make_image_detector(detector, **{"random_state": seed, **extra}).fit(images)
     out = Path(output)
     model.save(out)
     layout = {"kind": "images", "detector": detector, "size": size, "mode": mode, "resize": resize}
@@ -119,7 +115,7 @@ def score_image_folder(
         raise InvalidInputError(msg)
     layout = json.loads((Path(model) / _LAYOUT).read_text())
     detector = ImageDetector.load(model)
-    files = _images_under(folder)
+    files = list_images(folder)
     if not files:
         msg = f"{folder}: no JPEG or PNG images to score"
         raise InvalidInputError(msg)

@@ -19,7 +19,12 @@ from numpy.typing import NDArray
 from vigil.base import Options
 from vigil.errors import InvalidInputError
 from vigil.vision.base import ImageDetector
-from vigil.vision.registry import available_image_detectors, make_image_detector, register_image_detector
+from vigil.vision.registry import (
+    available_image_detectors,
+    coerce_params,
+    make_image_detector,
+    register_image_detector,
+)
 
 __all__ = ["ImageEnsemble"]
 
@@ -32,11 +37,6 @@ def _names_ok(value: Any) -> bool:
 
 def _member_params_ok(value: Any) -> bool:
     return value is None or (isinstance(value, Sequence) and all(isinstance(v, Mapping) for v in value))
-
-
-def _tuples(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Parameters read back from JSON hold lists where the detector wants tuples."""
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
 
 
 @register_image_detector("image-ensemble", "Several image detectors; scores standardised on training images, combined")
@@ -107,7 +107,7 @@ class ImageEnsemble(ImageDetector):
     def _params_from_json(cls, params: dict[str, Any]) -> dict[str, Any]:
         params = super()._params_from_json(params)
         if params.get("member_params") is not None:
-            params["member_params"] = tuple(_tuples(p) for p in params["member_params"])
+            params["member_params"] = tuple(coerce_params(p) for p in params["member_params"])
         return params
 
     def _make_members(self) -> list[ImageDetector]:
@@ -124,7 +124,7 @@ class ImageEnsemble(ImageDetector):
             if known[name].supervised:
                 msg = f"ensemble member {name!r} is supervised; an ensemble learns from good images only"
                 raise InvalidInputError(msg)
-            made.append(make_image_detector(name, **{**_tuples(extra), "random_state": self.random_state}))
+            made.append(make_image_detector(name, **{**extra, "random_state": self.random_state}))
         return made
 
     def _fit_images(self, images: NDArray[np.float32], y: Any, groups: Any) -> None:

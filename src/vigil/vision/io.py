@@ -57,6 +57,7 @@ __all__ = [
     "FrameStream",
     "ImageSet",
     "decode_image",
+    "list_images",
     "read_image",
     "read_image_folder",
     "read_mask",
@@ -333,8 +334,9 @@ class ImageSet:
         )
 
 
-def _collect(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+def list_images(folder: str | PathLike[str]) -> list[Path]:
+    """Every file under ``folder`` whose name ends like a JPEG or PNG, sorted (content is checked on reading)."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def read_image_folder(
@@ -388,7 +390,7 @@ def read_image_folder(
         msg = f"image folder not found: {root}"
         raise DatasetNotFoundError(msg)
     if paths is None:
-        files = _collect(root / "good") + _collect(root / "defect")
+        files = list_images(root / "good") + list_images(root / "defect")
         if not files:
             msg = f"{root}: no JPEG or PNG images under good/ or defect/<type>/"
             raise InvalidInputError(msg)

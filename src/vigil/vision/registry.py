@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vigil.errors import UnknownDetectorError
@@ -15,7 +16,13 @@ from vigil.errors import UnknownDetectorError
 if TYPE_CHECKING:
     from vigil.vision.base import ImageDetector
 
-__all__ = ["available_image_detectors", "image_detector_class", "make_image_detector", "register_image_detector"]
+__all__ = [
+    "available_image_detectors",
+    "coerce_params",
+    "image_detector_class",
+    "make_image_detector",
+    "register_image_detector",
+]
 
 _REGISTRY: dict[str, type[ImageDetector]] = {}
 # (module, the optional package it needs)
@@ -77,6 +84,17 @@ def image_detector_class(name: str) -> type[ImageDetector]:
     return detectors[name]
 
 
+def coerce_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameters as image detectors take them: JSON and the command line give lists where they take tuples.
+
+    Examples
+    --------
+    >>> coerce_params({"widths": [8, 16], "grid": 8})
+    {'widths': (8, 16), 'grid': 8}
+    """
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+
+
 def make_image_detector(name: str, **params: Any) -> ImageDetector:
     """Create the image detector registered under ``name`` with ``params``.
 
@@ -85,4 +103,4 @@ def make_image_detector(name: str, **params: Any) -> ImageDetector:
     >>> make_image_detector("patch-gauss", grid=8)
     PatchGaussianDetector(grid=8)
     """
-    return image_detector_class(name)(**params)
+    return image_detector_class(name)(**coerce_params(params))
