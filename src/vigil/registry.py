@@ -28,6 +28,7 @@ _BUILTIN_MODULES = (
 _OPTIONAL_MODULES: tuple[tuple[str, str], ...] = (
     ("vigil.detectors.autoencoders", "torch"),
     ("vigil.detectors.forecasters", "torch"),
+    ("vigil.detectors.sequence_forecaster", "torch"),
     ("vigil.detectors.usad", "torch"),
     ("vigil.network.autoencoder", "torch"),
 )

@@ -19,6 +19,7 @@ SEQUENCE_DETECTORS = {
     "lstm-ae": {"window": 12, "hidden_size": 16, "latent": 4, "epochs": 40, "learning_rate": 1e-2},
     "lstm-forecaster": {"window": 8, "hidden_size": 16, "num_layers": 1, "epochs": 30, "learning_rate": 1e-2},
     "tcn-forecaster": {"window": 8, "filters": 16, "epochs": 30, "learning_rate": 1e-2},
+    "tcn-sequence": {"window": 8, "filters": 16, "epochs": 150},
     "conv-ae": {"window": 16, "filters": (16, 8), "kernel_size": 5, "epochs": 40, "learning_rate": 1e-2},
     "usad": {"window": 8, "latent": 4, "epochs": 20, "batch_size": 32},
 }
@@ -47,14 +48,16 @@ def rotation():
     return train, test, label
 
 
-@pytest.mark.parametrize("name", ["lstm-ae", "lstm-forecaster", "tcn-forecaster"])
+@pytest.mark.parametrize("name", ["lstm-ae", "lstm-forecaster", "tcn-forecaster", "tcn-sequence"])
 def test_sequence_detector_finds_a_collective_anomaly_that_a_point_detector_misses(rotation, name):
     train, test, label = rotation
     point = make_detector("mahalanobis", random_state=0).fit(train).score_samples(test)
-    deep = make_detector(name, random_state=0, **SEQUENCE_DETECTORS[name]).fit(train).score_samples(test)
+    detector = make_detector(name, random_state=0, **SEQUENCE_DETECTORS[name]).fit(train)
+    deep = detector.score_samples(test)
     # Judge the rows whose whole input window lies inside one regime (no transition inside it).
     inside = np.ones(len(test), dtype=bool)
-    inside[100 : 100 + 16] = inside[160 : 160 + 16] = False
+    span = max(16, detector.context_rows)
+    inside[100 : 100 + span] = inside[160 : 160 + span] = False
     assert roc_auc_score(label[inside], point[inside]) < 0.7
     assert roc_auc_score(label[inside], deep[inside]) > 0.95
 
@@ -72,7 +75,7 @@ def test_fitting_leaves_the_global_torch_rng_and_cudnn_flags_alone(rotation, nam
     assert (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) == flags
 
 
-@pytest.mark.parametrize("name", ["lstm-forecaster", "tcn-forecaster", "usad"])
+@pytest.mark.parametrize("name", ["lstm-forecaster", "tcn-forecaster", "tcn-sequence", "usad"])
 def test_different_seeds_give_different_models_and_equal_seeds_equal_ones(rotation, name):
     train, test, _ = rotation
     params = {**SEQUENCE_DETECTORS[name], "epochs": 3}
@@ -100,6 +103,38 @@ def test_forecaster_blames_the_sensor_whose_prediction_failed(error):
     assert shares[100, 2] > 0.5
 
 
+def test_sequence_tcn_predicts_each_row_from_its_receptive_field_alone():
+    X, _ = _rotation(400)
+    det = make_detector("tcn-sequence", window=8, filters=8, epochs=20, relative_drift=0.5, random_state=0)
+    det.fit(X[:250])
+    series = torch.from_numpy(det._inputs(X))
+    residuals = det._all_residuals(det.module_, series).numpy()
+    # Causal: changing row 300 leaves every earlier row's residual as it was, and moves row 300's.
+    changed = X.copy()
+    changed[300] += 5.0
+    after = det._all_residuals(det.module_, torch.from_numpy(det._inputs(changed))).numpy()
+    np.testing.assert_array_equal(after[:299], residuals[:299])
+    assert not np.allclose(after[299], residuals[299])
+    # A row's residual needs only its receptive field and one row more (first differences), so a series
+    # that starts context_rows before it gives the same value, also across scoring chunks.
+    start = 350 - det.context_rows
+    alone = det._all_residuals(det.module_, torch.from_numpy(det._inputs(X[start:351]))).numpy()
+    np.testing.assert_allclose(alone[-1], residuals[349], rtol=1e-5, atol=1e-6)
+
+
+def test_sequence_tcn_stops_on_the_latest_training_rows_and_keeps_the_best_step():
+    X, _ = _rotation(400)
+    det = make_detector("tcn-sequence", window=8, filters=8, epochs=200, patience=3, random_state=0).fit(X)
+    assert det.epochs_trained_ == len(det.validation_loss_) <= 200
+    if det.epochs_trained_ < 200:
+        assert det.epochs_trained_ == int(np.argmin(det.validation_loss_)) + 1 + 3
+    residuals = det._all_residuals(det.module_, torch.from_numpy(det._inputs(X))).numpy()
+    n_targets = len(X) - det.context_rows
+    n_val = int(n_targets * det.validation_fraction)
+    val = residuals[len(residuals) - n_val :]
+    assert float((val.astype(np.float64) ** 2).mean()) == pytest.approx(det.validation_loss_.min(), rel=1e-4)
+
+
 def test_mahalanobis_error_is_about_one_per_sensor_on_normal_rows():
     rng = np.random.default_rng(3)
     t = np.arange(900) / 4
@@ -124,20 +159,27 @@ def test_early_stopping_watches_the_latest_training_windows_and_keeps_the_best_e
     assert det._validation_loss(det.module_, val) == pytest.approx(det.validation_loss_.min(), rel=1e-5)
 
 
-def test_drift_guard_judges_a_drifting_sensor_by_its_changes_not_its_level():
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("autoencoder", {"window": 4, "latent": 2, "epochs": 60, "learning_rate": 1e-2}),
+        ("tcn-sequence", {"window": 4, "filters": 8, "epochs": 150}),
+    ],
+)
+def test_drift_guard_judges_a_drifting_sensor_by_its_changes_not_its_level(name, params):
     rng = np.random.default_rng(0)
     n = 600
     t = np.arange(n) / 5
     drift = np.linspace(0.0, 6.0, n)  # a slowly heating temperature: its level leaves the training range
     X = np.column_stack([np.sin(t), np.cos(t), drift]) + 0.05 * rng.normal(size=(n, 3))
     train, test = X[:300], X[300:]
-    params = {"window": 4, "latent": 2, "epochs": 60, "learning_rate": 1e-2, "random_state": 0}
-    guarded = make_detector("autoencoder", relative_drift=1.0, **params).fit(train)
-    plain = make_detector("autoencoder", **params).fit(train)
+    guarded = make_detector(name, relative_drift=1.0, random_state=0, **params).fit(train)
     assert guarded.relative_features_.tolist() == [False, False, True]
-    assert not plain.relative_features_.any()
     assert (guarded.score_samples(test) > guarded.threshold_).mean() < 0.05
-    assert (plain.score_samples(test) > plain.threshold_).mean() > 0.5
+    if name == "autoencoder":  # a reconstruction model without the guard alarms once the level has left
+        plain = make_detector(name, random_state=0, **params).fit(train)
+        assert not plain.relative_features_.any()
+        assert (plain.score_samples(test) > plain.threshold_).mean() > 0.5
     # A jump of the drifting sensor is still a change: the windows that hold it score high.
     broken = test.copy()
     broken[150:, 2] += 1.0
@@ -150,6 +192,7 @@ def test_drift_guard_judges_a_drifting_sensor_by_its_changes_not_its_level():
         ("lstm-forecaster", {"error": "absolute"}),
         ("lstm-ae", {"hidden_size": 0}),
         ("tcn-forecaster", {"kernel_size": 1}),
+        ("tcn-sequence", {"filters": 0}),
         ("usad", {"alpha": 1.5}),
         ("usad", {"hidden": (8, 0)}),
         ("lstm-ae", {"relative_drift": 0.0}),
@@ -166,6 +209,7 @@ def test_hyperparameters_are_exposed():
         "lstm-ae": {"window", "hidden_size", "latent", "num_layers", "dropout", "learning_rate", "epochs"},
         "lstm-forecaster": {"window", "hidden_size", "num_layers", "dropout", "learning_rate", "epochs", "error"},
         "tcn-forecaster": {"window", "filters", "kernel_size", "dropout", "learning_rate", "epochs", "error"},
+        "tcn-sequence": {"window", "filters", "kernel_size", "dropout", "learning_rate", "epochs", "error"},
         "usad": {"window", "latent", "hidden", "alpha", "learning_rate", "epochs"},
     }.items():
         assert expected <= set(make_detector(name).get_params()), name

@@ -43,11 +43,16 @@ class ForecastDetector(TorchDetector):
         return self._residuals(module, batch) ** 2
 
     def _after_fit(self, module, validation) -> None:
-        super()._after_fit(module, validation)
+        self._fit_error_model(self._batched(self._residuals, module, validation))
+
+    def _fit_error_model(self, residuals: NDArray[np.float64]) -> None:
+        """Learn "normal" error from the validation residuals (n, d): each sensor's mean squared residual
+        (``error_scale_``) and, for ``error="mahalanobis"``, their Gaussian."""
+        scale = (residuals**2).mean(axis=0)
+        self.error_scale_ = np.maximum(scale, max(float(scale.max()), 1e-12) * 1e-6)
         if self.error == "mahalanobis":
             from sklearn.covariance import LedoitWolf
 
-            residuals = self._batched(self._residuals, module, validation)
             self.residual_mean_ = residuals.mean(axis=0)
             if len(residuals) > 1:
                 covariance = LedoitWolf().fit(residuals).covariance_
@@ -58,16 +63,18 @@ class ForecastDetector(TorchDetector):
             ridge = 1e-6 * max(float(np.trace(covariance)) / d, 1e-12)
             self.residual_precision_ = np.linalg.inv(covariance + ridge * np.eye(d))
 
-    def _relative_errors(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
-        windows = self._windows(values)
+    def _score_terms(self, residuals: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Per-sensor score terms of residuals (n, d); their mean over sensors is the score."""
         if self.error == "standardised":
-            terms = self._batched_errors(self.module_, windows) / self.error_scale_
-        else:
-            # Per-sensor terms r_j * (P r)_j sum to the squared Mahalanobis distance rᵀ P r, so their mean is
-            # the score and their (absolute) sizes say which sensors carried it.
-            centred = self._batched(self._residuals, self.module_, windows) - self.residual_mean_
-            terms = centred * (centred @ self.residual_precision_)
-        return rows_from_windows(terms, self._sample_rows())
+            return residuals**2 / self.error_scale_
+        # Per-sensor terms r_j * (P r)_j sum to the squared Mahalanobis distance rᵀ P r, so their mean is the
+        # score and their (absolute) sizes say which sensors carried it.
+        centred = residuals - self.residual_mean_
+        return centred * (centred @ self.residual_precision_)
+
+    def _relative_errors(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
+        residuals = self._batched(self._residuals, self.module_, self._windows(values))
+        return rows_from_windows(self._score_terms(residuals), self._sample_rows())
 
 
 @register("lstm-forecaster", "LSTM that predicts each row from the previous ones; score = Mahalanobis prediction error")

@@ -112,8 +112,10 @@ class TemporalConvForecaster(nn.Module):
     Examples
     --------
     >>> net = TemporalConvForecaster(n_features=3, window=16, filters=8, kernel_size=3)
-    >>> len(net.blocks), net(torch.zeros(4, 16, 3)).shape
-    (4, torch.Size([4, 3]))
+    >>> len(net.blocks), net.receptive_field, net(torch.zeros(4, 16, 3)).shape
+    (4, 31, torch.Size([4, 3]))
+    >>> net.predict_sequence(torch.zeros(1, 100, 3)).shape
+    torch.Size([1, 100, 3])
     """
 
     def __init__(
@@ -128,10 +130,17 @@ class TemporalConvForecaster(nn.Module):
         ]
         self.blocks = nn.Sequential(*blocks)
         self.output = nn.Linear(filters, n_features)
+        self.receptive_field = 1 + (kernel_size - 1) * (2**levels - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.blocks(x.transpose(1, 2))
         return self.output(features[:, :, -1])
+
+    def predict_sequence(self, x: torch.Tensor) -> torch.Tensor:
+        """Predictions at every step of series ``x`` (batch, time, features): output ``t`` forecasts row
+        ``t + 1`` from rows up to ``t`` (the last ``receptive_field`` of them, zeros before the start)."""
+        features = self.blocks(x.transpose(1, 2))
+        return self.output(features.transpose(1, 2))
 
 
 class USADNetwork(nn.Module):

@@ -1,0 +1,244 @@
+"""A TCN forecaster that reads the whole series in one pass instead of one sliding window at a time.
+
+A causal convolution's output at step ``t`` depends on the rows up to ``t`` only, so one pass over a series
+predicts every row from its own history. The windowed :class:`~vigil.detectors.forecasters.TCNForecasterDetector`
+recomputes every window's full stack of convolutions to use its last step; here each row is computed once,
+about ``window`` times less work, and a training step is one pass over all the training rows (full batch).
+
+What differs from the windowed TCN, besides speed:
+
+* A prediction sees exactly the network's receptive field (``receptive_field_`` rows: at least ``window``,
+  63 for the defaults) of real history, never zeros; ``context_rows`` is one more than that.
+* The drift guard judges a drifting sensor by its step-to-step changes (first differences) rather than
+  relative to the window's last row: the same information without its level, but shared by every step.
+* ``epochs`` counts full-batch optimisation steps; early stopping watches the loss on the latest
+  ``validation_fraction`` of the training rows (their predictions come from the same pass: a causal network
+  cannot see ahead, so those rows never feed a gradient).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from vigil.base import BaseDetector, Interval
+from vigil.detectors.forecasters import ForecastDetector
+from vigil.detectors.torch_base import require_torch
+from vigil.errors import InvalidInputError
+from vigil.registry import register
+
+__all__ = ["SequenceTCNForecasterDetector"]
+
+# Rows per scoring pass: bounds the activations' memory (rows × filters × levels floats) on long series.
+_SCORING_CHUNK = 65_536
+
+
+@register("tcn-sequence", "TCN forecaster run over the whole series in one pass (fast); score = prediction error")
+class SequenceTCNForecasterDetector(ForecastDetector):
+    """Causal dilated convolutional (TCN) forecaster trained and scored on whole series (see the module).
+
+    Parameters
+    ----------
+    filters, kernel_size, dropout, error
+        As in :class:`~vigil.detectors.forecasters.TCNForecasterDetector`.
+    window : int
+        Least history each prediction sees; the network gets dilations 1, 2, 4, … until its receptive field
+        spans it.
+    epochs : int
+        Most full-batch optimisation steps.
+    learning_rate : float
+        Adam's step size.
+    validation_fraction : float
+        Share of the training rows, the latest ones, whose loss early stopping watches and whose residuals
+        define normal error.
+    patience : int
+        Steps without a better validation loss before training stops.
+    relative_drift : float or None
+        Drift guard (see :class:`~vigil.detectors.torch_base.TorchDetector`); a drifting sensor is seen by
+        its first differences.
+    device, contamination, random_state
+        As in :class:`~vigil.detectors.torch_base.TorchDetector`.
+
+    Attributes
+    ----------
+    receptive_field_ : int
+        Rows of input each prediction depends on.
+    relative_features_ : ndarray of bool
+        The sensors judged by their changes (drift guard).
+    error_scale_, residual_mean_, residual_precision_
+        The error model of the validation residuals (see :mod:`vigil.detectors.forecasters`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> t = np.arange(400) / 4
+    >>> X = np.column_stack([np.sin(t), np.cos(t)]) + 0.02 * np.random.default_rng(0).normal(size=(400, 2))
+    >>> det = SequenceTCNForecasterDetector(window=8, filters=8, random_state=0).fit(X)
+    >>> broken = X.copy(); broken[300, 0] += 1.0
+    >>> int(det.score_samples(broken).argmax()), det.context_rows
+    (300, 16)
+    """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "filters": [Interval(int, 1, None)],
+        "kernel_size": [Interval(int, 2, None)],
+        "dropout": [Interval(float, 0.0, 1.0, closed="left")],
+    }
+
+    def __init__(
+        self,
+        *,
+        filters: int = 16,
+        kernel_size: int = 3,
+        dropout: float = 0.0,
+        error: str = "mahalanobis",
+        window: int = 32,
+        epochs: int = 300,
+        learning_rate: float = 1e-2,
+        validation_fraction: float = 0.2,
+        patience: int = 10,
+        relative_drift: float | None = None,
+        device: str = "auto",
+        contamination: float = 0.01,
+        random_state: int | None = None,
+    ) -> None:
+        # TorchDetector's __init__ would also store batch_size, which has no meaning here (full batch).
+        BaseDetector.__init__(self, contamination=contamination, random_state=random_state)
+        self.window = window
+        self.epochs = epochs
+        self.learning_rate = learning_rate
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.relative_drift = relative_drift
+        self.device = device
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.dropout = dropout
+        self.error = error
+
+    @classmethod
+    def _test_params(cls) -> list[dict[str, Any]]:
+        return [
+            {"window": 6, "filters": 8, "epochs": 20, "random_state": 0},
+            {"window": 4, "filters": 4, "kernel_size": 2, "epochs": 5, "error": "standardised", "relative_drift": 0.5},
+        ]
+
+    def _build_module(self, n_features: int):
+        require_torch()
+        from vigil.detectors.networks import TemporalConvForecaster
+
+        return TemporalConvForecaster(n_features, self.window, self.filters, self.kernel_size, self.dropout)
+
+    # ------------------------------------------------------------------ geometry
+    def _span(self) -> int:
+        """The receptive field the parameters give (the same arithmetic as the network's)."""
+        levels = max(1, math.ceil(math.log2(max(self.window - 1, 1) / (self.kernel_size - 1) + 1)))
+        return 1 + (self.kernel_size - 1) * (2**levels - 1)
+
+    def _sample_rows(self) -> int:
+        # The receptive field, one row before it (first differences), and the row predicted.
+        return self._span() + 2
+
+    def _min_fit_rows(self) -> int:
+        return self._sample_rows() + 4
+
+    # ------------------------------------------------------------------ data
+    def _inputs(self, values: NDArray[np.float64]) -> NDArray[np.float32]:
+        """The series the network reads: drifting sensors as first differences (0 in the first row)."""
+        series = np.array(values, dtype=np.float32)
+        drifting = getattr(self, "relative_features_", None)
+        if drifting is not None and drifting.any():
+            series[:, drifting] = np.diff(series[:, drifting], axis=0, prepend=series[:1, drifting])
+        return series
+
+    def _sequence_residuals(self, module, series) -> Any:
+        """Residual of every row from the second on: prediction from the rows before it minus the row."""
+        return module.predict_sequence(series[None, :-1])[0] - series[1:]
+
+    # ------------------------------------------------------------------ learning
+    def _fit(self, values: NDArray[np.float64], y: Any) -> None:
+        torch = require_torch()
+        device = self._torch_device()
+        self.relative_features_ = self._drifting_features(values)
+        self.receptive_field_ = self._span()
+        series = torch.from_numpy(self._inputs(values)).to(device)
+        # Residual i is row i + 1's; only rows with a full history are learnt from, as only they are scored.
+        first = self.context_rows - 1
+        n_targets = len(values) - 1 - first
+        n_val = math.floor(n_targets * self.validation_fraction)
+        if n_val and n_targets - n_val < 2:
+            n_val = 0
+        split = first + n_targets - n_val
+        with self._seeded(device):
+            module = self._build_module(values.shape[1]).to(device)
+            # foreach: Adam updates every parameter tensor in one call; per-tensor loops cost more than the
+            # arithmetic for a network this small.
+            optimizer = torch.optim.Adam(module.parameters(), lr=self.learning_rate, foreach=True)
+            best_loss, best_state, stale = math.inf, None, 0
+            history = []
+            module.train()
+            for _ in range(self.epochs):
+                squared = self._sequence_residuals(module, series) ** 2
+                loss = squared[first:split].mean()
+                self._check_loss(loss)
+                if n_val and self.dropout == 0:  # without dropout, training and evaluation passes agree
+                    val_loss = float(squared[split:].detach().mean())
+                elif n_val:
+                    val_loss = float(self._all_residuals(module, series)[split:].pow(2).mean())
+                    module.train()
+                else:
+                    val_loss = float(loss.detach())
+                history.append(val_loss)
+                if val_loss < best_loss * (1.0 - 1e-6):
+                    best_loss, stale = val_loss, 0
+                    best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+                else:
+                    stale += 1
+                    if stale >= self.patience:
+                        break
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            if best_state is not None:
+                module.load_state_dict(best_state)
+        self.module_ = module.eval()
+        self.epochs_trained_ = len(history)
+        self.validation_loss_ = np.asarray(history, dtype=np.float64)
+        residuals = self._all_residuals(module, series).double().cpu().numpy()
+        self._fit_error_model(residuals[split:] if n_val else residuals[first:])
+
+    def _all_residuals(self, module, series) -> Any:
+        """Residuals of every row from the second on, without gradients, in chunks that overlap by the
+        receptive field so that each chunk's first prediction has its full history."""
+        torch = require_torch()
+        module.eval()
+        overlap = self._span() - 1
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, len(series) - 1, _SCORING_CHUNK):
+                lo = max(start - overlap, 0)
+                chunk = series[lo : start + _SCORING_CHUNK + 1]
+                parts.append(self._sequence_residuals(module, chunk)[start - lo :])
+        return torch.cat(parts)
+
+    # ------------------------------------------------------------------ scoring
+    def _relative_errors(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
+        rows = self._sample_rows()
+        if values.shape[0] < rows:
+            msg = (
+                f"{type(self).__name__} needs at least {rows} rows (its receptive field, one row before it and "
+                f"the row scored) to score, got {values.shape[0]}; stream rows through StreamScorer to score "
+                "fewer at a time"
+            )
+            raise InvalidInputError(msg)
+        torch = require_torch()
+        device = next(self.module_.parameters()).device
+        series = torch.from_numpy(self._inputs(values)).to(device)
+        residuals = self._all_residuals(self.module_, series).double().cpu().numpy()
+        terms = self._score_terms(residuals[self.context_rows - 1 :])
+        # Rows without a full history take the score of the first row that has one (as windowed detectors do).
+        head = np.repeat(terms[:1], self.context_rows, axis=0)
+        return np.concatenate([head, terms], axis=0)
