@@ -161,6 +161,8 @@ class SequenceTCNForecasterDetector(ForecastDetector):
     # ------------------------------------------------------------------ learning
     def _fit(self, values: NDArray[np.float64], y: Any) -> None:
         torch = require_torch()
+        from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
         device = self._torch_device()
         self.relative_features_ = self._drifting_features(values)
         self.receptive_field_ = self._span()
@@ -174,9 +176,9 @@ class SequenceTCNForecasterDetector(ForecastDetector):
         split = first + n_targets - n_val
         with self._seeded(device):
             module = self._build_module(values.shape[1]).to(device)
-            # foreach: Adam updates every parameter tensor in one call; per-tensor loops cost more than the
+            # fused: Adam updates every parameter in one kernel; per-tensor loops would cost more than the
             # arithmetic for a network this small.
-            optimizer = torch.optim.Adam(module.parameters(), lr=self.learning_rate, foreach=True)
+            optimizer = torch.optim.Adam(module.parameters(), lr=self.learning_rate, fused=True)
             best_loss, best_state, stale = math.inf, None, 0
             history = []
             module.train()
@@ -194,7 +196,8 @@ class SequenceTCNForecasterDetector(ForecastDetector):
                 history.append(val_loss)
                 if val_loss < best_loss * (1.0 - 1e-6):
                     best_loss, stale = val_loss, 0
-                    best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+                    # The network has parameters only (no buffers): one flat copy is the whole state.
+                    best_state = parameters_to_vector(module.parameters()).detach().clone()
                 else:
                     stale += 1
                     if stale >= self.patience:
@@ -203,7 +206,8 @@ class SequenceTCNForecasterDetector(ForecastDetector):
                 loss.backward()
                 optimizer.step()
             if best_state is not None:
-                module.load_state_dict(best_state)
+                with torch.no_grad():
+                    vector_to_parameters(best_state, module.parameters())
         self.module_ = module.eval()
         self.epochs_trained_ = len(history)
         self.validation_loss_ = np.asarray(history, dtype=np.float64)
