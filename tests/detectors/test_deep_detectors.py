@@ -135,6 +135,19 @@ def test_sequence_tcn_stops_on_the_latest_training_rows_and_keeps_the_best_step(
     assert float((val.astype(np.float64) ** 2).mean()) == pytest.approx(det.validation_loss_.min(), rel=1e-4)
 
 
+def test_sequence_tcn_learns_a_long_series_in_segments_of_step_rows(rotation):
+    train, test, label = rotation
+    params = {"window": 8, "filters": 16, "epochs": 60, "step_rows": 100, "random_state": 0}
+    det = make_detector("tcn-sequence", **params).fit(train)
+    # 500 rows: 16 of history, 387 training targets in 4 segments of at most 100, 96 validation targets.
+    assert det.epochs_trained_ == len(det.validation_loss_) <= 60
+    scores = det.score_samples(test)
+    inside = np.ones(len(test), dtype=bool)
+    inside[100 : 100 + det.context_rows] = inside[160 : 160 + det.context_rows] = False
+    assert roc_auc_score(label[inside], scores[inside]) > 0.95
+    np.testing.assert_array_equal(make_detector("tcn-sequence", **params).fit(train).score_samples(test), scores)
+
+
 def test_mahalanobis_error_is_about_one_per_sensor_on_normal_rows():
     rng = np.random.default_rng(3)
     t = np.arange(900) / 4

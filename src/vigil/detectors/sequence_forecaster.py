@@ -11,9 +11,10 @@ What differs from the windowed TCN, besides speed:
   63 for the defaults) of real history, never zeros; ``context_rows`` is one more than that.
 * The drift guard judges a drifting sensor by its step-to-step changes (first differences) rather than
   relative to the window's last row: the same information without its level, but shared by every step.
-* ``epochs`` counts full-batch optimisation steps; early stopping watches the loss on the latest
-  ``validation_fraction`` of the training rows (their predictions come from the same pass: a causal network
-  cannot see ahead, so those rows never feed a gradient).
+* ``epochs`` counts passes over the training rows, each one optimisation step on all of them (full batch)
+  unless they exceed ``step_rows``. Early stopping watches the loss on the latest ``validation_fraction`` of
+  the training rows; in full batch their predictions come from the same pass (a causal network cannot see
+  ahead, so those rows never feed a gradient).
 """
 
 from __future__ import annotations
@@ -48,7 +49,13 @@ class SequenceTCNForecasterDetector(ForecastDetector):
         Least history each prediction sees; the network gets dilations 1, 2, 4, … until its receptive field
         spans it.
     epochs : int
-        Most full-batch optimisation steps.
+        Most passes over the training rows. A pass is one optimisation step on all of them (full batch)
+        when they fit in ``step_rows``.
+    step_rows : int
+        Most training rows one optimisation step reads (with their receptive field of history before them).
+        Longer training series are cut into consecutive segments of this many rows, one step each per pass,
+        in a random order; this bounds the memory of training on long series. The default keeps a month of
+        readings at one per minute in a single step.
     learning_rate : float
         Adam's step size.
     validation_fraction : float
@@ -86,6 +93,7 @@ class SequenceTCNForecasterDetector(ForecastDetector):
         "filters": [Interval(int, 1, None)],
         "kernel_size": [Interval(int, 2, None)],
         "dropout": [Interval(float, 0.0, 1.0, closed="left")],
+        "step_rows": [Interval(int, 1, None)],
     }
 
     def __init__(
@@ -97,6 +105,7 @@ class SequenceTCNForecasterDetector(ForecastDetector):
         error: str = "mahalanobis",
         window: int = 32,
         epochs: int = 300,
+        step_rows: int = 65_536,
         learning_rate: float = 1e-2,
         validation_fraction: float = 0.2,
         patience: int = 10,
@@ -109,6 +118,7 @@ class SequenceTCNForecasterDetector(ForecastDetector):
         BaseDetector.__init__(self, contamination=contamination, random_state=random_state)
         self.window = window
         self.epochs = epochs
+        self.step_rows = step_rows
         self.learning_rate = learning_rate
         self.validation_fraction = validation_fraction
         self.patience = patience
@@ -154,9 +164,25 @@ class SequenceTCNForecasterDetector(ForecastDetector):
             series[:, drifting] = np.diff(series[:, drifting], axis=0, prepend=series[:1, drifting])
         return series
 
-    def _sequence_residuals(self, module, series) -> Any:
-        """Residual of every row from the second on: prediction from the rows before it minus the row."""
-        return module.predict_sequence(series[None, :-1])[0] - series[1:]
+    def _residual_range(self, module, series, start: int, stop: int) -> Any:
+        """Residuals ``start`` to ``stop - 1``: residual ``i`` is the prediction of row ``i + 1`` from the rows up
+        to ``i`` minus that row. Reads only the rows those predictions depend on."""
+        lo = max(start - self._span() + 1, 0)
+        predictions = module.predict_sequence(series[None, lo:stop])[0]
+        return predictions[start - lo :] - series[start + 1 : stop + 1]
+
+    def _all_residuals(self, module, series, start: int = 0, stop: int | None = None) -> Any:
+        """Residuals ``start`` to ``stop - 1`` (default: every row from the second on) without gradients, in
+        chunks that bound the activations' memory on long series."""
+        torch = require_torch()
+        stop = len(series) - 1 if stop is None else stop
+        module.eval()
+        with torch.inference_mode():
+            parts = [
+                self._residual_range(module, series, a, min(a + _SCORING_CHUNK, stop))
+                for a in range(start, stop, _SCORING_CHUNK)
+            ]
+        return torch.cat(parts)
 
     # ------------------------------------------------------------------ learning
     def _fit(self, values: NDArray[np.float64], y: Any) -> None:
@@ -174,25 +200,40 @@ class SequenceTCNForecasterDetector(ForecastDetector):
         if n_val and n_targets - n_val < 2:
             n_val = 0
         split = first + n_targets - n_val
-        with self._seeded(device):
+        # Consecutive segments of at most step_rows training rows, one optimisation step each.
+        segments = [(a, min(a + self.step_rows, split)) for a in range(first, split, self.step_rows)]
+        with self._seeded(device) as generator:
             module = self._build_module(values.shape[1]).to(device)
             # fused: Adam updates every parameter in one kernel; per-tensor loops would cost more than the
             # arithmetic for a network this small.
             optimizer = torch.optim.Adam(module.parameters(), lr=self.learning_rate, fused=True)
             best_loss, best_state, stale = math.inf, None, 0
             history = []
-            module.train()
             for _ in range(self.epochs):
-                squared = self._sequence_residuals(module, series) ** 2
-                loss = squared[first:split].mean()
-                self._check_loss(loss)
-                if n_val and self.dropout == 0:  # without dropout, training and evaluation passes agree
-                    val_loss = float(squared[split:].detach().mean())
-                elif n_val:
-                    val_loss = float(self._all_residuals(module, series)[split:].pow(2).mean())
+                if not module.training:  # measuring validation loss switched it to evaluation
                     module.train()
+                if len(segments) == 1:
+                    # Full batch: one pass gives the training loss and, before the step, the validation loss
+                    # (without dropout, training and evaluation passes agree).
+                    squared = self._residual_range(module, series, 0, len(series) - 1) ** 2
+                    loss = squared[first:split].mean()
+                    self._check_loss(loss)
+                    if n_val and self.dropout == 0:
+                        val_loss = float(squared[split:].detach().mean())
+                    elif n_val:
+                        val_loss = float(self._all_residuals(module, series, split).pow(2).mean())
+                    else:
+                        val_loss = float(loss.detach())
                 else:
-                    val_loss = float(loss.detach())
+                    for i in torch.randperm(len(segments), generator=generator).tolist():
+                        loss = (self._residual_range(module, series, *segments[i]) ** 2).mean()
+                        self._check_loss(loss)
+                        optimizer.zero_grad(set_to_none=True)
+                        loss.backward()
+                        optimizer.step()
+                    loss = None
+                    val_source = self._all_residuals(module, series, *((split,) if n_val else segments[-1]))
+                    val_loss = float(val_source.pow(2).mean())
                 history.append(val_loss)
                 if val_loss < best_loss * (1.0 - 1e-6):
                     best_loss, stale = val_loss, 0
@@ -202,9 +243,10 @@ class SequenceTCNForecasterDetector(ForecastDetector):
                     stale += 1
                     if stale >= self.patience:
                         break
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                if loss is not None:
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
             if best_state is not None:
                 with torch.no_grad():
                     vector_to_parameters(best_state, module.parameters())
@@ -213,20 +255,6 @@ class SequenceTCNForecasterDetector(ForecastDetector):
         self.validation_loss_ = np.asarray(history, dtype=np.float64)
         residuals = self._all_residuals(module, series).double().cpu().numpy()
         self._fit_error_model(residuals[split:] if n_val else residuals[first:])
-
-    def _all_residuals(self, module, series) -> Any:
-        """Residuals of every row from the second on, without gradients, in chunks that overlap by the
-        receptive field so that each chunk's first prediction has its full history."""
-        torch = require_torch()
-        module.eval()
-        overlap = self._span() - 1
-        parts = []
-        with torch.inference_mode():
-            for start in range(0, len(series) - 1, _SCORING_CHUNK):
-                lo = max(start - overlap, 0)
-                chunk = series[lo : start + _SCORING_CHUNK + 1]
-                parts.append(self._sequence_residuals(module, chunk)[start - lo :])
-        return torch.cat(parts)
 
     # ------------------------------------------------------------------ scoring
     def _relative_errors(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
