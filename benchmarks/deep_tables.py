@@ -45,6 +45,9 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], int, str]] = {
     "tcn-forecaster-drift": ("tcn-forecaster", DRIFT, 1, "smoothed"),
     "tcn-sequence": ("tcn-sequence", {}, 1, "smoothed"),
     "tcn-sequence-drift": ("tcn-sequence", DRIFT, 1, "smoothed"),
+    # With the persistence term (docs/benchmarks-deep.md says how it was tried and why it is not the default).
+    "tcn-sequence-persistence": ("tcn-sequence", {"persistence": True}, 1, "smoothed"),
+    "tcn-sequence-persistence-drift": ("tcn-sequence", {**DRIFT, "persistence": True}, 1, "smoothed"),
     "usad-drift": ("usad", DRIFT, 1, "smoothed"),
     "tcn-forecaster-drift-s10": ("tcn-forecaster", DRIFT, 10, "smoothed"),
     "tcn-forecaster-drift-s10raw": ("tcn-forecaster", DRIFT, 10, "raw"),

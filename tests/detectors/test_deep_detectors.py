@@ -148,6 +148,21 @@ def test_sequence_tcn_learns_a_long_series_in_segments_of_step_rows(rotation):
     np.testing.assert_array_equal(make_detector("tcn-sequence", **params).fit(train).score_samples(test), scores)
 
 
+def test_tcn_with_a_persistence_term_starts_from_the_last_row():
+    from vigil.detectors.networks import TemporalConvForecaster
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 50, 3)
+    plain = TemporalConvForecaster(3, window=8, filters=8, persistence=False)
+    persistent = TemporalConvForecaster(3, window=8, filters=8, persistence=True)
+    with torch.no_grad():
+        # Before any training the forecast of row t + 1 is row t plus a small correction.
+        correction = persistent.predict_sequence(x) - x
+        assert float(correction.abs().mean()) < 0.2 * float(x.abs().mean())
+        assert float((plain.predict_sequence(x) - x).abs().mean()) > 0.5 * float(x.abs().mean())
+        torch.testing.assert_close(persistent(x[:, :20]), persistent.predict_sequence(x[:, :20])[:, -1])
+
+
 def test_mahalanobis_error_is_about_one_per_sensor_on_normal_rows():
     rng = np.random.default_rng(3)
     t = np.arange(900) / 4
@@ -222,7 +237,10 @@ def test_hyperparameters_are_exposed():
         "lstm-ae": {"window", "hidden_size", "latent", "num_layers", "dropout", "learning_rate", "epochs"},
         "lstm-forecaster": {"window", "hidden_size", "num_layers", "dropout", "learning_rate", "epochs", "error"},
         "tcn-forecaster": {"window", "filters", "kernel_size", "dropout", "learning_rate", "epochs", "error"},
-        "tcn-sequence": {"window", "filters", "kernel_size", "dropout", "learning_rate", "epochs", "error"},
+        "tcn-sequence": {
+            *("window", "filters", "kernel_size", "dilation_base", "persistence", "dropout", "learning_rate"),
+            *("epochs", "step_rows", "error"),
+        },
         "usad": {"window", "latent", "hidden", "alpha", "learning_rate", "epochs"},
     }.items():
         assert expected <= set(make_detector(name).get_params()), name

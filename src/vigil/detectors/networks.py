@@ -7,12 +7,11 @@ of the same shape, the forecaster one row per window, USAD a pair of reconstruct
 from __future__ import annotations
 
 import itertools
-import math
 
 import torch
 from torch import nn
 
-__all__ = ["ConvAutoencoder", "DenseAutoencoder", "TemporalConvForecaster", "USADNetwork"]
+__all__ = ["ConvAutoencoder", "DenseAutoencoder", "TemporalConvForecaster", "USADNetwork", "tcn_geometry"]
 
 
 class DenseAutoencoder(nn.Module):
@@ -104,12 +103,32 @@ class _CausalBlock(nn.Module):
         return self.act(self.dropout(self.act(out)) + self.skip(x))
 
 
+def tcn_geometry(window: int, kernel_size: int, dilation_base: int = 2) -> tuple[int, int]:
+    """``(levels, receptive field)`` of the fewest dilated levels (dilations 1, b, b², …) that span ``window``.
+
+    Level ``i`` adds ``(kernel_size - 1) * b**i`` rows of history; with ``b ≤ kernel_size`` they leave no gaps.
+
+    Examples
+    --------
+    >>> tcn_geometry(32, 3), tcn_geometry(32, 4, dilation_base=4)
+    ((5, 63), (3, 64))
+    """
+    levels, field = 1, kernel_size
+    while field < window:
+        field += (kernel_size - 1) * dilation_base**levels
+        levels += 1
+    return levels, field
+
+
 class TemporalConvForecaster(nn.Module):
     """Temporal convolutional network (TCN) that predicts the next row from a window of past rows.
 
-    Dilated causal convolutions (dilations 1, 2, 4, …, enough levels for the receptive field to span the
-    window) with residual connections, then a linear layer on the last time step. A convolutional
-    forecaster in the line of DeepAnT (Munir et al. 2019) and the TCN of Bai et al. (2018).
+    Dilated causal convolutions (dilations 1, b, b², … with b = ``dilation_base``, enough levels for the
+    receptive field to span the window) with residual connections, then a linear layer on the last time
+    step. With ``persistence=True`` a learnt linear map of the last row is added to the forecast; it
+    starts as the identity, with the convolutional part scaled down, so training starts from "the next row
+    is like the last one" and learns the corrections. A convolutional forecaster in the line of DeepAnT
+    (Munir et al. 2019) and the TCN of Bai et al. (2018).
 
     Examples
     --------
@@ -121,28 +140,41 @@ class TemporalConvForecaster(nn.Module):
     """
 
     def __init__(
-        self, n_features: int, window: int, filters: int = 32, kernel_size: int = 3, dropout: float = 0.0
+        self,
+        n_features: int,
+        window: int,
+        filters: int = 32,
+        kernel_size: int = 3,
+        dropout: float = 0.0,
+        dilation_base: int = 2,
+        persistence: bool = False,
     ) -> None:
         super().__init__()
-        # One block of dilation 2**i adds (k - 1) * 2**i steps of history: cover the window with the fewest.
-        span = max(window - 1, 1)
-        levels = max(1, math.ceil(math.log2(span / max(kernel_size - 1, 1) + 1)))
+        levels, self.receptive_field = tcn_geometry(window, kernel_size, dilation_base)
         blocks = [
-            _CausalBlock(n_features if i == 0 else filters, filters, kernel_size, 2**i, dropout) for i in range(levels)
+            _CausalBlock(n_features if i == 0 else filters, filters, kernel_size, dilation_base**i, dropout)
+            for i in range(levels)
         ]
         self.blocks = nn.Sequential(*blocks)
         self.output = nn.Linear(filters, n_features)
-        self.receptive_field = 1 + (kernel_size - 1) * (2**levels - 1)
+        self.persistence = nn.Linear(n_features, n_features, bias=False) if persistence else None
+        if self.persistence is not None:
+            with torch.no_grad():
+                self.persistence.weight.copy_(torch.eye(n_features))
+                self.output.weight.mul_(0.1)
+                self.output.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.blocks(x.transpose(1, 2))
-        return self.output(features[:, :, -1])
+        forecast = self.output(features[:, :, -1])
+        return forecast if self.persistence is None else forecast + self.persistence(x[:, -1])
 
     def predict_sequence(self, x: torch.Tensor) -> torch.Tensor:
         """Predictions at every step of series ``x`` (batch, time, features): output ``t`` forecasts row
         ``t + 1`` from rows up to ``t`` (the last ``receptive_field`` of them, zeros before the start)."""
         features = self.blocks(x.transpose(1, 2))
-        return self.output(features.transpose(1, 2))
+        forecast = self.output(features.transpose(1, 2))
+        return forecast if self.persistence is None else forecast + self.persistence(x)
 
 
 class USADNetwork(nn.Module):
