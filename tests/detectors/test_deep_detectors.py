@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
 from vigil.errors import InvalidInputError
@@ -146,6 +148,26 @@ def test_sequence_tcn_learns_a_long_series_in_segments_of_step_rows(rotation):
     inside[100 : 100 + det.context_rows] = inside[160 : 160 + det.context_rows] = False
     assert roc_auc_score(label[inside], scores[inside]) > 0.95
     np.testing.assert_array_equal(make_detector("tcn-sequence", **params).fit(train).score_samples(test), scores)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    window=st.integers(1, 70),
+    kernel_size=st.integers(2, 5),
+    base=st.integers(2, 5),
+    persistence=st.booleans(),
+    batch=st.integers(1, 5),
+)
+def test_tcn_last_step_forecast_equals_the_full_pass(window, kernel_size, base, persistence, batch):
+    # forward() computes only the steps the last output depends on; predict_sequence() computes them all.
+    from vigil.detectors.networks import TemporalConvForecaster
+
+    base = min(base, kernel_size)
+    torch.manual_seed(window)
+    net = TemporalConvForecaster(2, window, 4, kernel_size, dilation_base=base, persistence=persistence)
+    x = torch.randn(batch, window, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), net.predict_sequence(x)[:, -1], rtol=1e-5, atol=1e-5)
 
 
 def test_tcn_with_a_persistence_term_starts_from_the_last_row():
