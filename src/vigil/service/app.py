@@ -26,6 +26,7 @@ Errors map in one place: :class:`~vigil.errors.InvalidInputError` → 422,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 from collections.abc import Awaitable, Callable
@@ -223,6 +224,12 @@ def create_app(
 
     # -- ingestion -----------------------------------------------------------------------------------
 
+    async def dead_letter(rejection: Rejection, raw: bytes | str = b"") -> None:
+        """Queue a refusal as a dead letter and wait (at most ``ingest_timeout``) until it is stored, as
+        /ingest waits for its outcomes: a client that reads /dead-letters after the error finds it there."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.wrap_future(runtime.reject(rejection, "http", raw)), ingest_timeout)
+
     @app.post("/ingest", dependencies=[write], tags=["ingest"])
     async def ingest(request: Request) -> JSONResponse:
         """Score telemetry: one record, an array of records, or ``{"records": [...]}``.
@@ -233,13 +240,13 @@ def create_app(
         reason = f"payload is larger than the limit of {ingest_limit} bytes"
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > ingest_limit:
-            runtime.reject(Rejection("oversized", f"{reason} ({declared} bytes declared)"), "http")
+            await dead_letter(Rejection("oversized", f"{reason} ({declared} bytes declared)"))
             raise HTTPException(status_code=413, detail=reason)
         body = bytearray()
         async for chunk in request.stream():
             body.extend(chunk)
             if len(body) > ingest_limit:
-                runtime.reject(Rejection("oversized", reason), "http", bytes(body[:1024]))
+                await dead_letter(Rejection("oversized", reason), bytes(body[:1024]))
                 raise HTTPException(status_code=413, detail=reason)
         try:
             future = runtime.submit(bytes(body), "http", timeout=1.0)
@@ -270,7 +277,7 @@ def create_app(
         try:
             result = await run_in_threadpool(inspector.inspect, camera, body, name=name)
         except InvalidInputError as exc:
-            runtime.reject(Rejection("invalid_record", str(exc), camera), "http", f"{len(body)} bytes")
+            await dead_letter(Rejection("invalid_record", str(exc), camera), f"{len(body)} bytes")
             raise HTTPException(status_code=422, detail=str(exc)) from exc
         except Exception as exc:  # the store refused the alert: the sender keeps the frame and retries
             log.exception("camera frame %r from %s could not be stored", name, camera)
