@@ -78,6 +78,20 @@ def test_a_tiny_study_runs_end_to_end_and_resumes(tmp_path):
     assert all(t["state"] in {"COMPLETE", "PRUNED"} for t in resumed.trials)
 
 
+def test_a_configuration_the_folds_cannot_fit_is_pruned_with_its_reason_and_the_search_goes_on():
+    tables = [TrainingTable("t", _table())]
+
+    def space(trial):  # 50 components of 4 features cannot be fitted
+        return {"n_components": trial.suggest_categorical("n_components", [1, 2, 50])}
+
+    result = tune(lambda p: Pipeline(make_detector("pca", **p)), space, tables, n_trials=8, progress=False)
+    refused = [t for t in result.trials if "refused" in t]
+    assert refused and all(t["state"] == "PRUNED" and t["params"] == {"n_components": 50} for t in refused)
+    assert "n_components=50" in refused[0]["refused"]
+    assert any(t["state"] == "COMPLETE" for t in result.trials)
+    assert result.best_params.get("n_components", 1) in (1, 2)
+
+
 def test_tune_command_prints_before_and_after_and_saves_a_model(tmp_path, capsys):
     frame = _table(1, 1200)
     frame["label"] = 0

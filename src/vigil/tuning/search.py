@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from vigil.errors import InvalidInputError
 from vigil.evaluation.cv import forward_chaining_folds
 from vigil.evaluation.injection import inject_anomalies
 from vigil.evaluation.metrics import confusion_counts, point_metrics
@@ -146,16 +147,22 @@ def tune(
         # F1 on the validation folds, minus any rise of the false-alarm rate above the defaults': a tuned
         # model must not buy detections with false alarms.
         params = space(trial)
+        trial.set_user_attr("params", params)
         scores = []
         for step, table in enumerate(tables):
-            folds = _fold_metrics(lambda: make_pipeline(params), table, n_folds, gap, seed)
+            try:
+                folds = _fold_metrics(lambda: make_pipeline(params), table, n_folds, gap, seed)
+            except InvalidInputError as exc:
+                # A configuration these folds cannot fit (a window longer than a fold, say) is a dead end
+                # of the space, not a reason to stop the search: it is pruned, with the reason kept.
+                trial.set_user_attr("refused", str(exc))
+                raise optuna.TrialPruned(str(exc)) from exc
             f1 = float(np.mean([m["f1"] for m in folds]))
             far = float(np.mean([m["far"] for m in folds]))
             scores.append(f1 - max(0.0, far - default_far))
             trial.report(float(np.mean(scores)), step)
             if trial.should_prune():
                 raise optuna.TrialPruned
-        trial.set_user_attr("params", params)
         return float(np.mean(scores))
 
     study = optuna.create_study(
@@ -185,7 +192,13 @@ def tune(
     else:
         best_params, best_value = dict(study.best_trial.user_attrs["params"]), float(study.best_value)
     trials = [
-        {"number": t.number, "state": t.state.name, "value": t.value, "params": t.user_attrs.get("params", t.params)}
+        {
+            "number": t.number,
+            "state": t.state.name,
+            "value": t.value,
+            "params": t.user_attrs.get("params", t.params),
+            **({"refused": t.user_attrs["refused"]} if "refused" in t.user_attrs else {}),
+        }
         for t in study.trials
     ]
     return TuningResult(best_params, best_value, default_value, len(study.trials), time.perf_counter() - start, trials)

@@ -110,6 +110,21 @@ def _tcn_forecaster(trial: Any) -> dict[str, Any]:
     }
 
 
+def _tcn_sequence(trial: Any) -> dict[str, Any]:
+    # A trial costs a tenth of the windowed TCN's, so the space can afford the persistence switch too. The
+    # receptive field is up to twice the window and every row of it must be real history: windows stay
+    # short enough for a tuning fold's ~75 training rows.
+    return {
+        "window": trial.suggest_int("window", 8, 32, step=8),
+        "filters": trial.suggest_categorical("filters", [8, 16, 32]),
+        "kernel_size": trial.suggest_categorical("kernel_size", [2, 3, 5]),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.3),
+        "learning_rate": trial.suggest_float("learning_rate", 3e-3, 3e-2, log=True),
+        "persistence": trial.suggest_categorical("persistence", [False, True]),
+        **_smoothing(trial),
+    }
+
+
 def _usad(trial: Any) -> dict[str, Any]:
     return {
         "window": trial.suggest_int("window", 4, 32, log=True),
@@ -130,6 +145,7 @@ SEARCH_SPACES: dict[str, Space] = {
     "lstm-ae": _lstm_ae,
     "lstm-forecaster": _lstm_forecaster,
     "tcn-forecaster": _tcn_forecaster,
+    "tcn-sequence": _tcn_sequence,
     "usad": _usad,
 }
 
