@@ -70,12 +70,12 @@ def _fold_metrics(
         truth = None if table.y is None else table.y[fold.validation]
         if truth is None or not truth.any():
             scale = pipe.scaler_.scale_
+            # One fault per hundred rows, each at most a tenth of the block and no longer than its share of
+            # the block (a 6,000-row block gets 60 faults of up to 98 rows, not up to 600 that cannot fit).
+            n_events = max(1, len(block) // 100)
+            longest = max(6, min(len(block) // 10, len(block) // n_events - 2))
             block, truth = inject_anomalies(
-                block,
-                scale=scale,
-                n_events=max(1, len(block) // 100),
-                length=(5, max(6, len(block) // 10)),
-                random_state=seed + fold.number,
+                block, scale=scale, n_events=n_events, length=(5, longest), random_state=seed + fold.number
             )
         context = pipe.context_rows
         history = values[fold.validation[0] - context : fold.validation[0]] if context else values[:0]
