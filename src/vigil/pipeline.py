@@ -10,6 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 import vigil
+from vigil.alarms.stage import AlarmRun, AlarmStage
 from vigil.base import BaseDetector
 from vigil.calibration.thresholds import TargetFARThreshold, Thresholder, thresholder_from_dict
 from vigil.errors import InvalidInputError, ModelFormatError
@@ -53,6 +54,10 @@ class Pipeline:
         a few hundred smoothed, strongly autocorrelated scores is a poor estimate (a 1 % limit from 100
         held-out rows smoothed over 10 is the largest of about 10 independent values), and under drift it
         sits too low; the raw rows estimate it from ``smoothing`` times more independent evidence.
+    alarm : AlarmStage or None
+        The decision stage after the threshold (:class:`~vigil.alarms.AlarmStage`): whether the set level
+        adapts to the plant and how flagged scores become alarms. It starts from the same held-out scores
+        and threshold. ``None`` (default) is a bare static threshold: every flagged row is an alarm.
 
     Attributes
     ----------
@@ -60,6 +65,8 @@ class Pipeline:
         The fitted detector.
     scaler_ : Scaler
     threshold_ : float
+    alarm_ : AlarmStage
+        The fitted decision stage; :meth:`decide` runs it.
     feature_names_in_ : list of str
         Column names seen in ``fit`` (``x0, x1, …`` for unnamed arrays).
     version_ : str
@@ -88,6 +95,7 @@ class Pipeline:
         holdout: float = 0.25,
         smoothing: int = 1,
         calibrate: str = "smoothed",
+        alarm: AlarmStage | None = None,
     ) -> None:
         self.detector = detector
         self.scaler = scaler
@@ -95,12 +103,14 @@ class Pipeline:
         self.holdout = holdout
         self.smoothing = smoothing
         self.calibrate = calibrate
+        self.alarm = alarm
 
     def __repr__(self) -> str:
         return (
             f"Pipeline({self.detector!r}, scaler={self.scaler!r}, threshold={self.threshold!r}, holdout={self.holdout}"
             + (f", smoothing={self.smoothing}" if self.smoothing != 1 else "")
-            + (f", calibrate={self.calibrate!r})" if self.calibrate != "smoothed" else ")")
+            + (f", calibrate={self.calibrate!r}" if self.calibrate != "smoothed" else "")
+            + (f", alarm={self.alarm!r})" if self.alarm is not None else ")")
         )
 
     @property
@@ -132,6 +142,9 @@ class Pipeline:
         if self.calibrate not in ("smoothed", "raw"):
             msg = f"Pipeline(calibrate={self.calibrate!r}) must be 'smoothed' or 'raw'"
             raise InvalidInputError(msg)
+        if self.alarm is not None and not isinstance(self.alarm, AlarmStage):
+            msg = f"Pipeline(alarm={self.alarm!r}) must be an AlarmStage or None"
+            raise InvalidInputError(msg)
         calibrated = self._smooth if self.calibrate == "smoothed" else (lambda scores: scores)
         values, names = check_array(X, where="X", min_rows=4)
         self.n_features_in_ = values.shape[1]
@@ -156,6 +169,8 @@ class Pipeline:
             calibration_scores = calibrated(self.detector_.score_samples(scaled))
         self.thresholder_ = type(thresholder)(**thresholder.get_params()).fit(calibration_scores)
         self.threshold_ = self.thresholder_.threshold_
+        stage = self.alarm.clone() if self.alarm is not None else AlarmStage()
+        self.alarm_ = stage.fit(calibration_scores, self.threshold_)
         train_scores = self._smooth(self.detector_.score_samples(scaled))
         self.train_score_quantiles_ = {str(q): float(np.quantile(train_scores, q)) for q in (0.5, 0.9, 0.99, 1.0)}
         self.version_ = self._fingerprint()
@@ -169,6 +184,8 @@ class Pipeline:
             digest.update(f"smoothing={self.smoothing}".encode())
         if self.calibrate != "smoothed":
             digest.update(f"calibrate={self.calibrate}".encode())
+        if not self.alarm_.is_plain:
+            digest.update(repr(sorted(self.alarm_.to_dict().items())).encode())
         for value in (self.scaler_.center_, self.scaler_.scale_, np.array([self.threshold_])):
             digest.update(np.ascontiguousarray(value).tobytes())
         for key, value in sorted(self.detector_._learned_state().items()):
@@ -196,8 +213,17 @@ class Pipeline:
         return self._smooth(self.detector_.score_samples(scaled))
 
     def predict(self, X: Any) -> NDArray[np.bool_]:
-        """True where the score exceeds the calibrated threshold."""
+        """True where the score exceeds the calibrated (static) threshold; :meth:`decide` gives the alarms."""
         return self.score_samples(X) > self.threshold_
+
+    def decide(self, scores: Any, *, state: Any = None, timestamps: Any = None) -> AlarmRun:
+        """Run the alarm stage over ``scores`` in time order (see :meth:`AlarmStage.run`).
+
+        ``state`` continues a device's :class:`~vigil.alarms.AlarmState` (a fresh one when ``None``), so a
+        stream decided piece by piece gives the same alarms as the whole series at once.
+        """
+        check_fitted(self)
+        return self.alarm_.run(scores, state, timestamps=timestamps)
 
     def contributions(self, X: Any, *, method: str = "model") -> NDArray[np.float64]:
         """Each feature's share of each row's score, shape (n, d), rows summing to 1.
@@ -236,6 +262,7 @@ class Pipeline:
             "smoothing": self.smoothing,
             "calibrate": self.calibrate,
             "threshold": self.thresholder_.to_dict(),
+            "alarm": self.alarm_.to_dict(),
             "feature_names": self.feature_names_in_,
             "named_input": self._named_input,
             "train_score_quantiles": self.train_score_quantiles_,
@@ -263,6 +290,11 @@ class Pipeline:
             pipe.thresholder_ = thresholder_from_dict(document["threshold"])
             pipe.threshold = type(pipe.thresholder_)(**pipe.thresholder_.get_params())
             pipe.threshold_ = float(document["threshold"]["threshold"])
+            if "alarm" in document:
+                pipe.alarm_ = AlarmStage.from_dict(document["alarm"])
+                pipe.alarm = pipe.alarm_.clone()
+            else:  # saved before the alarm stage existed: a bare static threshold, as it then was
+                pipe.alarm_ = AlarmStage().fit([pipe.threshold_, pipe.threshold_], pipe.threshold_)
             pipe.feature_names_in_ = [str(n) for n in document["feature_names"]]
             pipe._named_input = bool(document["named_input"])
             pipe.n_features_in_ = len(pipe.feature_names_in_)

@@ -99,9 +99,10 @@ def evaluate_parts(
         fit_seconds += fitted - start
         score_seconds += scored - fitted
         rows_scored += len(part.X_test)
-        decisions = scores > pipe.threshold_
-        relative = scores / pipe.threshold_ if pipe.threshold_ > 0 else scores
         timestamps = None if part.time_test is None else part.time_test.to_numpy()
+        # The same decision stage as in the service: adaptive set level and annunciation rules, in time order.
+        decisions = pipe.decide(scores, timestamps=timestamps).active
+        relative = scores / pipe.threshold_ if pipe.threshold_ > 0 else scores
         groups[part.name] = (part.y_test, decisions, relative, timestamps)
         oracle[part.name] = best_f1(part.y_test, scores)["f1"] if part.y_test.any() else float("nan")
         per_part_extra[part.name] = {"threshold": pipe.threshold_, "model_version": pipe.version_}
