@@ -169,6 +169,8 @@ class Pipeline:
             calibration_scores = calibrated(self.detector_.score_samples(scaled))
         self.thresholder_ = type(thresholder)(**thresholder.get_params()).fit(calibration_scores)
         self.threshold_ = self.thresholder_.threshold_
+        # Kept (not saved) so that evaluation can derive other operating points from the same evidence.
+        self.calibration_scores_ = np.asarray(calibration_scores, dtype=np.float64)
         stage = self.alarm.clone() if self.alarm is not None else AlarmStage()
         self.alarm_ = stage.fit(calibration_scores, self.threshold_)
         train_scores = self._smooth(self.detector_.score_samples(scaled))

@@ -33,6 +33,7 @@ from numpy.typing import ArrayLike, NDArray
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from vigil.errors import InvalidInputError
+from vigil.evaluation.alarm_metrics import alarm_floods, vus_pr
 
 __all__ = [
     "Counts",
@@ -662,6 +663,8 @@ class _Summary:
     delay_unit: str
     false_alarm_events: int
     normal_seconds: float
+    floods: tuple[int, int, int]
+    vus: list[float]
 
 
 def _summarize(
@@ -673,6 +676,11 @@ def _summarize(
 ) -> _Summary:
     delays = _delays(truth, pred, seconds)
     found = [d for d in delays if d is not None]
+    starts, _ = _runs(pred)
+    raised = np.zeros(pred.shape[0], dtype=bool)
+    raised[starts] = True
+    flood = alarm_floods(raised, seconds, sample_seconds=sample_seconds)
+    vus = [vus_pr(truth, scores)] if scores is not None and truth.any() else []
     return _Summary(
         counts=_counts(truth, pred),
         adjusted=_counts(truth, _point_adjust(truth, pred)),
@@ -684,6 +692,8 @@ def _summarize(
         delay_unit="rows" if seconds is None else "seconds",
         false_alarm_events=_false_alarm_events(truth, pred),
         normal_seconds=_normal_seconds(truth, seconds, sample_seconds),
+        floods=(flood["alarm_floods"], flood["flood_intervals"], flood["peak_alarms_per_10min"]),
+        vus=vus,
     )
 
 
@@ -700,6 +710,12 @@ def _merge(parts: Sequence[_Summary]) -> _Summary:
         delay_unit=parts[0].delay_unit,
         false_alarm_events=sum(p.false_alarm_events for p in parts),
         normal_seconds=sum(p.normal_seconds for p in parts),
+        floods=(
+            sum(p.floods[0] for p in parts),
+            sum(p.floods[1] for p in parts),
+            max((p.floods[2] for p in parts), default=0),
+        ),
+        vus=[v for p in parts for v in p.vus],
     )
 
 
@@ -712,14 +728,18 @@ def _report(s: _Summary) -> dict[str, Any]:
     if s.scores is not None:
         out["roc_auc"] = _auc(s.truth, s.scores, "roc")
         out["pr_auc"] = _auc(s.truth, s.scores, "pr")
+        # VUS-PR is a per-series figure: pooled, it is the mean over the series that have an anomaly.
+        out["vus_pr"] = float(np.mean(s.vus)) if s.vus else _NAN
     out["n_segments"] = s.n_segments
     out["event_recall"] = s.n_detected / s.n_segments if s.n_segments else _NAN
     out["detection_delay_mean"] = float(np.mean(s.delays)) if s.delays else _NAN
     out["detection_delay_median"] = float(np.median(s.delays)) if s.delays else _NAN
+    out["detection_delay_p90"] = float(np.quantile(s.delays, 0.9)) if s.delays else _NAN
     out["detection_delay_unit"] = s.delay_unit
     out["false_alarm_events"] = s.false_alarm_events
     out["normal_hours"] = s.normal_seconds / _SECONDS_PER_HOUR
     out["false_alarms_per_hour"] = _per_hour(s.false_alarm_events, s.normal_seconds)
+    out["alarm_floods"], out["flood_intervals"], out["peak_alarms_per_10min"] = s.floods
     return out
 
 
@@ -746,11 +766,14 @@ def evaluate(
     -------
     dict
         ``precision``, ``recall``, ``f1``, ``f1_point_adjusted`` (inflated, see `point_adjust`), ``far``,
-        ``mar``, ``tp``, ``fp``, ``fn``, ``tn``; ``roc_auc`` and ``pr_auc`` when ``scores`` are given;
-        ``n_segments``, ``event_recall``, ``detection_delay_mean`` and ``detection_delay_median`` (over
-        detected segments; ``nan`` when none is detected), ``detection_delay_unit`` (``"rows"`` or
-        ``"seconds"``), ``false_alarm_events``, ``normal_hours`` and ``false_alarms_per_hour``. Undefined
-        ratios are ``nan`` (see `point_metrics`).
+        ``mar``, ``tp``, ``fp``, ``fn``, ``tn``; ``roc_auc``, ``pr_auc`` and ``vus_pr`` (see
+        `~vigil.evaluation.alarm_metrics.vus_pr`) when ``scores`` are given; ``n_segments``,
+        ``event_recall``, ``detection_delay_mean``, ``detection_delay_median`` and ``detection_delay_p90``
+        (over detected segments; ``nan`` when none is detected), ``detection_delay_unit`` (``"rows"`` or
+        ``"seconds"``), ``false_alarm_events``, ``normal_hours``, ``false_alarms_per_hour``, and the alarm
+        floods of ISA-18.2: ``alarm_floods`` (10-minute intervals with more than 10 alarms raised, a run of
+        flagged rows being one alarm), ``flood_intervals`` and ``peak_alarms_per_10min``. Undefined ratios
+        are ``nan`` (see `point_metrics`).
 
     Examples
     --------

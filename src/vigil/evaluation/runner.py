@@ -19,6 +19,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 import vigil
+from vigil.evaluation.alarm_metrics import budget_threshold
 from vigil.evaluation.interpretation import hit_rate
 from vigil.evaluation.metrics import best_f1, evaluate_groups
 from vigil.pipeline import Pipeline
@@ -51,6 +52,15 @@ def _round(value: Any) -> Any:
     return value
 
 
+def _step(part: EvaluationPart) -> float:
+    """Seconds per row of a part: the median step of its test timestamps, 1 without them."""
+    if part.time_test is None or len(part.time_test) < 2:
+        return 1.0
+    steps = np.diff(part.time_test.to_numpy()).astype("timedelta64[ns]").astype(np.int64) / 1e9
+    step = float(np.median(steps))
+    return step if step > 0 else 1.0
+
+
 def _finite_mean(values: list[float]) -> float:
     finite = [v for v in values if np.isfinite(v)]
     return float(np.mean(finite)) if finite else float("nan")
@@ -64,6 +74,7 @@ def evaluate_parts(
     label: str = "evaluating",
     on_part: Callable[[EvaluationPart, Pipeline, np.ndarray], None] | None = None,
     attribution: str = "model",
+    budget_per_day: float | None = None,
 ) -> dict[str, Any]:
     """Fit a fresh pipeline per part, score its test rows, and compute pooled and per-part metrics.
 
@@ -80,6 +91,14 @@ def evaluate_parts(
 
     ROC-AUC and PR-AUC are pooled over parts on scores divided by each part's own threshold, so that
     parts whose models score on different scales stay comparable.
+
+    Decisions come from each pipeline's alarm stage (:meth:`Pipeline.decide`), run over the test rows in
+    time order from the state at the end of calibration. When the pipeline's threshold targets a
+    false-alarm rate, ``far_ratio_median`` is the median over parts of realised FAR ÷ target FAR (and
+    ``far_ratio`` the pooled one). With ``budget_per_day = N``, ``at_budget`` reports the figures of a
+    second operating point: the lowest threshold whose alarms on the part's held-out *training* scores
+    stay within N false-alarm events per day (`~vigil.evaluation.alarm_metrics.budget_threshold`), so the
+    rule is chosen on training data; its event recall is the "event recall at a budget".
     """
     groups: dict[str, tuple[Any, ...]] = {}
     oracle: dict[str, float] = {}
@@ -87,6 +106,8 @@ def evaluate_parts(
     rows_scored = 0
     per_part_extra: dict[str, dict[str, Any]] = {}
     category_counts: dict[str, tuple[int, int]] = {}
+    budget_groups: dict[str, tuple[Any, ...]] = {}
+    far_targets: dict[str, float] = {}
     bar = tqdm(parts, desc=label, unit="part", disable=not progress, file=sys.stderr, leave=False)
     for part in bar:
         bar.set_postfix_str(part.name)
@@ -104,6 +125,15 @@ def evaluate_parts(
         decisions = pipe.decide(scores, timestamps=timestamps).active
         relative = scores / pipe.threshold_ if pipe.threshold_ > 0 else scores
         groups[part.name] = (part.y_test, decisions, relative, timestamps)
+        target = pipe.thresholder_.get_params().get("far")
+        if target is not None:
+            far_targets[part.name] = float(target)
+        if budget_per_day is not None:
+            level = budget_threshold(
+                pipe.calibration_scores_, pipe.alarm_, events_per_day=budget_per_day, seconds_per_row=_step(part)
+            )
+            stage = pipe.alarm_.clone().fit(pipe.calibration_scores_, level)
+            budget_groups[part.name] = (part.y_test, stage.run(scores, timestamps=timestamps).active, None, timestamps)
         oracle[part.name] = best_f1(part.y_test, scores)["f1"] if part.y_test.any() else float("nan")
         per_part_extra[part.name] = {"threshold": pipe.threshold_, "model_version": pipe.version_}
         categories = part.extra.get("attack_type_test")
@@ -145,6 +175,21 @@ def evaluate_parts(
         )
     n_rows = pooled["tp"] + pooled["fp"] + pooled["fn"] + pooled["tn"]
     extras: dict[str, Any] = {"accuracy": (pooled["tp"] + pooled["tn"]) / n_rows if n_rows else float("nan")}
+    if far_targets and len(far_targets) == len(groups):
+        ratios = [per_part[name]["far"] / far_targets[name] for name in groups if np.isfinite(per_part[name]["far"])]
+        extras["target_far"] = float(np.median(list(far_targets.values())))
+        extras["far_ratio"] = pooled["far"] / extras["target_far"]
+        extras["far_ratio_median"] = float(np.median(ratios)) if ratios else float("nan")
+    if budget_groups:
+        if any(g[3] is None for g in budget_groups.values()):
+            budget_groups = {k: g[:3] for k, g in budget_groups.items()}
+        at = evaluate_groups(budget_groups)["pooled"]
+        extras["at_budget"] = {
+            "events_per_day": budget_per_day,
+            **{k: at[k] for k in ("event_recall", "f1", "far", "mar", "false_alarm_events", "normal_hours")},
+            "false_alarms_per_day": 24 * at["false_alarms_per_hour"],
+            "detection_delay_median": at["detection_delay_median"],
+        }
     if category_counts:
         extras["per_category_recall"] = {k: hit / total for k, (hit, total) in sorted(category_counts.items())}
     result = {
