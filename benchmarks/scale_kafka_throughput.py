@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vigil.alerts import SqlAlertStore
 from vigil.detectors.pca import PCADetector
 from vigil.pipeline import Pipeline
-from vigil.streaming.alert_store import AlertStore
 from vigil.streaming.model_registry import ModelRegistry
 from vigil.streaming.runtime import Runtime
 
@@ -127,7 +127,7 @@ def run_runtime(pipe: Pipeline, messages: list[tuple[str, bytes]], work: Path) -
     registry = ModelRegistry(work / "registry-runtime")
     registry.add("plant", pipe, activate=True)
     clock = Clock(len(messages))
-    with AlertStore(work / "runtime.db") as store, Runtime(store, registry) as runtime:
+    with SqlAlertStore(work / "runtime.db") as store, Runtime(store, registry) as runtime:
         for device, body in messages:
             runtime.enqueue(body, "bench", device_hint=device, on_done=clock.tick, timeout=None)
         clock.done.wait(600)
@@ -160,7 +160,7 @@ def run_worker(pipe: Pipeline, messages: list[tuple[str, bytes]], bootstrap: str
     registry = ModelRegistry(work / "registry-worker")
     registry.add("plant", pipe, activate=True)
     clock = Clock(len(messages))
-    with AlertStore(work / "worker.db") as store:
+    with SqlAlertStore(work / "worker.db") as store:
         runtime = Runtime(store, registry)
         config = WorkerConfig(bootstrap, topic, "bench", kafka_options={"session.timeout.ms": "6000"})
         worker = KafkaWorker(runtime, config, on_outcomes=clock.tick)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from vigil.alerts import Alert, AlertTracker, SqlAlertStore
 from vigil.calibration.thresholds import POTThreshold
 from vigil.data.simulator import Incident, PlantRecording, simulate_plant
 from vigil.evaluation.metrics import evaluate
@@ -22,8 +23,6 @@ from vigil.evaluation.report import Report
 from vigil.explain.text import explain_rows
 from vigil.pipeline import Pipeline
 from vigil.registry import make_detector
-from vigil.streaming.alert_store import AlertStore
-from vigil.streaming.alerts import Alert, AlertTracker
 from vigil.streaming.scorer import StreamScorer
 
 __all__ = ["DemoResult", "IncidentOutcome", "run_demo"]
@@ -69,7 +68,7 @@ def _stage(step: str, quiet: bool) -> Iterator[None]:
 
 
 def _replay(
-    pipe: Pipeline, frame: pd.DataFrame, tracker: AlertTracker, store: AlertStore, progress: bool
+    pipe: Pipeline, frame: pd.DataFrame, tracker: AlertTracker, store: SqlAlertStore, progress: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     scorer = StreamScorer(pipe)
     names = pipe.feature_names_in_
@@ -342,7 +341,7 @@ def run_demo(
     store_path.unlink(missing_ok=True)
     for suffix in ("-wal", "-shm"):
         Path(f"{store_path}{suffix}").unlink(missing_ok=True)
-    with _stage(f"[3/{steps}] replaying {len(live)} s as a live stream", quiet), AlertStore(store_path) as store:
+    with _stage(f"[3/{steps}] replaying {len(live)} s as a live stream", quiet), SqlAlertStore(store_path) as store:
         tracker = AlertTracker(device_gap_seconds=30.0, model_version=pipe.version_)
         scores, flags, shares = _replay(pipe, live, tracker, store, progress)
         alerts = sorted(store.list(limit=None), key=lambda a: a.start)

@@ -6,11 +6,11 @@ import sqlite3
 
 import pytest
 
+from vigil.alerts import SqlAlertStore
 from vigil.cli import main
 from vigil.data.simulator import INCIDENT_CATEGORIES
 from vigil.demo import run_demo
 from vigil.pipeline import Pipeline
-from vigil.streaming.alert_store import AlertStore
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_alerts_are_explained_by_the_sensors_the_incident_hit(demo):
 
 def test_alert_store_holds_complete_alerts(demo):
     pipe = Pipeline.load(demo.model_dir)
-    with AlertStore(demo.store) as store:
+    with SqlAlertStore(demo.store) as store:
         alerts = store.list(limit=None)
     assert len(alerts) == len(demo.alerts) >= len(demo.outcomes)
     for alert in alerts:

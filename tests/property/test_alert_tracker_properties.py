@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vigil.streaming.alerts import AlertTracker
+from vigil.alerts import AlertTracker
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 GAP = 30.0

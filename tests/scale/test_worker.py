@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 from scale_helpers import Message, committed_offsets, make_stream, produce, wait_for
 
+from vigil.alerts import SqlAlertStore, alert_id
 from vigil.pipeline import Pipeline
-from vigil.streaming.alert_store import AlertStore
-from vigil.streaming.alerts import alert_id
 from vigil.streaming.model_registry import ModelRegistry
 from vigil.streaming.runtime import Decision, Runtime, RuntimeConfig
 
@@ -91,7 +90,7 @@ def test_worker_scores_dead_letters_and_commits_everything(
     placed = produce(kafka_bootstrap, topic_name, stream, raw=[(None, unkeyed), (b"dev-01", b"{not json")])
     group = f"g-{uuid.uuid4().hex[:8]}"
     outcomes: dict = {}
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with SqlAlertStore(tmp_path / "alerts.db") as store:
         with running_worker(store, registry, kafka_bootstrap, topic_name, group, kafka_options, outcomes):
             assert wait_for(lambda: len(outcomes) == len(placed), 30), f"{len(outcomes)} of {len(placed)} done"
         alerts = store.list(limit=None)
@@ -127,7 +126,7 @@ def test_replaying_the_topic_in_a_new_group_changes_no_alert(
     # dev-05's fault lasts to the end, so its alert is still open when the replay starts.
     stream = make_stream(8, 40, bursts={2: (2, 5), 5: (30, 10)})
     placed = produce(kafka_bootstrap, topic_name, stream)
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with SqlAlertStore(tmp_path / "alerts.db") as store:
         first: dict = {}
         with running_worker(store, registry, kafka_bootstrap, topic_name, "first", kafka_options, first):
             assert wait_for(lambda: len(first) == len(placed), 30)
@@ -151,7 +150,7 @@ def test_replaying_the_topic_in_a_new_group_changes_no_alert(
 class FlakyStore:
     """An alert store that refuses writes while ``down`` is set, like a database that went away."""
 
-    def __init__(self, store: AlertStore) -> None:
+    def __init__(self, store: SqlAlertStore) -> None:
         self.store = store
         self.down = threading.Event()
         self.refused = 0
@@ -176,7 +175,7 @@ def test_offsets_wait_for_the_store(
     stream = make_stream(1, 20, bursts={0: (10, 3)})
     group = "g-store"
     outcomes: dict = {}
-    with AlertStore(tmp_path / "alerts.db") as real:
+    with SqlAlertStore(tmp_path / "alerts.db") as real:
         store = FlakyStore(real)
         with running_worker(store, registry, kafka_bootstrap, topic_name, group, kafka_options, outcomes):
             placed = produce(kafka_bootstrap, topic_name, stream[:10])  # normal readings: nothing to store

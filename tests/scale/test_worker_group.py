@@ -21,9 +21,8 @@ import numpy as np
 import pytest
 from scale_helpers import Message, committed_offsets, make_stream, produce, wait_for
 
+from vigil.alerts import SqlAlertStore, alert_id
 from vigil.pipeline import Pipeline
-from vigil.streaming.alert_store import AlertStore
-from vigil.streaming.alerts import alert_id
 from vigil.streaming.model_registry import ModelRegistry
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -155,7 +154,7 @@ def test_sigkill_of_one_worker_loses_and_duplicates_nothing(
         if pipe_flags[message]:
             first, _, n = expected.get(message.device, (message.time, message.time, 0))
             expected[message.device] = (first, message.time, n + 1)
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with SqlAlertStore(tmp_path / "alerts.db") as store:
         alerts = store.list(limit=None)
     found = [(a.device, a.start.timestamp(), a.end.timestamp(), a.n_points) for a in alerts]
     assert sorted(found) == sorted((d, *v) for d, v in expected.items())

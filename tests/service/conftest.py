@@ -12,9 +12,9 @@ for _module in ("fastapi", "uvicorn", "paho.mqtt", "prometheus_client", "httpx")
 
 from service_helpers import port_open, training_frame  # noqa: E402
 
+from vigil.alerts import SqlAlertStore  # noqa: E402
 from vigil.detectors.pca import PCADetector  # noqa: E402
 from vigil.pipeline import Pipeline  # noqa: E402
-from vigil.streaming.alert_store import AlertStore  # noqa: E402
 from vigil.streaming.model_registry import ModelRegistry  # noqa: E402
 from vigil.streaming.runtime import Runtime, RuntimeConfig  # noqa: E402
 
@@ -37,8 +37,8 @@ def registry(tmp_path: Path, fitted: Pipeline) -> ModelRegistry:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[AlertStore]:
-    with AlertStore(tmp_path / "alerts.db") as s:
+def store(tmp_path: Path) -> Iterator[SqlAlertStore]:
+    with SqlAlertStore(tmp_path / "alerts.db") as s:
         yield s
 
 
@@ -48,7 +48,7 @@ def config() -> RuntimeConfig:
 
 
 @pytest.fixture
-def runtime(store: AlertStore, registry: ModelRegistry, config: RuntimeConfig) -> Iterator[Runtime]:
+def runtime(store: SqlAlertStore, registry: ModelRegistry, config: RuntimeConfig) -> Iterator[Runtime]:
     with Runtime(store, registry, config=config) as rt:
         yield rt
 

@@ -11,11 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 from service_helpers import READ_TOKEN, WRITE_TOKEN, anomalous_readings, normal_readings, payload, record
 
+from vigil.alerts import SqlAlertStore
 from vigil.errors import InvalidInputError, NotFittedError
 from vigil.pipeline import Pipeline
 from vigil.service.app import create_app
 from vigil.service.auth import TokenAuth
-from vigil.streaming.alert_store import AlertStore
 from vigil.streaming.model_registry import ModelRegistry
 from vigil.streaming.runtime import Runtime
 
@@ -86,13 +86,13 @@ def test_ingest_returns_one_outcome_per_record(client: TestClient) -> None:
     assert results[2]["anomaly"] is True and results[2]["alert_id"]
 
 
-def test_ingest_of_only_bad_records_is_422_and_dead_lettered(client: TestClient, store: AlertStore) -> None:
+def test_ingest_of_only_bad_records_is_422_and_dead_lettered(client: TestClient, store: SqlAlertStore) -> None:
     response = client.post("/ingest", content=b'{"device": "p1", "time": 0, "readings": [1, 2]}', headers=WRITE)
     assert response.status_code == 422
     assert store.count_dead_letters("invalid_record") == 1
 
 
-def test_oversized_ingest_is_413_and_dead_lettered(store: AlertStore, registry: ModelRegistry) -> None:
+def test_oversized_ingest_is_413_and_dead_lettered(store: SqlAlertStore, registry: ModelRegistry) -> None:
     from vigil.streaming.runtime import RuntimeConfig
 
     with Runtime(store, registry, config=RuntimeConfig(max_payload_bytes=1000)) as runtime:
@@ -116,7 +116,7 @@ def test_other_bodies_have_a_size_limit(client: TestClient) -> None:
     assert response.status_code == 413
 
 
-def test_alert_list_filters_detail_and_sql_injection(client: TestClient, store: AlertStore) -> None:
+def test_alert_list_filters_detail_and_sql_injection(client: TestClient, store: SqlAlertStore) -> None:
     first = ingest_alert(client, "p1", 0.0)
     ingest_alert(client, "p2", 0.0)
     everything = client.get("/alerts", headers=READ).json()

@@ -11,6 +11,7 @@ import pytest
 
 pytest.importorskip("dpkt", reason="packet captures need dpkt: pip install 'vigil[network]'")
 
+from vigil.alerts import SqlAlertStore
 from vigil.network.capture import read_packets_as_table
 from vigil.network.kitnet import KitNETDetector
 from vigil.network.monitor import CaptureMonitor
@@ -18,7 +19,6 @@ from vigil.network.synthetic import make_capture, write_pcap
 from vigil.pipeline import Pipeline
 from vigil.service.cli import main
 from vigil.service.server import Service, ServiceConfig
-from vigil.streaming.alert_store import AlertStore
 from vigil.streaming.model_registry import ModelRegistry
 
 PCAP_HEADER_BYTES = 24
@@ -70,7 +70,7 @@ def test_serve_scores_a_growing_capture_and_stores_a_typed_alert(
         assert "10.0.0.66" in scan.explanation and scan.score > scan.threshold
         assert scan.top_features and scan.model_version == service.captures[0].pipe.version_
         store_path = tmp_path / "alerts.db"
-    with AlertStore(store_path) as store:  # stopping the service closes what is still open
+    with SqlAlertStore(store_path) as store:  # stopping the service closes what is still open
         assert store.get(scan.id).status == "closed"
 
 
@@ -96,15 +96,15 @@ def test_a_capture_that_is_not_a_pcap_stops_its_monitor_not_the_service(
 class _FailsOnce:
     """A real alert store whose first write fails, as during a database restart."""
 
-    def __init__(self, store: AlertStore) -> None:
+    def __init__(self, store: SqlAlertStore) -> None:
         self.store, self.failed = store, False
 
-    def upsert_many(self, alerts: list[Any]) -> list[Any]:
+    def upsert_many(self, alerts: list[Any], dead_letters: Any = ()) -> list[Any]:
         if not self.failed:
             self.failed = True
             msg = "database is locked"
             raise sqlite3.OperationalError(msg)
-        return self.store.upsert_many(alerts)
+        return self.store.upsert_many(alerts, dead_letters)
 
 
 class _Collect:
@@ -119,7 +119,7 @@ def test_alert_events_refused_by_the_store_are_kept_and_stored_later(tmp_path: P
     capture = tmp_path / "whole.pcap"
     capture.write_bytes(capture_setup["benign"].read_bytes() + capture_setup["attack_records"])
     sink = _Collect()
-    with AlertStore(tmp_path / "alerts.db") as real:
+    with SqlAlertStore(tmp_path / "alerts.db") as real:
         store = _FailsOnce(real)
         monitor = CaptureMonitor(Pipeline.load(capture_setup["model"]), capture, store, sinks=[sink], follow=False)
         monitor.start().join(timeout=60)
@@ -133,7 +133,7 @@ def test_alert_events_refused_by_the_store_are_kept_and_stored_later(tmp_path: P
 def test_an_incident_read_in_several_batches_is_one_alert_with_its_total(tmp_path: Path, capture_setup) -> None:
     capture = tmp_path / "whole.pcap"
     capture.write_bytes(capture_setup["benign"].read_bytes() + capture_setup["attack_records"])
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with SqlAlertStore(tmp_path / "alerts.db") as store:
         monitor = CaptureMonitor(Pipeline.load(capture_setup["model"]), capture, store, batch_size=256, follow=False)
         monitor.start().join(timeout=60)
         scans = [a for a in store.list() if a.incident_type == "port_scan"]

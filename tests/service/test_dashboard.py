@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from service_helpers import READ_TOKEN, WRITE_TOKEN, anomalous_readings, free_port, normal_readings, record
 
+from vigil.alerts import SqlAlertStore
 from vigil.service.app import create_app
 from vigil.service.auth import TokenAuth
-from vigil.streaming.alert_store import AlertStore
 from vigil.streaming.runtime import Runtime
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -65,7 +65,7 @@ def feed(runtime: Runtime) -> None:
 
 
 def test_dashboard_shows_alerts_and_takes_verdicts(
-    live_server: str, browser, runtime: Runtime, store: AlertStore, tmp_path: Path
+    live_server: str, browser, runtime: Runtime, store: SqlAlertStore, tmp_path: Path
 ) -> None:
     feed(runtime)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})

@@ -21,9 +21,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from service_helpers import anomalous_readings, free_port, normal_readings, port_open
 
+from vigil.alerts import SqlAlertStore
 from vigil.pipeline import Pipeline
 from vigil.service.mqtt import MqttIngest, MqttOptions
-from vigil.streaming.alert_store import AlertStore
 from vigil.streaming.model_registry import ModelRegistry
 from vigil.streaming.runtime import Runtime, RuntimeConfig
 
@@ -75,7 +75,7 @@ def prefix() -> str:
 
 
 @pytest.fixture
-def service(store: AlertStore, registry: ModelRegistry, config: RuntimeConfig, broker: str, prefix: str):
+def service(store: SqlAlertStore, registry: ModelRegistry, config: RuntimeConfig, broker: str, prefix: str):
     def start(protocol: str = "5", port: int = 1883) -> tuple[Runtime, MqttIngest]:
         runtime = Runtime(store, registry, config=config)
         options = MqttOptions(
@@ -106,7 +106,7 @@ def service(store: AlertStore, registry: ModelRegistry, config: RuntimeConfig, b
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_messages_are_scored_and_alerts_and_dead_letters_published(
-    service, store: AlertStore, prefix: str, protocol: str
+    service, store: SqlAlertStore, prefix: str, protocol: str
 ) -> None:
     runtime, _ = service(protocol)
     listener = Publisher(1883, subscribe=[f"{prefix}/alerts", f"{prefix}/dead"])
@@ -235,7 +235,7 @@ def test_sigkill_mid_stream_keeps_every_alert_and_resumes(
         return proc
 
     def scored_points() -> int:
-        with AlertStore(db) as store:
+        with SqlAlertStore(db) as store:
             return sum(a.n_points for a in store.list(limit=None))
 
     publisher = Publisher(1883)
@@ -250,7 +250,7 @@ def test_sigkill_mid_stream_keeps_every_alert_and_resumes(
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         proc.stderr.close()
-        with AlertStore(db) as store:
+        with SqlAlertStore(db) as store:
             before = {a.id: a for a in store.list(limit=None)}
         assert 1 <= len(before) <= 2
         for t in range(200, 300):  # published while the service is down: the broker keeps them
@@ -259,7 +259,7 @@ def test_sigkill_mid_stream_keeps_every_alert_and_resumes(
             )
         proc = launch()
         wait_for(lambda: scored_points() >= 300, 60, "every message scored after the restart")
-        with AlertStore(db) as store:
+        with SqlAlertStore(db) as store:
             after = store.list(limit=None)
         assert len(after) == 2  # one alert per device: none duplicated by the restart
         assert {a.device for a in after} == {"pump-0", "pump-1"}
@@ -277,7 +277,7 @@ def test_sigkill_mid_stream_keeps_every_alert_and_resumes(
             proc.stderr.close()
 
 
-def test_username_and_password_from_a_file(tmp_path: Path, store: AlertStore, registry: ModelRegistry) -> None:
+def test_username_and_password_from_a_file(tmp_path: Path, store: SqlAlertStore, registry: ModelRegistry) -> None:
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     passwd = shutil.which("mosquitto_passwd")
     if not Path(binary).exists() or passwd is None:

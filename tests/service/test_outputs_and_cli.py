@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from service_helpers import anomalous_readings, payload, record, training_frame
 
+from vigil.alerts import SqlAlertStore
 from vigil.service.cli import main
 from vigil.service.mqtt import MqttIngest, MqttOptions
 from vigil.service.webhooks import WebhookSink
-from vigil.streaming.alert_store import AlertStore
 from vigil.streaming.model_registry import ModelRegistry
 from vigil.streaming.runtime import Runtime, RuntimeConfig
 
@@ -38,11 +38,9 @@ MODULES = [
     "vigil.service.auth",
     "vigil.service.cli",
     "vigil.service.mqtt",
-    "vigil.service.postgres_store",
     "vigil.service.prometheus",
     "vigil.service.replay",
     "vigil.service.server",
-    "vigil.service.stores",
     "vigil.service.webhooks",
 ]
 
@@ -80,7 +78,7 @@ def receiver() -> Iterator[tuple[str, list[dict]]]:
         thread.join(10)
 
 
-def test_alert_events_reach_webhooks(store: AlertStore, registry: ModelRegistry, receiver) -> None:
+def test_alert_events_reach_webhooks(store: SqlAlertStore, registry: ModelRegistry, receiver) -> None:
     url, received = receiver
     sink = WebhookSink([url], timeout=5)
     rng = np.random.default_rng(0)
@@ -99,7 +97,7 @@ def test_alert_events_reach_webhooks(store: AlertStore, registry: ModelRegistry,
 
 def test_an_unreachable_webhook_is_counted_not_fatal() -> None:
     sink = WebhookSink(["http://127.0.0.1:1/none"], timeout=1, retries=0)
-    from vigil.streaming.alerts import AlertTracker
+    from vigil.alerts import AlertTracker
 
     events = AlertTracker(model_version="m").update("p1", 0.0, 5.0, 1.0, True, {"a": 1.0})
     sink.publish(events, [])
@@ -109,7 +107,7 @@ def test_an_unreachable_webhook_is_counted_not_fatal() -> None:
 
 @pytest.mark.mqtt
 def test_replay_publishes_a_table_into_the_service(
-    tmp_path: Path, store: AlertStore, registry: ModelRegistry, broker: str
+    tmp_path: Path, store: SqlAlertStore, registry: ModelRegistry, broker: str
 ) -> None:
     prefix = f"vigilreplay-{uuid.uuid4().hex[:8]}"
     csv = tmp_path / "live.csv"

@@ -9,10 +9,9 @@ import pandas as pd
 import pytest
 from service_helpers import SENSORS, normal_readings, payload, record, training_frame
 
+from vigil.alerts import AlertTracker, SqlAlertStore
 from vigil.errors import InvalidInputError
 from vigil.service.cli import main
-from vigil.streaming.alert_store import AlertStore
-from vigil.streaming.alerts import AlertTracker
 from vigil.streaming.model_registry import ModelRegistry
 from vigil.streaming.retrain import load_recent, retrain
 from vigil.streaming.runtime import Runtime, RuntimeConfig
@@ -22,7 +21,7 @@ def recent(frame: pd.DataFrame, device: str = "p1", start: float = 0.0) -> pd.Da
     return frame.assign(device=device, time=start + np.arange(len(frame), dtype=float))
 
 
-def confirm(store: AlertStore, device: str, start: float, end: float) -> None:
+def confirm(store: SqlAlertStore, device: str, start: float, end: float) -> None:
     tracker = AlertTracker(model_version="old", device_gap_seconds=1e9)
     events = []
     for t in (start, end):
@@ -32,7 +31,7 @@ def confirm(store: AlertStore, device: str, start: float, end: float) -> None:
 
 
 def test_a_better_challenger_is_activated_and_confirmed_anomalies_are_left_out(
-    registry: ModelRegistry, store: AlertStore
+    registry: ModelRegistry, store: SqlAlertStore
 ) -> None:
     champion = registry.active("pump")
     new_regime = training_frame(seed=3, n=2000, shift=0.8)  # the plant now runs at another operating point
@@ -51,7 +50,7 @@ def test_a_better_challenger_is_activated_and_confirmed_anomalies_are_left_out(
     assert registry.rollback("pump") == champion
 
 
-def test_a_worse_challenger_is_stored_but_not_activated(registry: ModelRegistry, store: AlertStore) -> None:
+def test_a_worse_challenger_is_stored_but_not_activated(registry: ModelRegistry, store: SqlAlertStore) -> None:
     champion = registry.active("pump")
     data = training_frame(seed=4, n=2000)
     rng = np.random.default_rng(4)
@@ -66,7 +65,7 @@ def test_a_worse_challenger_is_stored_but_not_activated(registry: ModelRegistry,
     assert result.challenger in [info.version for info in registry.versions("pump")]
 
 
-def test_retrain_reads_what_the_service_saved(registry: ModelRegistry, store: AlertStore) -> None:
+def test_retrain_reads_what_the_service_saved(registry: ModelRegistry, store: SqlAlertStore) -> None:
     config = RuntimeConfig(recent_flush_seconds=3600)
     rng = np.random.default_rng(5)
     with Runtime(store, registry, config=config) as runtime:

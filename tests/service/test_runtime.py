@@ -16,8 +16,8 @@ from service_helpers import (
     training_frame,
 )
 
+from vigil.alerts import SqlAlertStore
 from vigil.pipeline import Pipeline
-from vigil.streaming.alert_store import AlertStore
 from vigil.streaming.dead_letters import DeadLetter
 from vigil.streaming.model_registry import ModelRegistry
 from vigil.streaming.runtime import Decision, Runtime, RuntimeConfig
@@ -71,7 +71,7 @@ def test_batched_scores_equal_the_pipeline_scores(runtime: Runtime, fitted: Pipe
     ],
 )
 def test_bad_messages_become_dead_letters_and_valid_ones_still_pass(
-    runtime: Runtime, store: AlertStore, body: bytes, kind: str
+    runtime: Runtime, store: SqlAlertStore, body: bytes, kind: str
 ) -> None:
     rng = np.random.default_rng(2)
     bad = runtime.submit(body, "test").result(timeout=10)
@@ -84,7 +84,7 @@ def test_bad_messages_become_dead_letters_and_valid_ones_still_pass(
     assert runtime.metrics.snapshot()["dead_letters"] == {kind: 1}
 
 
-def test_oversized_payloads_and_batches_are_refused(store: AlertStore, registry: ModelRegistry) -> None:
+def test_oversized_payloads_and_batches_are_refused(store: SqlAlertStore, registry: ModelRegistry) -> None:
     config = RuntimeConfig(max_payload_bytes=200, max_batch_records=2)
     rng = np.random.default_rng(3)
     with Runtime(store, registry, config=config) as runtime:
@@ -108,7 +108,7 @@ def test_out_of_order_and_duplicate_times_are_refused_per_device(runtime: Runtim
     assert kinds == ["ok", "duplicate", "out_of_order", "ok", "ok"]
 
 
-def test_unknown_device_without_a_route(store: AlertStore, registry: ModelRegistry) -> None:
+def test_unknown_device_without_a_route(store: SqlAlertStore, registry: ModelRegistry) -> None:
     rng = np.random.default_rng(5)
     with Runtime(store, registry, routes=[("pump-*", "pump")]) as runtime:
         known = runtime.submit(payload(record("pump-1", 0.0, normal_readings(rng))), "t").result(timeout=10)
@@ -117,7 +117,7 @@ def test_unknown_device_without_a_route(store: AlertStore, registry: ModelRegist
     assert unknown[0].kind == "unknown_device"
 
 
-def test_a_sustained_anomaly_is_one_growing_alert(runtime: Runtime, store: AlertStore) -> None:
+def test_a_sustained_anomaly_is_one_growing_alert(runtime: Runtime, store: SqlAlertStore) -> None:
     rng = np.random.default_rng(6)
     records = [record("p1", float(t), normal_readings(rng)) for t in range(20)]
     records += [record("p1", float(t), anomalous_readings(rng)) for t in range(20, 320)]
@@ -179,7 +179,7 @@ def test_restart_resumes_open_alerts_instead_of_duplicating(
     tmp_path: Path, registry: ModelRegistry, config: RuntimeConfig
 ) -> None:
     rng = np.random.default_rng(9)
-    with AlertStore(tmp_path / "a.db") as store:
+    with SqlAlertStore(tmp_path / "a.db") as store:
         with Runtime(store, registry, config=config) as first:
             for t in range(10):
                 first.submit(payload(record("p1", float(t), anomalous_readings(rng))), "t")
@@ -196,7 +196,7 @@ def test_restart_resumes_open_alerts_instead_of_duplicating(
 
 
 def test_false_positives_recalibrate_the_device_to_the_target_far(
-    runtime: Runtime, store: AlertStore, fitted: Pipeline
+    runtime: Runtime, store: SqlAlertStore, fitted: Pipeline
 ) -> None:
     rng = np.random.default_rng(10)
     # p1 runs hotter than the training data: its normal correlations are slightly off, flagging often
@@ -240,7 +240,7 @@ def test_drift_is_reported_when_scores_move(runtime: Runtime) -> None:
 
 
 def test_drift_is_logged_when_it_starts(
-    store: AlertStore, registry: ModelRegistry, caplog: pytest.LogCaptureFixture
+    store: SqlAlertStore, registry: ModelRegistry, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = RuntimeConfig(drift_check_seconds=0.0)
     shifted = training_frame(seed=13, n=400).to_numpy(copy=True)
@@ -253,7 +253,7 @@ def test_drift_is_logged_when_it_starts(
     assert any("drift" in message and "vigil retrain" in message for message in caplog.messages)
 
 
-def test_models_per_asset_type(tmp_path: Path, store: AlertStore, fitted: Pipeline) -> None:
+def test_models_per_asset_type(tmp_path: Path, store: SqlAlertStore, fitted: Pipeline) -> None:
     from vigil.detectors.pca import PCADetector
 
     registry = ModelRegistry(tmp_path / "registry")
@@ -273,3 +273,15 @@ def test_models_per_asset_type(tmp_path: Path, store: AlertStore, fitted: Pipeli
     assert (pump.model, valve_out.model, by_type.model) == ("pump", "valve", "valve")
     assert valve_out.version == valve.version_
     assert wrong.kind == "sensors_mismatch"
+
+
+def test_a_runtime_serves_from_postgres(postgres_url: str, registry) -> None:
+    rng = np.random.default_rng(0)
+    with SqlAlertStore(postgres_url) as pg, Runtime(pg, registry) as runtime:
+        for t in range(5):
+            runtime.submit(payload(record("p1", float(t), anomalous_readings(rng))), "t")
+        runtime.submit(b"nope", "t")
+        runtime.drain()
+        alerts = pg.list()
+        assert len(alerts) == 1 and alerts[0].n_points == 5
+        assert pg.count_dead_letters("invalid_json") == 1

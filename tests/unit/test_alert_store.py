@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from vigil.alerts import SCHEMA_VERSION, Alert, AlertTracker, SqlAlertStore, alert_id, open_store
 from vigil.errors import InvalidInputError, VigilError
-from vigil.streaming.alert_store import SCHEMA_VERSION, AlertStore
-from vigil.streaming.alerts import Alert, AlertTracker, alert_id
+from vigil.streaming.dead_letters import DeadLetter
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -43,8 +43,9 @@ def make_alert(device: str = "pump2", start: float = 0.0, **changes: object) -> 
 
 
 @pytest.fixture
-def store() -> Iterator[AlertStore]:
-    with AlertStore(":memory:") as s:
+def store(store_url: str) -> Iterator[SqlAlertStore]:
+    """Each behaviour test runs on SQLite and on PostgreSQL (see tests/conftest.py)."""
+    with SqlAlertStore(store_url) as s:
         yield s
 
 
@@ -53,7 +54,7 @@ def row_count(path: Path) -> int:
         return int(conn.execute("SELECT COUNT(*) FROM alerts").fetchone()[0])
 
 
-def test_round_trip_keeps_every_field(store: AlertStore) -> None:
+def test_round_trip_keeps_every_field(store: SqlAlertStore) -> None:
     alert = make_alert(
         feedback=[{"time": at(60).isoformat(), "verdict": "note", "note": "ünïcode ✓", "user": "ana"}],
         peak_time=at(2.123456),
@@ -68,20 +69,32 @@ def test_round_trip_keeps_every_field(store: AlertStore) -> None:
     assert store.get("no-such-id") is None
 
 
-def test_upsert_is_idempotent(tmp_path: Path) -> None:
-    path = tmp_path / "alerts.db"
+def test_upsert_is_idempotent(store: SqlAlertStore) -> None:
     alert = make_alert()
-    with AlertStore(path) as store:
+    for _ in range(3):
+        store.upsert(alert)
+    grown = replace(alert, end=at(20), n_points=9, score=6.0, status="open")
+    store.upsert(grown)
+    assert store.count() == 1
+    assert store.get(alert.id) == grown
+
+
+def test_one_id_twice_in_a_batch_is_merged_in_order(store: SqlAlertStore) -> None:
+    alert = make_alert(status="open")
+    stored = store.upsert_many([alert, replace(alert, n_points=9, status="closed")])
+    assert [a.n_points for a in stored] == [6, 9]
+    assert store.count() == 1 and store.get(alert.id) == stored[-1]
+
+
+def test_sqlite_file_keeps_one_row_per_id(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.db"
+    with SqlAlertStore(path) as store:
         for _ in range(3):
-            store.upsert(alert)
-        grown = replace(alert, end=at(20), n_points=9, score=6.0, status="open")
-        store.upsert(grown)
-        assert store.count() == 1
-        assert store.get(alert.id) == grown
+            store.upsert(make_alert())
     assert row_count(path) == 1
 
 
-def test_replayed_tracker_stream_creates_no_duplicates(store: AlertStore) -> None:
+def test_replayed_tracker_stream_creates_no_duplicates(store: SqlAlertStore) -> None:
     def replay() -> None:
         tracker = AlertTracker(device_gap_seconds=30, model_version="m1")
         for t in [0, 1, 2, 60, 61]:
@@ -98,7 +111,7 @@ def test_replayed_tracker_stream_creates_no_duplicates(store: AlertStore) -> Non
     assert sorted(a.n_points for a in first) == [2, 3]
 
 
-def test_upsert_never_erases_a_verdict(store: AlertStore) -> None:
+def test_upsert_never_erases_a_verdict(store: SqlAlertStore) -> None:
     alert = make_alert(status="open")
     store.upsert(alert)
     store.add_verdict(alert.id, "confirmed", note="seal leak", user="ana", time=at(10))
@@ -111,7 +124,7 @@ def test_upsert_never_erases_a_verdict(store: AlertStore) -> None:
     assert after.n_points == 9
 
 
-def test_add_verdict_changes_status_and_appends_feedback(store: AlertStore) -> None:
+def test_add_verdict_changes_status_and_appends_feedback(store: SqlAlertStore) -> None:
     alert = make_alert()
     store.upsert(alert)
     confirmed = store.add_verdict(alert.id, "confirmed", note="bearing", user="ana", time=at(100))
@@ -128,7 +141,7 @@ def test_add_verdict_changes_status_and_appends_feedback(store: AlertStore) -> N
     assert datetime.fromisoformat(rejected.feedback[1]["time"]).tzinfo is not None
 
 
-def test_add_verdict_rejects_unknown_id_and_verdict(store: AlertStore) -> None:
+def test_add_verdict_rejects_unknown_id_and_verdict(store: SqlAlertStore) -> None:
     alert = make_alert()
     store.upsert(alert)
     with pytest.raises(InvalidInputError, match="no alert with id 'nope'"):
@@ -140,7 +153,7 @@ def test_add_verdict_rejects_unknown_id_and_verdict(store: AlertStore) -> None:
     assert store.get(alert.id) == alert
 
 
-def test_list_is_newest_first_with_paging(store: AlertStore) -> None:
+def test_list_is_newest_first_with_paging(store: SqlAlertStore) -> None:
     for start in [0, 100, 50, 200]:
         store.upsert(make_alert(start=start))
     starts = [a.start for a in store.list()]
@@ -150,7 +163,7 @@ def test_list_is_newest_first_with_paging(store: AlertStore) -> None:
     assert len(store.list(limit=None)) == 4
 
 
-def test_filters(store: AlertStore) -> None:
+def test_filters(store: SqlAlertStore) -> None:
     store.upsert(make_alert("a", 0, status="closed"))
     store.upsert(make_alert("a", 100, status="open"))
     store.upsert(make_alert("b", 50, status="confirmed"))
@@ -179,7 +192,7 @@ def test_filters(store: AlertStore) -> None:
         ({"device": 3}, "device"),
     ],
 )
-def test_bad_filters_are_rejected(store: AlertStore, kwargs: dict[str, object], match: str) -> None:
+def test_bad_filters_are_rejected(store: SqlAlertStore, kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(InvalidInputError, match=match):
         store.list(**kwargs)  # type: ignore[arg-type]
 
@@ -193,22 +206,19 @@ def test_bad_filters_are_rejected(store: AlertStore, kwargs: dict[str, object], 
         "pump2%",
     ],
 )
-def test_sql_injection_in_filters_is_harmless(tmp_path: Path, evil: str) -> None:
-    path = tmp_path / "alerts.db"
-    with AlertStore(path) as store:
-        store.upsert(make_alert("pump2"))
-        assert store.list(device=evil) == []
-        assert store.count(device=evil) == 0
-        assert store.get(evil) is None
-        with pytest.raises(InvalidInputError):
-            store.add_verdict(evil, "confirmed")
-        with pytest.raises(InvalidInputError):
-            store.list(status=evil)
-        assert store.count() == 1
-    assert row_count(path) == 1
+def test_sql_injection_in_filters_is_harmless(store: SqlAlertStore, evil: str) -> None:
+    store.upsert(make_alert("pump2"))
+    assert store.list(device=evil) == []
+    assert store.count(device=evil) == 0
+    assert store.get(evil) is None
+    with pytest.raises(InvalidInputError):
+        store.add_verdict(evil, "confirmed")
+    with pytest.raises(InvalidInputError):
+        store.list(status=evil)
+    assert store.count() == 1
 
 
-def test_injection_strings_are_stored_verbatim(store: AlertStore) -> None:
+def test_injection_strings_are_stored_verbatim(store: SqlAlertStore) -> None:
     evil = "x'); DROP TABLE alerts; --"
     alert = make_alert(evil)
     store.upsert(alert)
@@ -217,39 +227,41 @@ def test_injection_strings_are_stored_verbatim(store: AlertStore) -> None:
     assert store.count() == 1
 
 
-def test_persists_across_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "alerts.db"
+def test_persists_across_reopen(store_url: str) -> None:
     alert = make_alert()
-    with AlertStore(path) as store:
+    with SqlAlertStore(store_url) as store:
         store.upsert(alert)
         store.add_verdict(alert.id, "false_positive", note="maintenance", user="ana", time=at(9))
         expected = store.get(alert.id)
-    with AlertStore(str(path)) as store:
+    with SqlAlertStore(store_url) as store:
         assert store.get(alert.id) == expected
         assert store.count() == 1
 
 
 def test_wal_mode_and_schema_version_on_file(tmp_path: Path) -> None:
     path = tmp_path / "alerts.db"
-    with AlertStore(path) as store:
+    with SqlAlertStore(path) as store:
         assert store.journal_mode == "wal"
     with closing(sqlite3.connect(path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
-def test_memory_store_works_without_wal(store: AlertStore) -> None:
-    assert store.journal_mode == "memory"
+def test_memory_store_works_without_wal() -> None:
+    with SqlAlertStore(":memory:") as store:
+        assert store.journal_mode == "memory"
+        store.upsert(make_alert())
+        assert store.count() == 1
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "alerts.db"
-    AlertStore(path).close()
+    SqlAlertStore(path).close()
     with closing(sqlite3.connect(path)) as conn:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
         conn.commit()
     with pytest.raises(InvalidInputError, match="upgrade Vigil"):
-        AlertStore(path)
+        SqlAlertStore(path)
 
 
 def test_foreign_databases_are_refused(tmp_path: Path) -> None:
@@ -258,17 +270,17 @@ def test_foreign_databases_are_refused(tmp_path: Path) -> None:
         conn.execute("CREATE TABLE things (x)")
         conn.commit()
     with pytest.raises(InvalidInputError, match="another application"):
-        AlertStore(foreign)
+        SqlAlertStore(foreign)
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"this is not a database, just text" * 100)
     with pytest.raises(InvalidInputError, match="not a usable Vigil alert store"):
-        AlertStore(junk)
+        SqlAlertStore(junk)
     with pytest.raises(InvalidInputError, match="cannot open"):
-        AlertStore(tmp_path / "missing-folder" / "alerts.db")
+        SqlAlertStore(tmp_path / "missing-folder" / "alerts.db")
 
 
-def test_closed_store_raises_and_close_is_idempotent() -> None:
-    store = AlertStore(":memory:")
+def test_closed_store_raises_and_close_is_idempotent(store_url: str) -> None:
+    store = SqlAlertStore(store_url)
     store.close()
     store.close()
     assert store.closed
@@ -278,14 +290,14 @@ def test_closed_store_raises_and_close_is_idempotent() -> None:
         store.upsert(make_alert())
 
 
-def test_upsert_rejects_non_alerts(store: AlertStore) -> None:
+def test_upsert_rejects_non_alerts(store: SqlAlertStore) -> None:
     with pytest.raises(InvalidInputError, match="Alert"):
         store.upsert({"id": "x"})  # type: ignore[arg-type]
 
 
-def test_concurrent_writers_share_one_store(tmp_path: Path) -> None:
+def test_concurrent_writers_share_one_store(store_url: str) -> None:
     errors: list[BaseException] = []
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with SqlAlertStore(store_url) as store:
 
         def work(device: str) -> None:
             try:
@@ -304,3 +316,57 @@ def test_concurrent_writers_share_one_store(tmp_path: Path) -> None:
         assert errors == []
         assert store.count() == 80
         assert store.count(status="confirmed") == 80
+
+
+def test_dead_letters_newest_first_and_by_kind(store: SqlAlertStore) -> None:
+    letters = [
+        DeadLetter(kind="invalid_json", reason="not JSON", source="mqtt:a/b", payload="{\x00"),
+        DeadLetter(kind="non_finite", reason="NaN", source="http", payload="{}", device="p1"),
+    ]
+    store.upsert_many([make_alert()], letters)
+    assert store.count_dead_letters() == 2 and store.count() == 1
+    assert [d.kind for d in store.list_dead_letters()] == ["non_finite", "invalid_json"]
+    assert store.list_dead_letters(kind="non_finite")[0].device == "p1"
+    assert store.count_dead_letters("invalid_json") == 1
+    with pytest.raises(InvalidInputError, match="kind must be one of"):
+        store.list_dead_letters(kind="nope")
+
+
+def test_a_failed_batch_stores_nothing(store: SqlAlertStore) -> None:
+    letter = DeadLetter(kind="non_finite", reason="NaN", source="http")
+    with pytest.raises(InvalidInputError, match="DeadLetter"):
+        store.upsert_many([make_alert()], [letter, "not a letter"])  # type: ignore[list-item]
+    with pytest.raises(InvalidInputError, match="JSON"):
+        store.upsert_many([make_alert("a"), make_alert("b", top_features=[("x", float("nan"))])])
+    assert store.count() == 0 and store.count_dead_letters() == 0
+
+
+def test_postgres_schema_from_the_url_and_newer_versions_refused(postgres_url: str) -> None:
+    with SqlAlertStore(postgres_url) as store:
+        assert store.dialect == "postgresql" and store.schema.startswith("vigil_test_")
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(store.url)
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"UPDATE {store.schema}.meta SET value = '{SCHEMA_VERSION + 1}'"))
+        engine.dispose()
+    with pytest.raises(InvalidInputError, match="upgrade Vigil"):
+        SqlAlertStore(postgres_url)
+    with pytest.raises(InvalidInputError, match="schema must be"):
+        SqlAlertStore(postgres_url, schema="Bad-Name")
+
+
+def test_unreachable_server_is_a_clear_error() -> None:
+    with pytest.raises(InvalidInputError, match="cannot connect"):
+        SqlAlertStore("postgresql://postgres@127.0.0.1:1/test", connect_timeout=1)
+
+
+def test_open_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with open_store("sqlite:///nested/alerts.db") as store:
+        store.upsert(make_alert())
+    assert row_count(tmp_path / "nested" / "alerts.db") == 1
+    with open_store(tmp_path / "nested" / "alerts.db") as store:
+        assert store.count() == 1
+    with pytest.raises(InvalidInputError, match="names no file"):
+        open_store("sqlite://")

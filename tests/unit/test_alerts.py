@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from vigil.alerts import Alert, AlertEvent, AlertTracker, alert_id, default_incident_type
 from vigil.errors import InvalidInputError
-from vigil.streaming.alerts import Alert, AlertEvent, AlertTracker, alert_id, default_incident_type
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -3,8 +3,9 @@
 :class:`CaptureMonitor` follows one capture source (a pcap file being written, or ``-`` for a pcap stream
 on standard input such as ``tcpdump -U -w - -i eth0``) on a background thread with a
 :class:`~vigil.network.capture.CaptureScorer`. Each typed incident becomes an
-:class:`~vigil.streaming.alerts.Alert`, stored in the service's alert store (so the REST API, the dashboard
-and operators' verdicts work on it) and published to the service's sinks (webhooks, the MQTT alert topic).
+:class:`~vigil.alerts.model.Alert` and goes through the :class:`~vigil.alerts.sink.AlertSink` as telemetry
+alerts do: stored first (retried while the store is down, which holds the capture back), then published
+(webhooks, the MQTT alert topic), so the REST API, the dashboard and operators' verdicts work on it.
 
 The alert's ``device`` is the plant address to act on: the target of a flood, a port scan or a brute-force
 attempt; the source of a host scan, an exfiltration, a new peer or unusual traffic. An incident of the same
@@ -31,10 +32,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vigil.alerts import Alert, AlertEvent, AlertSink, AlertStore, Publisher, alert_id
 from vigil.network.capture import CaptureScorer, ScoredCapture
 from vigil.network.incidents import NetworkIncident
 from vigil.pipeline import Pipeline
-from vigil.streaming.alerts import Alert, AlertEvent, alert_id
 
 __all__ = ["CaptureMonitor", "incident_device"]
 
@@ -76,10 +77,10 @@ class CaptureMonitor:
         Fitted on packet features (``vigil fit BENIGN.pcap ...``).
     source : str or path
         A pcap file to follow as it grows, or ``"-"`` for standard input.
-    store : object
-        An alert store (``upsert_many``), the service's SQLite or PostgreSQL one.
-    sinks : list
-        Objects with ``publish(events, dead_letters)`` (webhooks, MQTT), called after the store commits.
+    store : AlertStore
+        The service's alert store.
+    sinks : list of Publisher
+        Webhooks, MQTT, Kafka: called by the :class:`~vigil.alerts.sink.AlertSink` after the store commits.
     gap_seconds : float
         Capture seconds after which an incident of the same kind on the same device is a new alert.
     batch_size : int
@@ -95,13 +96,13 @@ class CaptureMonitor:
     >>> from vigil.network.capture import _features
     >>> from vigil.network.kitnet import KitNETDetector
     >>> from vigil.network.synthetic import make_capture, write_pcap
-    >>> from vigil.streaming.alert_store import AlertStore
+    >>> from vigil.alerts import SqlAlertStore
     >>> cap = make_capture(["port_scan"], train_seconds=120, gap_seconds=20, n_devices=3)
     >>> train, _, _ = cap.split()
     >>> pipe = Pipeline(KitNETDetector(epochs=3, random_state=0)).fit(_features(train)[0])
     >>> folder = Path(tempfile.mkdtemp())
     >>> path = write_pcap(cap.packets, folder / "live.pcap")
-    >>> with AlertStore(folder / "alerts.db") as store:
+    >>> with SqlAlertStore(folder / "alerts.db") as store:
     ...     monitor = CaptureMonitor(pipe, path, store, follow=False).start()
     ...     monitor.join(timeout=60)
     ...     alerts = store.list()
@@ -113,9 +114,9 @@ class CaptureMonitor:
         self,
         pipe: Pipeline,
         source: str | Path,
-        store: Any,
+        store: AlertStore,
         *,
-        sinks: list[Any] | None = None,
+        sinks: list[Publisher] | None = None,
         gap_seconds: float = 30.0,
         batch_size: int = 2048,
         poll_seconds: float = 0.5,
@@ -125,7 +126,7 @@ class CaptureMonitor:
         self.pipe = pipe
         self.source = source
         self.store = store
-        self.sinks = sinks if sinks is not None else []
+        self.sinks = sinks if sinks is not None else []  # shared with the sink: publishers added later are used
         self.gap_seconds = gap_seconds
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
@@ -137,7 +138,8 @@ class CaptureMonitor:
         self.error: str | None = None
         self.read_stats: dict[str, Any] = {}
         self._open: dict[tuple[str, str], _Open] = {}
-        self._unsaved: list[AlertEvent] = []
+        self.sink = AlertSink(store, self.sinks)
+        self._waiting = 0  # events of the batch the sink is storing (retrying while the store is down)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"vigil-capture-{source}", daemon=True)
 
@@ -167,7 +169,7 @@ class CaptureMonitor:
             "incidents": self.incidents,
             "small_incidents": self.small_incidents,
             "open_alerts": len(self._open),
-            "unsaved_events": len(self._unsaved),
+            "unsaved_events": self._waiting,
             "read": dict(self.read_stats),
             "error": self.error,
         }
@@ -182,12 +184,12 @@ class CaptureMonitor:
                 poll_seconds=self.poll_seconds,
                 stop=self._stop,
             ):
-                self._commit(self._events(scored))
+                self._deliver(self._events(scored))
         except Exception as exc:  # a broken capture stops this monitor, never the service
             self.error = f"{type(exc).__name__}: {exc}"
             log.error("capture monitor for %s stopped: %s", self.source, self.error)
         finally:
-            self._commit([self._close(key) for key in list(self._open)])
+            self._deliver([self._close(key) for key in list(self._open)])
 
     def _events(self, scored: ScoredCapture) -> list[AlertEvent]:
         self.packets += len(scored.rows)
@@ -198,12 +200,12 @@ class CaptureMonitor:
         times = pd.to_datetime(scored.rows["time"], utc=True)
         large = [incident for incident in scored.incidents if len(incident.packets) >= self.min_packets]
         self.small_incidents += len(scored.incidents) - len(large)
-        events = [self._track(incident, scores, times) for incident in large]
+        events = [event for incident in large for event in self._track(incident, scores, times)]
         now = times.iloc[-1].timestamp()
         events += [self._close(key) for key, entry in list(self._open.items()) if now - entry.end > self.gap_seconds]
         return events
 
-    def _track(self, incident: NetworkIncident, scores: np.ndarray, times: pd.Series) -> AlertEvent:
+    def _track(self, incident: NetworkIncident, scores: np.ndarray, times: pd.Series) -> list[AlertEvent]:
         device = incident_device(incident)
         key = (incident.kind, device)
         rows = incident.packets
@@ -220,9 +222,8 @@ class CaptureMonitor:
             alert.explanation = f"{incident.summary()} In all: {alert.n_points} flagged packets over {seconds:.0f} s."
             alert.top_features = incident.top_features or alert.top_features
             entry.end = incident.end
-            return AlertEvent("updated", Alert.from_dict(alert.to_dict()))
-        if entry is not None:
-            self._commit([self._close(key)])
+            return [AlertEvent("updated", Alert.from_dict(alert.to_dict()))]
+        events = [self._close(key)] if entry is not None else []
         self.incidents += 1
         start = _moment(incident.start)
         alert = Alert(
@@ -241,28 +242,21 @@ class CaptureMonitor:
         )
         self._open[key] = _Open(alert, incident.end)
         log.warning("network incident on %s: %s", device, incident.summary())
-        return AlertEvent("opened", Alert.from_dict(alert.to_dict()))
+        return [*events, AlertEvent("opened", Alert.from_dict(alert.to_dict()))]
 
     def _close(self, key: tuple[str, str]) -> AlertEvent:
         alert = self._open.pop(key).alert
         alert.status = "closed"
         return AlertEvent("closed", Alert.from_dict(alert.to_dict()))
 
-    def _commit(self, events: list[AlertEvent]) -> None:
-        # Events the store refused are kept and sent again with the next ones: a database outage delays
-        # network alerts, it does not lose them.
-        events = self._unsaved + events
-        if not events:
-            return
-        try:
-            self.store.upsert_many([event.alert for event in events])
-        except Exception:
-            log.exception("storing %d network alert events failed; will retry", len(events))
-            self._unsaved = events
-            return
-        self._unsaved = []
-        for sink in self.sinks:
-            try:
-                sink.publish(events, [])
-            except Exception:
-                log.exception("publishing network alert events to %r failed", sink)
+    def _deliver(self, events: list[AlertEvent]) -> None:
+        # The sink retries while the store is down, so an outage holds back the capture (it is read
+        # further only once its alerts are stored) instead of losing them; only a stop gives up.
+        self._waiting = len(events)
+        if not self.sink.deliver(events, stop=self._stop):
+            log.error(
+                "capture %s stopped while the alert store was down: %d alert events not stored",
+                self.source,
+                len(events),
+            )
+        self._waiting = 0

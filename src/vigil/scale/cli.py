@@ -61,11 +61,11 @@ def _open_registry(args: argparse.Namespace) -> tuple[Any, list[str]]:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
+    from vigil.alerts import open_store
     from vigil.scale.decision_log import DecisionLog
     from vigil.scale.kafka_clients import ensure_topic
     from vigil.scale.kafka_sink import KafkaSink
     from vigil.scale.worker import KafkaWorker, WorkerConfig
-    from vigil.service.stores import open_store
     from vigil.streaming.runtime import Runtime, RuntimeConfig
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

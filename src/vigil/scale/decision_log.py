@@ -9,9 +9,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from vigil.streaming.alerts import format_time
 from vigil.streaming.dead_letters import DeadLetter
 from vigil.streaming.runtime import Decision, Outcome
+from vigil.times import format_time
 
 __all__ = ["DecisionLog", "outcome_record"]
 

@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 
-from vigil.streaming.alerts import Alert
+from vigil.alerts import Alert
 from vigil.streaming.runtime import Runtime, _Device
 
 __all__ = ["held_devices", "release_devices", "reload_calibration", "resume_alert"]
@@ -37,7 +37,7 @@ def held_devices(runtime: Runtime) -> set[str]:
     """Devices the runtime holds state for (seen, or resumed from the store)."""
     held = set(runtime._devices)
     for slot in runtime._slots.values():
-        held.update(slot.tracker._devices)
+        held.update(slot.tracker.devices)
     return held
 
 
@@ -47,7 +47,7 @@ def release_devices(runtime: Runtime, devices: Iterable[str]) -> int:
     for device in devices:
         found = runtime._devices.pop(device, None) is not None
         for slot in runtime._slots.values():
-            found = slot.tracker._devices.pop(device, None) is not None or found
+            found = slot.tracker.forget(device) or found
             slot.open_devices.discard(device)
         released += found
     return released

@@ -7,9 +7,9 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from vigil.alerts import AlertEvent
 from vigil.scale._optional import require
 from vigil.scale.kafka_clients import producer_config
-from vigil.streaming.alerts import AlertEvent
 from vigil.streaming.dead_letters import DeadLetter
 
 __all__ = ["KafkaSink"]

@@ -37,12 +37,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from vigil.alerts import Alert
 from vigil.errors import InvalidInputError, VigilError
 from vigil.scale._optional import require
 from vigil.scale.device_state import held_devices, release_devices, reload_calibration, resume_alert
 from vigil.scale.kafka_clients import consumer_config
 from vigil.scale.offsets import OffsetLedger
-from vigil.streaming.alerts import Alert
 from vigil.streaming.messages import Rejection
 from vigil.streaming.runtime import Outcome, Runtime
 

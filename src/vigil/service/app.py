@@ -38,10 +38,10 @@ from vigil.errors import InvalidInputError, NotFittedError, VigilError
 from vigil.service._optional import require
 from vigil.service.auth import TokenAuth
 from vigil.service.prometheus import CONTENT_TYPE, render_metrics
-from vigil.streaming.alerts import parse_time
 from vigil.streaming.dead_letters import DeadLetter
 from vigil.streaming.messages import Rejection
 from vigil.streaming.runtime import Decision, Runtime
+from vigil.times import parse_time
 
 require("fastapi")
 from fastapi import Depends, FastAPI, HTTPException, Query, Request  # noqa: E402

@@ -123,7 +123,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_retrain(args: argparse.Namespace) -> int:
-    from vigil.service.stores import open_store
+    from vigil.alerts import open_store
     from vigil.streaming.model_registry import ModelRegistry
     from vigil.streaming.retrain import retrain
 

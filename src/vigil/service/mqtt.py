@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from vigil.alerts import AlertEvent
 from vigil.errors import InvalidInputError
 from vigil.service._optional import require
-from vigil.streaming.alerts import AlertEvent
 from vigil.streaming.dead_letters import DeadLetter
 from vigil.streaming.runtime import Runtime
 

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vigil.alerts import Publisher, open_store
 from vigil.errors import InvalidInputError
 from vigil.service._optional import require
 from vigil.service.app import DEFAULT_MAX_BODY_BYTES, create_app
 from vigil.service.auth import TokenAuth
-from vigil.service.stores import open_store
 from vigil.streaming.model_registry import ModelRegistry
-from vigil.streaming.runtime import Runtime, RuntimeConfig, Sink
+from vigil.streaming.runtime import Runtime, RuntimeConfig
 
 __all__ = ["Service", "ServiceConfig", "parse_host_port", "run_service"]
 
@@ -80,7 +80,7 @@ class Service:
         self.store = open_store(config.store)
         self._closers.append(self.store.close)
         try:
-            sinks: list[Sink] = []
+            sinks: list[Publisher] = []
             self.webhooks = None
             if config.webhooks:
                 from vigil.service.webhooks import WebhookSink
@@ -120,7 +120,7 @@ class Service:
             self.close()
             raise
 
-    def _capture_monitors(self, config: ServiceConfig, sinks: list[Sink]) -> list[Any]:
+    def _capture_monitors(self, config: ServiceConfig, sinks: list[Publisher]) -> list[Any]:
         if not config.captures:
             return []
         if config.capture_model is None:

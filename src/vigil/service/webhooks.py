@@ -16,8 +16,8 @@ import urllib.request
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from vigil.alerts import AlertEvent
 from vigil.errors import InvalidInputError
-from vigil.streaming.alerts import AlertEvent
 from vigil.streaming.dead_letters import DeadLetter
 
 __all__ = ["WebhookSink"]

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from vigil.errors import InvalidInputError
-from vigil.streaming.alerts import format_time, parse_time
+from vigil.times import format_time, parse_time
 
 __all__ = ["DEAD_LETTER_KINDS", "PAYLOAD_EXCERPT_CHARS", "DeadLetter"]
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from vigil.errors import InvalidInputError, ModelFormatError
 from vigil.pipeline import Pipeline
-from vigil.streaming.alerts import format_time
+from vigil.times import format_time
 
 __all__ = ["ModelRegistry", "VersionInfo", "atomic_write_text", "check_name"]
 

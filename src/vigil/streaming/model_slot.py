@@ -7,7 +7,6 @@ thresholds, its recent scores — goes with it.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import tempfile
@@ -18,26 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from vigil.alerts import AlertEvent, AlertTracker
 from vigil.errors import InvalidInputError
 from vigil.pipeline import Pipeline
-from vigil.streaming.alerts import Alert, AlertEvent, AlertTracker
-from vigil.streaming.alerts import _DeviceState as _TrackerDeviceState
 from vigil.streaming.device_calibration import DeviceCalibration
 from vigil.streaming.model_registry import ModelRegistry, atomic_write_text
 from vigil.streaming.runtime_types import RuntimeConfig
 
-__all__ = ["ModelSlot", "ResumableTracker", "calibration_path", "load_slot", "save_calibration", "save_recent"]
-
-
-class ResumableTracker(AlertTracker):
-    """An AlertTracker that can take back an alert left open by a previous run of the same model."""
-
-    def resume(self, alert: Alert) -> None:
-        state = _TrackerDeviceState(last_time=alert.end, alert=copy.deepcopy(alert))
-        # Accumulated attribution is not stored, only the top shares: rebuild totals from them so later
-        # points weigh against the alert's history rather than replace it.
-        state.totals = {name: share * alert.n_points for name, share in alert.top_features}
-        self._devices[alert.device] = state
+__all__ = ["ModelSlot", "calibration_path", "load_slot", "save_calibration", "save_recent"]
 
 
 @dataclass
@@ -48,7 +35,7 @@ class ModelSlot:
     ----------
     name, version : str
     pipeline : Pipeline
-    tracker : ResumableTracker
+    tracker : AlertTracker
         Its alerts (ids include the version, so a new version opens new alerts).
     calibration : DeviceCalibration
         Per-device thresholds moved by false-positive verdicts.
@@ -72,7 +59,7 @@ class ModelSlot:
     name: str
     version: str
     pipeline: Pipeline
-    tracker: ResumableTracker
+    tracker: AlertTracker
     calibration: DeviceCalibration
     features: list[str]
     feature_set: frozenset[str]
@@ -116,7 +103,7 @@ def load_slot(registry: ModelRegistry, name: str, config: RuntimeConfig) -> Mode
         name=name,
         version=version,
         pipeline=pipeline,
-        tracker=ResumableTracker(device_gap_seconds=config.device_gap_seconds, model_version=version),
+        tracker=AlertTracker(device_gap_seconds=config.device_gap_seconds, model_version=version),
         calibration=calibration,
         features=list(pipeline.feature_names_in_),
         feature_set=frozenset(pipeline.feature_names_in_),

@@ -40,18 +40,19 @@ from typing import Any
 
 import numpy as np
 
+from vigil.alerts import Alert, AlertEvent, AlertSink, AlertStore, Publisher
 from vigil.errors import InvalidInputError, SchemaError, VigilError
-from vigil.streaming.alerts import Alert, AlertEvent, format_time
 from vigil.streaming.dead_letters import DeadLetter
 from vigil.streaming.drift import DriftReport, score_drift
 from vigil.streaming.messages import Reading, Rejection, decode_payload, parse_record
 from vigil.streaming.model_registry import ModelRegistry
 from vigil.streaming.model_slot import ModelSlot, calibration_path, load_slot, save_calibration, save_recent
 from vigil.streaming.runtime_metrics import RuntimeMetrics
-from vigil.streaming.runtime_types import Decision, Outcome, RuntimeConfig, Sink
+from vigil.streaming.runtime_types import Decision, Outcome, RuntimeConfig
+from vigil.times import format_time
 from vigil.validation import check_record
 
-__all__ = ["Decision", "Runtime", "RuntimeConfig", "Sink"]
+__all__ = ["Decision", "Runtime", "RuntimeConfig"]
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ class Runtime:
 
     Parameters
     ----------
-    store : AlertStore-like
+    store : SqlAlertStore-like
         Has ``upsert_many(alerts, dead_letters)``, ``list(...)`` and ``get(id)`` (SQLite or PostgreSQL).
     registry : ModelRegistry
         Where the models and their active versions are.
@@ -124,8 +125,9 @@ class Runtime:
         ``asset_type`` names its model directly. With no routes and one model, every device uses it;
         otherwise a device that matches no route is refused as ``unknown_device``.
     config : RuntimeConfig
-    sinks : sequence of Sink
-        Receive each batch's committed alert events and dead letters.
+    sinks : sequence of Publisher
+        Receive each batch's committed alert events and dead letters, through :attr:`sink`
+        (:class:`~vigil.alerts.sink.AlertSink`: commit with retries, publish, then acknowledge).
     allow_no_models : bool
         Run with no telemetry model at all (a service that only watches cameras or captures); every
         telemetry record is then refused as ``unknown_device``. Default: no models is an error.
@@ -135,12 +137,12 @@ class Runtime:
     >>> import numpy as np, tempfile
     >>> from vigil.detectors.pca import PCADetector
     >>> from vigil.pipeline import Pipeline
-    >>> from vigil.streaming.alert_store import AlertStore
+    >>> from vigil.alerts import SqlAlertStore
     >>> X = np.random.default_rng(0).normal(size=(200, 2))
     >>> tmp = tempfile.mkdtemp()
     >>> registry = ModelRegistry(tmp)
     >>> _ = registry.add("pump", Pipeline(PCADetector(n_components=1)).fit(X), activate=True)
-    >>> with AlertStore(":memory:") as store, Runtime(store, registry) as runtime:
+    >>> with SqlAlertStore(":memory:") as store, Runtime(store, registry) as runtime:
     ...     done = runtime.submit(b'{"device": "p1", "time": 0, "readings": {"x0": 0.1, "x1": 0.2}}', "http")
     ...     [type(o).__name__ for o in done.result(timeout=10)]
     ['Decision']
@@ -148,20 +150,21 @@ class Runtime:
 
     def __init__(
         self,
-        store: Any,
+        store: AlertStore,
         registry: ModelRegistry,
         *,
         models: Sequence[str] | None = None,
         routes: Sequence[tuple[str, str]] = (),
         config: RuntimeConfig | None = None,
-        sinks: Sequence[Sink] = (),
+        sinks: Sequence[Publisher] = (),
         allow_no_models: bool = False,
     ) -> None:
         self.store = store
         self.registry = registry
         self.config = config if config is not None else RuntimeConfig()
-        self.sinks = list(sinks)
         self.metrics = RuntimeMetrics()
+        self.sink = AlertSink(store, sinks, on_store_error=self.metrics.record_store_error)
+        self.sinks = self.sink.publishers  # the same list: a publisher appended here is used
         names = list(models) if models is not None else [n for n in registry.names() if registry.active(n)]
         if not names and not allow_no_models:
             msg = f"the model registry {registry.root} has no model with an active version"
@@ -478,9 +481,8 @@ class Runtime:
             for item, decision in zip(pending, decisions, strict=True):
                 outcomes[item.submission][item.index] = decision
 
-        if not self._commit(events, letters):
+        if not self.sink.deliver(events, letters, stop=self._stop):
             return  # stopping while the store is down: leave the submissions unacknowledged
-        self._publish(events, letters)
         now = time.perf_counter()
         latencies = [now - sub.received for sub in submissions for _ in (sub.records or [None])]
         self.metrics.record_batch(
@@ -610,36 +612,6 @@ class Runtime:
             )
         return decisions
 
-    def _commit(self, events: list[AlertEvent], letters: list[DeadLetter]) -> bool:
-        latest: dict[str, Alert] = {}
-        for event in events:
-            latest[event.alert.id] = event.alert  # a batch may grow an alert many times: store the last state
-        if not latest and not letters:
-            return True
-        delay = 0.05
-        while True:
-            try:
-                self.store.upsert_many(list(latest.values()), letters)
-                return True
-            except Exception:
-                self.metrics.record_store_error()
-                log.exception("the alert store refused a batch; retrying in %.2f s", delay)
-                if self._stop.wait(delay):
-                    return False
-                delay = min(delay * 2, 5.0)
-
-    def _publish(self, events: list[AlertEvent], letters: list[DeadLetter]) -> None:
-        if not events and not letters:
-            return
-        # Every opened and closed event goes out; of an alert's updates in one batch, only the last.
-        last_update = {e.alert.id: i for i, e in enumerate(events) if e.kind == "updated"}
-        published = [e for i, e in enumerate(events) if e.kind != "updated" or last_update[e.alert.id] == i]
-        for sink in self.sinks:
-            try:
-                sink.publish(published, letters)
-            except Exception:
-                log.exception("sink %r failed", sink)
-
     # -- housekeeping ----------------------------------------------------------------------------------
 
     def _housekeeping(self) -> None:
@@ -653,8 +625,7 @@ class Runtime:
                     flushed = slot.tracker.flush(clock)
                     slot.note(flushed)
                     events.extend(flushed)
-            if events and self._commit(events, []):
-                self._publish(events, [])
+            if events and self.sink.deliver(events, stop=self._stop):
                 self.metrics.record_batch(Counter(), Counter(), Counter(e.kind for e in events), [])
         if now - self._last_recent_flush >= self.config.recent_flush_seconds:
             self._last_recent_flush = now
@@ -703,9 +674,7 @@ class Runtime:
         old = self._slots[new.name]
         if old.version == new.version:
             return
-        events = old.tracker.close_all()
-        if events and self._commit(events, []):
-            self._publish(events, [])
+        self.sink.deliver(old.tracker.close_all(), stop=self._stop)
         self._save_recent(old)
         for device in self._devices.values():
             if device.model == new.name:

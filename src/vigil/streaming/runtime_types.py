@@ -1,22 +1,15 @@
-"""The runtime's public types: its configuration, its decisions, and the sink interface."""
+"""The runtime's public types: its configuration and its decisions."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
-from vigil.streaming.alerts import AlertEvent, format_time
 from vigil.streaming.dead_letters import DeadLetter
+from vigil.times import format_time
 
-__all__ = ["Decision", "Outcome", "RuntimeConfig", "Sink"]
-
-
-class Sink(Protocol):
-    """Where committed alert events and dead letters go besides the store (MQTT topic, webhook)."""
-
-    def publish(self, events: Sequence[AlertEvent], dead_letters: Sequence[DeadLetter]) -> None: ...
+__all__ = ["Decision", "Outcome", "RuntimeConfig"]
 
 
 class Decision(NamedTuple):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -22,13 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from vigil.errors import InvalidInputError
-from vigil.streaming.alerts import Alert, AlertEvent, alert_id
+from vigil.alerts import Alert, AlertEvent, AlertSink, AlertStore, Publisher, alert_id
+from vigil.errors import InvalidInputError, VigilError
 from vigil.vision.io import decode_image
 
 __all__ = ["CameraInspector"]
-
-log = logging.getLogger(__name__)
 
 _GRID = 4  # the frame is described in 4 × 4 cells: coarse enough to name, fine enough to find the part
 _TOP_CELLS = 3
@@ -49,10 +46,13 @@ class CameraInspector:
     ----------
     model : path
         A directory written by ``vigil fit FOLDER`` (see :mod:`vigil.vision.cli`).
-    store : AlertStore-like
-        Where alerts go (``upsert_many``).
-    sinks : sequence
-        Publishers of alert events (webhooks, MQTT), each with ``publish(events, decisions)``.
+    store : AlertStore
+        Where alerts go, through an :class:`~vigil.alerts.sink.AlertSink` (stored, then published).
+    sinks : sequence of Publisher
+        Publishers of alert events (webhooks, MQTT), called once the alert is stored.
+    store_timeout : float
+        Seconds the sink retries a refused alert before :meth:`inspect` gives up (HTTP 503: nothing is
+        acknowledged that is not stored).
 
     Attributes
     ----------
@@ -62,7 +62,9 @@ class CameraInspector:
         The detector's name and a digest of the model's files.
     """
 
-    def __init__(self, model: str | Path, store: Any, sinks: Sequence[Any] = ()) -> None:
+    def __init__(
+        self, model: str | Path, store: AlertStore, sinks: Sequence[Publisher] = (), *, store_timeout: float = 10.0
+    ) -> None:
         from vigil.vision.base import ImageDetector
         from vigil.vision.cli import is_image_model
 
@@ -73,8 +75,8 @@ class CameraInspector:
         self.layout = json.loads((model / "input.json").read_text())
         self.detector = ImageDetector.load(model)
         self.model_version = _model_version(model, self.layout["detector"])
-        self.store = store
-        self.sinks = list(sinks)
+        self.sink = AlertSink(store, sinks)
+        self.store_timeout = store_timeout
         self.frames = 0
         self.defects = 0
         self._lock = threading.Lock()  # scoring is called from the server's worker threads
@@ -142,15 +144,12 @@ class CameraInspector:
                 f"{threshold:.3g} of {self.layout['detector']}"
             ),
         )
+        if not self.sink.deliver([AlertEvent("opened", alert)], timeout=self.store_timeout):
+            # Not stored, so not acknowledged: the service answers 503 and the sender keeps the frame.
+            msg = f"the alert store did not take the alert of frame {name!r} within {self.store_timeout:g} s"
+            raise VigilError(msg)
         with self._lock:
             self.defects += 1
-        self.store.upsert_many([alert])
-        events = [AlertEvent("opened", alert)]
-        for sink in self.sinks:
-            try:
-                sink.publish(events, [])
-            except Exception:
-                log.exception("publishing a camera alert to %r failed", sink)
         result["alert_id"] = alert.id
         result["region"] = [{"cell": cell, "share": share} for cell, share in cells]
         return result

@@ -1,116 +1,30 @@
-"""Alerts: flagged points grouped into explained incidents, one per sustained anomaly per device.
+"""The alert tracker: flagged points grouped into one growing alert per sustained anomaly and device.
 
 A detector flags points; an operator wants incidents. :class:`AlertTracker` turns the stream of
-``(device, time, score, threshold, is_anomaly, contributions)`` into :class:`Alert` records: the first
-flagged point of a device opens an alert, later flagged points make it grow (end, number of points, peak
-score, top features), and it closes once no flagged point has arrived for more than ``device_gap_seconds``.
-Each change is reported as an :class:`AlertEvent` so that sinks (the alert store, a topic, a webhook) see
-``opened``, ``updated`` and ``closed`` in order.
-
-Alert ids are derived from device, model version and start time, so replaying the same stream through the
-same model gives the same ids, and an idempotent store (:class:`vigil.streaming.alert_store.AlertStore`)
-does not fill up with duplicates.
+``(device, time, score, threshold, is_anomaly, contributions)`` into :class:`~vigil.alerts.model.Alert`
+records: the first flagged point of a device opens an alert, later flagged points make it grow (end, number
+of points, peak score, top features), and it closes once no flagged point has arrived for more than
+``device_gap_seconds``. Each change is reported as an :class:`~vigil.alerts.model.AlertEvent` so that the
+sink (store, then topics and webhooks) sees ``opened``, ``updated`` and ``closed`` in order.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Literal, NamedTuple
+from datetime import datetime
 
+from vigil.alerts.model import Alert, AlertEvent, alert_id
 from vigil.errors import InvalidInputError
+from vigil.times import format_time, parse_time
 
-__all__ = [
-    "STATUSES",
-    "VERDICTS",
-    "Alert",
-    "AlertEvent",
-    "AlertTracker",
-    "alert_id",
-    "default_incident_type",
-    "format_time",
-    "parse_time",
-]
-
-#: Every status an alert can have: ``open`` (still growing), ``closed`` (ended, no verdict yet),
-#: ``confirmed`` and ``false_positive`` (an operator's verdict).
-STATUSES: tuple[str, ...] = ("open", "closed", "confirmed", "false_positive")
-
-#: What an operator can record about an alert; ``note`` leaves the status unchanged.
-VERDICTS: tuple[str, ...] = ("confirmed", "false_positive", "note")
+__all__ = ["SINGLE_SENSOR_SHARE", "AlertTracker", "default_incident_type"]
 
 #: One feature holding at least this share of the attribution makes a single-sensor deviation.
 SINGLE_SENSOR_SHARE = 0.6
-
-_ALERT_FIELDS = (
-    "id",
-    "device",
-    "start",
-    "end",
-    "peak_time",
-    "score",
-    "threshold",
-    "model_version",
-    "top_features",
-    "incident_type",
-    "status",
-    "n_points",
-    "feedback",
-    "explanation",
-)
-
-
-def format_time(value: datetime) -> str:
-    """ISO 8601 in UTC with microseconds: exact, and sorts as text in time order."""
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def parse_time(value: Any, where: str) -> datetime:
-    """Read a timezone-aware datetime, POSIX seconds or ISO 8601 text with an offset; return it in UTC."""
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
-        if not math.isfinite(value):
-            msg = f"{where} is not a finite time: {value!r}"
-            raise InvalidInputError(msg)
-        return datetime.fromtimestamp(float(value), tz=UTC)
-    elif isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError as exc:
-            msg = f"{where} is not an ISO 8601 time: {value!r}"
-            raise InvalidInputError(msg) from exc
-    else:
-        msg = f"{where} must be a timezone-aware datetime or POSIX seconds, got {type(value).__name__}"
-        raise InvalidInputError(msg)
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        msg = f"{where} has no time zone ({moment.isoformat()}): pass an aware datetime, for example in UTC"
-        raise InvalidInputError(msg)
-    return moment.astimezone(UTC)
-
-
-def alert_id(device: str, model_version: str, start: datetime) -> str:
-    """Return the deterministic id of the alert that ``model_version`` opened on ``device`` at ``start``.
-
-    The id is the first 16 hex digits of a SHA-256 over the three values, so a replayed stream gives the
-    same ids and the store treats the replay as updates, not new alerts.
-
-    Examples
-    --------
-    >>> from datetime import datetime, UTC
-    >>> t = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-    >>> alert_id("pump2", "ae-3", t) == alert_id("pump2", "ae-3", t)
-    True
-    >>> len(alert_id("pump2", "ae-3", t))
-    16
-    """
-    key = "\x1f".join((device, model_version, format_time(start)))
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
 
 
 def default_incident_type(top_features: Sequence[tuple[str, float]]) -> str:
@@ -157,144 +71,6 @@ def _explanation(top_features: Sequence[tuple[str, float]], score: float, thresh
         if covered >= 0.5:
             break
     return f"{_join_names(names)} drove {covered * 100:.0f} % of the score ({peak})"
-
-
-@dataclass
-class Alert:
-    """One incident: a sustained anomaly on one device, seen by one model version.
-
-    Parameters
-    ----------
-    id : str
-        Deterministic id, see :func:`alert_id`.
-    device : str
-        The device (asset) the alert is about.
-    start, end : datetime
-        First and last flagged time, timezone-aware UTC.
-    peak_time : datetime
-        Time of the highest score.
-    score : float
-        The peak score.
-    threshold : float
-        The threshold in force at the peak point (thresholds may adapt over time).
-    model_version : str
-        The model version that produced the scores.
-    top_features : list of (str, float)
-        Largest first: each feature's share of the attribution *accumulated over every flagged point of
-        the alert* (the contributions are summed, then normalised), so a sustained deviation is described
-        by what drove it throughout rather than by one noisy peak point. The shares of all features sum
-        to 1; only the leading few are kept.
-    incident_type : str
-        Kind of incident, from the tracker's classifier (see :func:`default_incident_type`).
-    status : {"open", "closed", "confirmed", "false_positive"}
-        ``open`` while the alert can still grow, ``closed`` once it ended without a verdict yet, and an
-        operator's verdict after that.
-    n_points : int
-        Number of flagged points in the alert.
-    feedback : list of dict
-        Verdict history, oldest first; each entry has ``time`` (ISO 8601 text), ``verdict``, ``note`` and
-        ``user``.
-    explanation : str
-        A human-readable sentence about what drove the alert.
-
-    Examples
-    --------
-    >>> from datetime import datetime, UTC
-    >>> t = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-    >>> alert = Alert(id="a1", device="pump2", start=t, end=t, peak_time=t, score=4.2, threshold=1.0,
-    ...               model_version="ae-3", top_features=[("pump2.flow_m3h", 0.9)])
-    >>> Alert.from_dict(alert.to_dict()) == alert
-    True
-    >>> alert.to_dict()["start"]
-    '2024-05-01T12:00:00.000000+00:00'
-    """
-
-    id: str
-    device: str
-    start: datetime
-    end: datetime
-    peak_time: datetime
-    score: float
-    threshold: float
-    model_version: str
-    top_features: list[tuple[str, float]] = field(default_factory=list)
-    incident_type: str = ""
-    status: str = "open"
-    n_points: int = 1
-    feedback: list[dict[str, str]] = field(default_factory=list)
-    explanation: str = ""
-
-    def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            msg = f"alert {self.id!r} has status {self.status!r}; expected one of {', '.join(STATUSES)}"
-            raise InvalidInputError(msg)
-        for name in ("start", "end", "peak_time"):
-            setattr(self, name, parse_time(getattr(self, name), f"alert {self.id!r} {name}"))
-        # JSON has no tuples: normalise here so that a round trip through to_dict compares equal.
-        self.top_features = [(str(name), float(share)) for name, share in self.top_features]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-friendly dict: ISO 8601 times, ``top_features`` as ``[name, share]`` pairs."""
-        return {
-            "id": self.id,
-            "device": self.device,
-            "start": format_time(self.start),
-            "end": format_time(self.end),
-            "peak_time": format_time(self.peak_time),
-            "score": float(self.score),
-            "threshold": float(self.threshold),
-            "model_version": self.model_version,
-            "top_features": [[name, float(share)] for name, share in self.top_features],
-            "incident_type": self.incident_type,
-            "status": self.status,
-            "n_points": int(self.n_points),
-            "feedback": [dict(entry) for entry in self.feedback],
-            "explanation": self.explanation,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Alert:
-        """Rebuild an alert from :meth:`to_dict` output (or its JSON); missing fields are an error."""
-        missing = [name for name in _ALERT_FIELDS if name not in data]
-        if missing:
-            msg = f"alert record is missing {', '.join(missing)}"
-            raise InvalidInputError(msg)
-        alert_name = data["id"]
-        try:
-            top_features = [(str(name), float(share)) for name, share in data["top_features"]]
-            feedback = [dict(entry) for entry in data["feedback"]]
-            score = float(data["score"])
-            threshold = float(data["threshold"])
-            n_points = int(data["n_points"])
-        except (TypeError, ValueError) as exc:
-            msg = f"alert record {alert_name!r} has a malformed field: {exc}"
-            raise InvalidInputError(msg) from exc
-        return cls(
-            id=str(alert_name),
-            device=str(data["device"]),
-            start=parse_time(data["start"], f"alert {alert_name!r} start"),
-            end=parse_time(data["end"], f"alert {alert_name!r} end"),
-            peak_time=parse_time(data["peak_time"], f"alert {alert_name!r} peak_time"),
-            score=score,
-            threshold=threshold,
-            model_version=str(data["model_version"]),
-            top_features=top_features,
-            incident_type=str(data["incident_type"]),
-            status=str(data["status"]),
-            n_points=n_points,
-            feedback=feedback,
-            explanation=str(data["explanation"]),
-        )
-
-
-class AlertEvent(NamedTuple):
-    """A change to an alert: ``kind`` is ``"opened"``, ``"updated"`` or ``"closed"``.
-
-    ``alert`` is a snapshot taken when the event happened; later points do not change it.
-    """
-
-    kind: Literal["opened", "updated", "closed"]
-    alert: Alert
 
 
 @dataclass
@@ -458,6 +234,25 @@ class AlertTracker:
             for device in sorted(self._devices)
             if self._devices[device].alert is not None
         ]
+
+    def resume(self, alert: Alert) -> None:
+        """Take back an alert left open by a previous run (or another worker) of the same model version.
+
+        Only the top shares of the accumulated attribution are stored: the totals are rebuilt from them, so
+        later points weigh against the alert's history rather than replace it.
+        """
+        state = _DeviceState(last_time=alert.end, alert=copy.deepcopy(alert))
+        state.totals = {name: share * alert.n_points for name, share in alert.top_features}
+        self._devices[alert.device] = state
+
+    def forget(self, device: str) -> bool:
+        """Drop a device's state without closing its open alert (it moves to another worker); True if held."""
+        return self._devices.pop(device, None) is not None
+
+    @property
+    def devices(self) -> frozenset[str]:
+        """The devices this tracker holds state for."""
+        return frozenset(self._devices)
 
     @property
     def open_alerts(self) -> list[Alert]:

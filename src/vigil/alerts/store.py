@@ -1,0 +1,753 @@
+"""The alert and feedback store: one implementation, on SQLAlchemy Core, for SQLite and PostgreSQL.
+
+Every alert is upserted by its deterministic id, so replaying a stream updates rows instead of duplicating
+them, and an operator's verdict (``confirmed`` / ``false_positive``) and notes are appended to the alert's
+feedback history (:func:`merge_alert`: a verdict is never lost to a later tracker update). Refused
+messages (dead letters) are kept beside the alerts, in the same transaction as the batch they came with.
+
+The embedded default is one SQLite file in WAL mode with ``synchronous=FULL``: ``NORMAL`` would survive a
+crash of the process but can lose the last commits on power loss, and operators' verdicts cannot be
+replayed from the telemetry the way alerts can. Writes happen per batch and per verdict, not per telemetry
+point, so an fsync per commit is affordable. A write takes SQLite's write lock at once (``BEGIN
+IMMEDIATE``), which serialises writers of several processes sharing the file.
+
+PostgreSQL keeps the tables in one schema (``vigil`` by default; ``?schema=NAME`` in the URL picks another),
+so several deployments, or test runs, can share a database; rows being merged are locked (``FOR UPDATE``).
+A lost connection is replaced on the next call; the sink retries the batch meanwhile.
+
+Both keep the same columns; times are ISO 8601 text on SQLite (it sorts in time order) and ``TIMESTAMPTZ``
+on PostgreSQL, JSON is text on SQLite and ``JSONB`` on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.pool import StaticPool
+
+from vigil.alerts.model import STATUSES, VERDICTS, Alert
+from vigil.errors import InvalidInputError, VigilError
+from vigil.streaming.dead_letters import DEAD_LETTER_KINDS, DeadLetter
+from vigil.times import format_time, parse_time
+
+__all__ = ["SCHEMA_VERSION", "AlertStore", "SqlAlertStore", "merge_alert", "open_store"]
+
+#: Version of the table layout: ``PRAGMA user_version`` on SQLite, the ``meta`` table on PostgreSQL.
+SCHEMA_VERSION = 1
+
+#: ``PRAGMA application_id`` of a Vigil SQLite alert store ("VIGL"), so a foreign SQLite file is recognised.
+APPLICATION_ID = 0x5649474C
+
+_VERDICT_STATUSES = ("confirmed", "false_positive")
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+_IN_CHUNK = 500  # ids per IN (...) list, well inside SQLite's bound-parameter limit
+
+
+class _Time(sa.types.TypeDecorator[datetime]):
+    """A UTC time: ISO 8601 text with microseconds on SQLite, TIMESTAMPTZ on PostgreSQL."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.TIMESTAMP(timezone=True))
+        return dialect.type_descriptor(sa.Text())
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
+        moment = parse_time(value, "time")
+        return moment if dialect.name == "postgresql" else format_time(moment)
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        return None if value is None else parse_time(value, "stored time")
+
+
+class _Json(sa.types.TypeDecorator[Any]):
+    """JSON: text on SQLite, JSONB on PostgreSQL (values are checked for NaN before they get here)."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.JSONB())
+        return dialect.type_descriptor(sa.Text())
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
+        return value if dialect.name == "postgresql" else json.dumps(value)
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> Any:
+        return value if dialect.name == "postgresql" else json.loads(value)
+
+
+_metadata = sa.MetaData()
+
+_alerts = sa.Table(
+    "alerts",
+    _metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("device", sa.Text, nullable=False),
+    sa.Column("start_time", _Time, nullable=False),
+    sa.Column("end_time", _Time, nullable=False),
+    sa.Column("peak_time", _Time, nullable=False),
+    sa.Column("score", sa.Double, nullable=False),
+    sa.Column("threshold", sa.Double, nullable=False),
+    sa.Column("model_version", sa.Text, nullable=False),
+    sa.Column("top_features", _Json, nullable=False),  # [[feature, share], ...], largest first
+    sa.Column("incident_type", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("n_points", sa.Integer, nullable=False),
+    sa.Column("feedback", _Json, nullable=False),  # [{"time", "verdict", "note", "user"}, ...], oldest first
+    sa.Column("explanation", sa.Text, nullable=False),
+    sa.CheckConstraint(f"status IN ({', '.join(repr(s) for s in STATUSES)})", name="alerts_status"),
+    sa.Index("alerts_start", "start_time"),
+    sa.Index("alerts_device_start", "device", "start_time"),
+    sa.Index("alerts_status_start", "status", "start_time"),
+)
+
+_dead_letters = sa.Table(
+    "dead_letters",
+    _metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("received", _Time, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("device", sa.Text),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Index("dead_letters_received", "received"),
+    sqlite_autoincrement=True,  # ids are never reused, so "newest first" is "largest id first"
+)
+
+# PostgreSQL only: SQLite keeps the version in PRAGMA user_version.
+_meta = sa.Table(
+    "meta",
+    _metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+
+class AlertStore(Protocol):
+    """What the sink, the service, the dashboard and feedback need from an alert store."""
+
+    def upsert(self, alert: Alert) -> Alert: ...
+
+    def upsert_many(self, alerts: Sequence[Alert], dead_letters: Sequence[DeadLetter] = ()) -> list[Alert]: ...
+
+    def get(self, alert_id: str) -> Alert | None: ...
+
+    def add_verdict(
+        self, alert_id: str, verdict: str, note: str = "", user: str = "", *, time: datetime | None = None
+    ) -> Alert: ...
+
+    def count(
+        self,
+        device: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int: ...
+
+    def list(
+        self,
+        device: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = 100,
+        offset: int = 0,
+    ) -> builtins.list[Alert]: ...
+
+    def add_dead_letters(self, dead_letters: Sequence[DeadLetter]) -> None: ...
+
+    def list_dead_letters(
+        self, kind: str | None = None, limit: int | None = 100, offset: int = 0
+    ) -> builtins.list[DeadLetter]: ...
+
+    def count_dead_letters(self, kind: str | None = None) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def _feedback_key(entry: dict[str, Any]) -> str:
+    return json.dumps(entry, sort_keys=True)
+
+
+def merge_alert(stored: Alert | None, incoming: Alert) -> Alert:
+    """Return what to store when ``incoming`` replaces ``stored`` (the row with the same id, or None).
+
+    The tracker knows nothing of verdicts: a stored ``confirmed`` or ``false_positive`` status survives an
+    incoming ``open`` or ``closed`` one, and feedback entries missing from the incoming alert are kept.
+    """
+    if stored is None:
+        return incoming
+    seen = {_feedback_key(entry) for entry in stored.feedback}
+    feedback = stored.feedback + [e for e in incoming.feedback if _feedback_key(e) not in seen]
+    status = incoming.status
+    if stored.status in _VERDICT_STATUSES and incoming.status not in _VERDICT_STATUSES:
+        status = stored.status
+    return Alert.from_dict({**incoming.to_dict(), "status": status, "feedback": feedback})
+
+
+def _redact(url: str) -> str:
+    return sa.make_url(url).render_as_string(hide_password=True)
+
+
+class SqlAlertStore:
+    """Alerts, their feedback and dead letters in SQLite or PostgreSQL; safe to share between threads.
+
+    Parameters
+    ----------
+    url : str or Path
+        A SQLite file (a plain path, ``sqlite:///alerts.db`` relative or ``sqlite:////var/lib/a.db``
+        absolute; created if missing, its folder must exist), ``":memory:"``, or
+        ``postgresql://USER@HOST:PORT/DB`` (or ``postgres://``), optionally with ``?schema=NAME``.
+    schema : str, optional
+        PostgreSQL only: overrides the URL's schema; lower-case letters, digits and ``_``.
+    connect_timeout : float
+        PostgreSQL only: seconds to wait for the server.
+    busy_timeout : float
+        SQLite only: seconds a write waits for another process's lock before it fails (and is retried by
+        the sink).
+
+    Raises
+    ------
+    InvalidInputError
+        The file cannot be opened, is not a SQLite database, belongs to another application, the server
+        is unreachable, the schema name is bad, or the store was written by a newer Vigil.
+
+    Examples
+    --------
+    >>> from vigil.alerts.tracker import AlertTracker
+    >>> tracker = AlertTracker(model_version="ae-3")
+    >>> with SqlAlertStore(":memory:") as store:
+    ...     for event in tracker.update("pump2", 0.0, 4.2, 1.0, True, {"pump2.flow_m3h": 1.0}):
+    ...         _ = store.upsert(event.alert)
+    ...     alert = store.list(device="pump2")[0]
+    ...     store.add_verdict(alert.id, "confirmed", note="seal leak", user="ana").status
+    'confirmed'
+    >>> alert.explanation
+    'pump2.flow_m3h drove 100 % of the score (peak 4.2× threshold)'
+    """
+
+    def __init__(
+        self,
+        url: str | Path,
+        *,
+        schema: str | None = None,
+        connect_timeout: float = 5.0,
+        busy_timeout: float = 5.0,
+    ) -> None:
+        if not isinstance(url, str | Path):
+            msg = f"url must be a str or Path, got {type(url).__name__}"
+            raise InvalidInputError(msg)
+        self._lock = threading.Lock()
+        self._engine: sa.Engine | None = None
+        text = str(url)
+        scheme, sep, rest = text.partition("://")
+        if not sep or scheme == "sqlite":
+            path = rest[1:] if sep else text  # sqlite:///a.db is relative, sqlite:////a.db absolute
+            if not path:
+                msg = f"{text!r} names no file: write sqlite:///alerts.db"
+                raise InvalidInputError(msg)
+            self.url, self.schema, self.path = f"sqlite:///{path}", None, path
+            engine = self._sqlite_engine(path, busy_timeout)
+        elif scheme in ("postgresql", "postgres"):
+            parsed = sa.make_url(text).set(drivername="postgresql+psycopg")
+            self.schema = schema if schema is not None else parsed.query.get("schema", "vigil")
+            if not isinstance(self.schema, str) or not _SCHEMA_NAME.match(self.schema):
+                msg = f"schema must be lower-case letters, digits and '_', got {self.schema!r}"
+                raise InvalidInputError(msg)
+            parsed = parsed.difference_update_query(["schema"])
+            self.url, self.path = parsed.render_as_string(hide_password=False), None
+            engine = sa.create_engine(
+                parsed, pool_pre_ping=True, connect_args={"connect_timeout": max(1, round(connect_timeout))}
+            ).execution_options(schema_translate_map={None: self.schema})
+        else:
+            msg = f"unsupported store URL scheme {scheme!r}: use sqlite:///FILE or postgresql://..."
+            raise InvalidInputError(msg)
+        self._engine = engine
+        try:
+            with self._transaction(write=True) as conn:
+                if self.dialect == "sqlite":
+                    self._setup_sqlite(conn)
+                else:
+                    self._setup_postgres(conn)
+        except sa.exc.OperationalError as exc:
+            self.close()
+            msg = f"cannot connect to the alert store {self}: {exc.orig}"
+            raise InvalidInputError(msg) from exc
+        except sa.exc.DatabaseError as exc:
+            self.close()
+            msg = f"{self} is not a usable Vigil alert store: {exc.orig}"
+            raise InvalidInputError(msg) from exc
+        except BaseException:
+            self.close()
+            raise
+
+    # -- setup --------------------------------------------------------------------------------------
+
+    def _sqlite_engine(self, path: str, busy_timeout: float) -> sa.Engine:
+        def connect() -> sqlite3.Connection:
+            try:
+                # isolation_level=None: the driver opens no transaction of its own; _begin below does.
+                conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            except sqlite3.Error as exc:
+                msg = f"cannot open the alert store {path!r}: {exc}"
+                raise InvalidInputError(msg) from exc
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+                if path != ":memory:":
+                    # WAL lets readers (the dashboard) run while the stream writes; it persists in the file.
+                    conn.execute("PRAGMA journal_mode = WAL").fetchone()
+                conn.execute("PRAGMA synchronous = FULL")
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                msg = f"{path!r} is not a usable Vigil alert store: {exc}"
+                raise InvalidInputError(msg) from exc
+            return conn
+
+        # One connection, used under the lock: what ":memory:" needs, and all that one process needs.
+        engine = sa.create_engine("sqlite://", creator=connect, poolclass=StaticPool)
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(conn: sa.Connection) -> None:
+            # IMMEDIATE takes the write lock at once, so two writing processes queue instead of deadlocking.
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
+
+        return engine
+
+    def _setup_sqlite(self, conn: sa.Connection) -> None:
+        version = conn.exec_driver_sql("PRAGMA user_version").scalar_one()
+        app_id = conn.exec_driver_sql("PRAGMA application_id").scalar_one()
+        if version == 0 and app_id == 0:
+            tables = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'").scalars().all()
+            if tables:
+                msg = f"{self.path!r} is a SQLite database of another application (tables: {', '.join(sorted(tables))})"
+                raise InvalidInputError(msg)
+            _metadata.create_all(conn, tables=[_alerts, _dead_letters])
+            conn.exec_driver_sql(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        elif app_id != APPLICATION_ID:
+            msg = f"{self.path!r} is a SQLite database of another application (application_id={app_id})"
+            raise InvalidInputError(msg)
+        elif version > SCHEMA_VERSION:
+            msg = (
+                f"{self.path!r} has alert store schema version {version}; this Vigil reads versions up "
+                f"to {SCHEMA_VERSION}: upgrade Vigil to open it"
+            )
+            raise InvalidInputError(msg)
+        else:  # the dead letters came after version 1 without a bump: a version-1 file gains the table
+            _metadata.create_all(conn, tables=[_dead_letters])
+
+    def _setup_postgres(self, conn: sa.Connection) -> None:
+        # Two services starting together would race on CREATE ... IF NOT EXISTS: serialise them.
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"vigil-schema-{self.schema}"))))
+        conn.execute(sa.schema.CreateSchema(str(self.schema), if_not_exists=True))
+        _metadata.create_all(conn, tables=[_meta, _alerts, _dead_letters])
+        version = conn.execute(sa.select(_meta.c.value).where(_meta.c.key == "schema_version")).scalar()
+        if version is None:
+            conn.execute(_meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+        elif int(version) > SCHEMA_VERSION:
+            msg = (
+                f"schema {self.schema!r} has alert store version {version}; this Vigil reads versions up to "
+                f"{SCHEMA_VERSION}: upgrade Vigil to open it"
+            )
+            raise InvalidInputError(msg)
+
+    # -- plumbing -----------------------------------------------------------------------------------
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return "sqlite" if self.path is not None else "postgresql"
+
+    @contextmanager
+    def _transaction(self, *, write: bool = False) -> Iterator[sa.Connection]:
+        with self._lock:
+            if self._engine is None:
+                msg = f"the alert store {self} is closed"
+                raise VigilError(msg)
+            with self._engine.connect() as conn:
+                if write:
+                    conn.execution_options(write=True)
+                with conn.begin():
+                    yield conn
+
+    @staticmethod
+    def _row_to_alert(row: Any) -> Alert:
+        return Alert(
+            id=row.id,
+            device=row.device,
+            start=row.start_time,
+            end=row.end_time,
+            peak_time=row.peak_time,
+            score=float(row.score),
+            threshold=float(row.threshold),
+            model_version=row.model_version,
+            top_features=[(name, float(share)) for name, share in row.top_features],
+            incident_type=row.incident_type,
+            status=row.status,
+            n_points=int(row.n_points),
+            feedback=list(row.feedback),
+            explanation=row.explanation,
+        )
+
+    @staticmethod
+    def _alert_row(alert: Alert) -> dict[str, Any]:
+        record = alert.to_dict()
+        try:
+            json.dumps([record["top_features"], record["feedback"]], allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            msg = f"alert {alert.id!r} cannot be stored as JSON: {exc}"
+            raise InvalidInputError(msg) from exc
+        return {
+            "id": alert.id,
+            "device": alert.device,
+            "start_time": alert.start,
+            "end_time": alert.end,
+            "peak_time": alert.peak_time,
+            "score": record["score"],
+            "threshold": record["threshold"],
+            "model_version": alert.model_version,
+            "top_features": record["top_features"],
+            "incident_type": alert.incident_type,
+            "status": alert.status,
+            "n_points": record["n_points"],
+            "feedback": record["feedback"],
+            "explanation": alert.explanation,
+        }
+
+    def _letter_row(self, letter: DeadLetter) -> dict[str, Any]:
+        if not isinstance(letter, DeadLetter):
+            msg = f"expected a DeadLetter, got {type(letter).__name__}"
+            raise InvalidInputError(msg)
+        # PostgreSQL text cannot hold NUL; the excerpt shows where it was.
+        payload = letter.payload.replace("\x00", "\ufffd") if self.dialect == "postgresql" else letter.payload
+        return {
+            "received": letter.received,
+            "kind": letter.kind,
+            "reason": letter.reason,
+            "source": letter.source,
+            "device": letter.device,
+            "payload": payload,
+        }
+
+    def _upsert_statement(self) -> Any:
+        insert = postgresql.insert(_alerts) if self.dialect == "postgresql" else sqlite_dialect.insert(_alerts)
+        columns = {c.name: insert.excluded[c.name] for c in _alerts.columns if c.name != "id"}
+        return insert.on_conflict_do_update(index_elements=[_alerts.c.id], set_=columns)
+
+    @staticmethod
+    def _where(
+        device: str | None, status: str | None, since: datetime | None, until: datetime | None
+    ) -> builtins.list[Any]:
+        clauses: builtins.list[Any] = []
+        if device is not None:
+            if not isinstance(device, str):
+                msg = f"device must be a string, got {type(device).__name__}"
+                raise InvalidInputError(msg)
+            clauses.append(_alerts.c.device == device)
+        if status is not None:
+            if status not in STATUSES:
+                msg = f"status must be one of {', '.join(STATUSES)}, got {status!r}"
+                raise InvalidInputError(msg)
+            clauses.append(_alerts.c.status == status)
+        if since is not None:
+            clauses.append(_alerts.c.end_time >= parse_time(since, "since"))
+        if until is not None:
+            clauses.append(_alerts.c.start_time < parse_time(until, "until"))
+        return clauses
+
+    @staticmethod
+    def _check_paging(limit: int | None, offset: int) -> None:
+        for name, value in (("limit", limit), ("offset", offset)):
+            if value is None and name == "limit":
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                msg = f"{name} must be an integer >= 0, got {value!r}"
+                raise InvalidInputError(msg)
+
+    # -- alerts -------------------------------------------------------------------------------------
+
+    def upsert(self, alert: Alert) -> Alert:
+        """Insert the alert, or update the row with its id; return the alert as stored (see :func:`merge_alert`).
+
+        Raises
+        ------
+        InvalidInputError
+            ``alert`` is not an :class:`~vigil.alerts.model.Alert` or holds values JSON cannot store.
+        """
+        return self.upsert_many([alert])[0]
+
+    def upsert_many(self, alerts: Sequence[Alert], dead_letters: Sequence[DeadLetter] = ()) -> builtins.list[Alert]:
+        """Upsert alerts and add dead letters in one transaction (one fsync), or none of them; return the alerts.
+
+        The sink calls this once per batch, so a batch's alerts and refused records are stored together.
+        Each alert follows :meth:`upsert`'s rules; an id given twice is merged in order.
+        """
+        for alert in alerts:
+            if not isinstance(alert, Alert):
+                msg = f"upsert expects an Alert, got {type(alert).__name__}"
+                raise InvalidInputError(msg)
+            self._alert_row(alert)  # refuse what JSON cannot hold before anything is written
+        letters = [self._letter_row(letter) for letter in dead_letters]
+        ids = list(dict.fromkeys(alert.id for alert in alerts))
+        merged: builtins.list[Alert] = []
+        with self._transaction(write=True) as conn:
+            latest: dict[str, Alert] = {}
+            for start in range(0, len(ids), _IN_CHUNK):
+                query = sa.select(_alerts).where(_alerts.c.id.in_(ids[start : start + _IN_CHUNK])).with_for_update()
+                latest.update((row.id, self._row_to_alert(row)) for row in conn.execute(query))
+            for incoming in alerts:
+                latest[incoming.id] = merge_alert(latest.get(incoming.id), incoming)
+                merged.append(latest[incoming.id])
+            if ids:
+                conn.execute(self._upsert_statement(), [self._alert_row(latest[i]) for i in ids])
+            if letters:
+                conn.execute(_dead_letters.insert(), letters)
+        return merged
+
+    def get(self, alert_id: str) -> Alert | None:
+        """Return the alert with this id, or None."""
+        with self._transaction() as conn:
+            row = conn.execute(sa.select(_alerts).where(_alerts.c.id == str(alert_id))).first()
+        return None if row is None else self._row_to_alert(row)
+
+    def add_verdict(
+        self,
+        alert_id: str,
+        verdict: str,
+        note: str = "",
+        user: str = "",
+        *,
+        time: datetime | None = None,
+    ) -> Alert:
+        """Record an operator's verdict or note and return the updated alert.
+
+        Parameters
+        ----------
+        alert_id : str
+        verdict : {"confirmed", "false_positive", "note"}
+            ``confirmed`` and ``false_positive`` set the status; ``note`` only adds to the history.
+        note, user : str
+            Free text and who gave the verdict.
+        time : datetime, optional
+            When the verdict was given; now (UTC) if None.
+
+        Raises
+        ------
+        InvalidInputError
+            An unknown verdict, a non-string note or user, or no alert with this id.
+        """
+        if verdict not in VERDICTS:
+            msg = f"verdict must be one of {', '.join(VERDICTS)}, got {verdict!r}"
+            raise InvalidInputError(msg)
+        for name, value in (("note", note), ("user", user)):
+            if not isinstance(value, str):
+                msg = f"{name} must be a string, got {type(value).__name__}"
+                raise InvalidInputError(msg)
+        moment = datetime.now(UTC) if time is None else parse_time(time, "time")
+        with self._transaction(write=True) as conn:
+            query = sa.select(_alerts).where(_alerts.c.id == str(alert_id)).with_for_update()
+            row = conn.execute(query).first()
+            if row is None:
+                msg = f"no alert with id {alert_id!r} in the alert store {self}"
+                raise InvalidInputError(msg)
+            alert = self._row_to_alert(row)
+            alert.feedback.append({"time": format_time(moment), "verdict": verdict, "note": note, "user": user})
+            if verdict != "note":
+                alert.status = verdict
+            update = _alerts.update().where(_alerts.c.id == alert.id)
+            conn.execute(update.values(status=alert.status, feedback=alert.feedback))
+        return alert
+
+    def count(
+        self,
+        device: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        """Count the alerts that :meth:`list` would return without a limit."""
+        query = sa.select(sa.func.count()).select_from(_alerts).where(*self._where(device, status, since, until))
+        with self._transaction() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def list(
+        self,
+        device: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = 100,
+        offset: int = 0,
+    ) -> builtins.list[Alert]:
+        """Return alerts, newest start first.
+
+        Parameters
+        ----------
+        device, status : str, optional
+            Keep only this device / this status.
+        since, until : datetime, optional
+            Keep alerts that overlap ``[since, until)``: still flagged at or after ``since``
+            (``end >= since``) and started before ``until``.
+        limit : int or None
+            At most this many alerts; None for all.
+        offset : int
+            Skip this many alerts first (for paging).
+
+        Raises
+        ------
+        InvalidInputError
+            An unknown status, a naive datetime, or a negative limit or offset.
+        """
+        self._check_paging(limit, offset)
+        query = (
+            sa.select(_alerts)
+            .where(*self._where(device, status, since, until))
+            .order_by(_alerts.c.start_time.desc(), _alerts.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        with self._transaction() as conn:
+            return [self._row_to_alert(row) for row in conn.execute(query)]
+
+    # -- dead letters -------------------------------------------------------------------------------
+
+    def add_dead_letters(self, dead_letters: Sequence[DeadLetter]) -> None:
+        """Store refused messages with their reasons (see :mod:`vigil.streaming.dead_letters`)."""
+        self.upsert_many([], dead_letters)
+
+    @staticmethod
+    def _kind_where(kind: str | None) -> builtins.list[Any]:
+        if kind is None:
+            return []
+        if kind not in DEAD_LETTER_KINDS:
+            msg = f"kind must be one of {', '.join(DEAD_LETTER_KINDS)}, got {kind!r}"
+            raise InvalidInputError(msg)
+        return [_dead_letters.c.kind == kind]
+
+    def list_dead_letters(
+        self, kind: str | None = None, limit: int | None = 100, offset: int = 0
+    ) -> builtins.list[DeadLetter]:
+        """Return dead letters, newest first, optionally of one ``kind`` only."""
+        self._check_paging(limit, offset)
+        query = (
+            sa.select(_dead_letters)
+            .where(*self._kind_where(kind))
+            .order_by(_dead_letters.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        with self._transaction() as conn:
+            rows = conn.execute(query).all()
+        return [
+            DeadLetter(
+                id=r.id,
+                received=r.received,
+                kind=r.kind,
+                reason=r.reason,
+                source=r.source,
+                device=r.device,
+                payload=r.payload,
+            )
+            for r in rows
+        ]
+
+    def count_dead_letters(self, kind: str | None = None) -> int:
+        """Count the stored dead letters (of one ``kind`` if given)."""
+        query = sa.select(sa.func.count()).select_from(_dead_letters).where(*self._kind_where(kind))
+        with self._transaction() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    @property
+    def journal_mode(self) -> str | None:
+        """SQLite's journal mode (``"wal"`` for a file, ``"memory"`` for ``":memory:"``); None on PostgreSQL."""
+        if self.dialect != "sqlite":
+            return None
+        with self._transaction() as conn:
+            return str(conn.exec_driver_sql("PRAGMA journal_mode").scalar_one())
+
+    def drop(self) -> None:
+        """Delete everything this store holds: its schema on PostgreSQL, its tables on SQLite."""
+        with self._transaction(write=True) as conn:
+            if self.dialect == "postgresql":
+                conn.execute(sa.schema.DropSchema(str(self.schema), cascade=True, if_exists=True))
+            else:
+                _metadata.drop_all(conn, tables=[_alerts, _dead_letters])
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._engine is None
+
+    def close(self) -> None:
+        """Close the connections; calling it again does nothing."""
+        with self._lock:
+            if self._engine is not None:
+                self._engine.dispose()
+                self._engine = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __str__(self) -> str:
+        if self.path is not None:
+            return repr(self.path)
+        return f"{_redact(self.url)} (schema {self.schema})"
+
+    def __repr__(self) -> str:
+        if self.path is not None:
+            return f"SqlAlertStore({self.path!r})"
+        return f"SqlAlertStore({_redact(self.url)!r}, schema={self.schema!r})"
+
+
+def open_store(url: str | Path) -> SqlAlertStore:
+    """Open the alert store named by ``url``, creating a SQLite file's folder if missing.
+
+    ``sqlite:///alerts.db`` is a file relative to the working directory, ``sqlite:////var/lib/a.db`` an
+    absolute one, and a URL without a scheme a plain path; ``postgresql://USER@HOST:PORT/DB?schema=NAME``
+    (or ``postgres://``) opens PostgreSQL.
+
+    Examples
+    --------
+    >>> store = open_store("sqlite:///:memory:")
+    >>> store.dialect
+    'sqlite'
+    >>> store.close()
+    >>> open_store("mysql://db/alerts")
+    Traceback (most recent call last):
+    ...
+    vigil.errors.InvalidInputError: unsupported store URL scheme 'mysql': use sqlite:///FILE or postgresql://...
+    """
+    scheme, sep, rest = str(url).partition("://")
+    if sep and scheme == "sqlite" and rest[1:] not in ("", ":memory:"):
+        Path(rest[1:]).parent.mkdir(parents=True, exist_ok=True)
+    return SqlAlertStore(url)
