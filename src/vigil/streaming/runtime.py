@@ -10,10 +10,10 @@ at most ``max_delay`` seconds for more — and for that micro-batch:
    :class:`~vigil.pipeline.Pipeline` used everywhere else (windowed models get each device's history);
 3. compares each score with the device's threshold and feeds the model's alert tracker, so a sustained
    anomaly is one alert that grows;
-4. commits the batch's alerts and dead letters to the store in one transaction, retrying while the store
-   is down;
-5. only then publishes to the sinks and reports each submission as done — an MQTT message is
-   acknowledged after its decisions are durable, so a crash before that makes the broker redeliver it.
+4. hands the batch's alert events and dead letters to the :class:`~vigil.alerts.sink.AlertSink`, which
+   commits them in one transaction (retrying while the store is down) and only then publishes them;
+5. only then reports each submission as done — an MQTT message is acknowledged after its decisions are
+   durable, so a crash before that makes the broker redeliver it.
 
 Model versions are swapped between batches (:meth:`Runtime.activate`): the queue keeps filling meanwhile,
 so no message is lost, and the old version's open alerts are closed. On start, alerts left open by a
@@ -114,8 +114,8 @@ class Runtime:
 
     Parameters
     ----------
-    store : SqlAlertStore-like
-        Has ``upsert_many(alerts, dead_letters)``, ``list(...)`` and ``get(id)`` (SQLite or PostgreSQL).
+    store : AlertStore
+        Where alerts and dead letters are kept (:class:`~vigil.alerts.store.SqlAlertStore`).
     registry : ModelRegistry
         Where the models and their active versions are.
     models : sequence of str, optional

@@ -1,0 +1,128 @@
+"""Dependencies point one way, and no part imports another part's private names.
+
+Model families (``detectors``, ``features``, ``calibration``, ``network``, ``vision``) never import the
+parts that run them (``alerts``, ``streaming``, ``service``, ``scale``, ``cli``); a name or module that
+starts with ``_`` is private to its part (``vigil.<part>``). Every import counts, lazy ones inside
+functions too. What breaks a rule today is listed below with its reason: fix one and remove it from the
+list (the test fails on a listed exception that no longer occurs, so the lists can only shrink).
+"""
+
+from __future__ import annotations
+
+import ast
+from functools import cache
+from pathlib import Path
+
+import vigil
+
+FAMILIES = ("detectors", "features", "calibration", "network", "vision")
+RUNNERS = ("alerts", "streaming", "service", "scale", "cli")
+
+KNOWN_UPWARD = {
+    # Live sources that sit in their model family's folder and feed the alert sink; they belong in
+    # streaming/sources/ beside the other transports.
+    ("vigil.network.monitor", "vigil.alerts"),
+    ("vigil.vision.inspection", "vigil.alerts"),
+    # Converts a refused image into the runtime's dead letter (lazily); the conversion belongs with the
+    # camera source.
+    ("vigil.vision.io", "vigil.streaming.dead_letters"),
+}
+
+KNOWN_PRIVATE = {
+    # The threshold wrappers reuse the detector base's argument check.
+    ("vigil.calibration.thresholds", "vigil.base._accepts"),
+    # The Kafka worker's command borrows the service command's option parsing.
+    ("vigil.scale.cli", "vigil.service.cli._add_mqtt_options"),
+    ("vigil.scale.cli", "vigil.service.cli._model_spec"),
+    ("vigil.scale.cli", "vigil.service.cli._mqtt_options"),
+    ("vigil.scale.cli", "vigil.service.cli._route_spec"),
+    # Device hand-over between workers reaches into the runtime's per-device state (no public seam yet).
+    ("vigil.scale.device_state", "vigil.streaming.runtime._Device"),
+    ("vigil.scale.ray_tuning", "vigil.tuning.search._fold_metrics"),
+    # The image contract checks reuse the table contract's helpers.
+    ("vigil.vision.testing", "vigil.testing._expect_invalid"),
+    ("vigil.vision.testing", "vigil.testing._state_snapshot"),
+    ("vigil.vision.testing", "vigil.testing._states_equal"),
+}
+
+
+def _part(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+def _is_private(dotted: str) -> bool:
+    return any(seg.startswith("_") and not seg.startswith("__") for seg in dotted.split(".")[1:])
+
+
+def imports_of(source: str) -> list[str]:
+    """Every absolute ``vigil`` import of a module's source, as ``module`` or ``module.name``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found += [f"{node.module}.{alias.name}" for alias in node.names]
+    return [name for name in found if name == "vigil" or name.startswith("vigil.")]
+
+
+def violations(module: str, source: str) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """(upward imports, imports of another part's private names) of one module."""
+    upward, private = set(), set()
+    family = module.count(".") > 0 and module.split(".")[1] in FAMILIES
+    for target in imports_of(source):
+        if family and target.split(".")[1] in RUNNERS:
+            upward.add((module, target))
+        if _part(target) != _part(module) and _is_private(target):
+            private.add((module, target))
+    return upward, private
+
+
+@cache
+def _modules() -> dict[str, str]:
+    root = Path(vigil.__file__).parent
+    out = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = list(path.relative_to(root.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = path.read_text(encoding="utf-8")
+    return out
+
+
+def _scan() -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    upward, private = set(), set()
+    for module, source in _modules().items():
+        up, priv = violations(module, source)
+        upward |= up
+        private |= priv
+    return upward, private
+
+
+def test_model_families_never_import_the_parts_that_run_them() -> None:
+    upward, _ = _scan()
+    # One edge per imported module: ``from vigil.alerts import A, B`` is the edge to vigil.alerts.
+    found = {(module, _imported_module(target)) for module, target in upward}
+    assert found - KNOWN_UPWARD == set(), "new upward imports (a model family importing a runner)"
+    assert KNOWN_UPWARD - found == set(), "fixed: remove these from KNOWN_UPWARD"
+
+
+def test_no_part_imports_another_parts_private_names() -> None:
+    _, private = _scan()
+    assert private - KNOWN_PRIVATE == set(), "new imports of another part's private names"
+    assert KNOWN_PRIVATE - private == set(), "fixed: remove these from KNOWN_PRIVATE"
+
+
+def _imported_module(target: str) -> str:
+    """The module of an import target: its longest prefix that is a module of the package."""
+    modules = set(_modules())
+    parts = target.split(".")
+    return next((".".join(parts[:end]) for end in range(len(parts), 0, -1) if ".".join(parts[:end]) in modules), target)
+
+
+def test_the_checks_catch_what_they_forbid() -> None:
+    source = "from vigil.streaming.runtime import Runtime\ndef f():\n    from vigil.service._optional import require\n"
+    upward, private = violations("vigil.detectors.new", source)
+    assert {_imported_module(t) for _, t in upward} == {"vigil.streaming.runtime", "vigil.service._optional"}
+    assert private == {("vigil.detectors.new", "vigil.service._optional.require")}
+    same_part = violations("vigil.service.app", "from vigil.service._optional import require\n")
+    assert same_part == (set(), set())
