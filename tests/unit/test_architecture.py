@@ -30,6 +30,7 @@ KNOWN_UPWARD = {
 
 KNOWN_PRIVATE = {
     # The threshold wrappers reuse the detector base's argument check.
+    ("vigil.calibration.online", "vigil.base._accepts"),
     ("vigil.calibration.thresholds", "vigil.base._accepts"),
     # The Kafka worker's command borrows the service command's option parsing.
     ("vigil.scale.cli", "vigil.service.cli._add_mqtt_options"),
