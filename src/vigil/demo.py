@@ -13,7 +13,6 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from vigil.alerts import Alert, AlertTracker, SqlAlertStore
 from vigil.calibration.thresholds import POTThreshold
@@ -22,6 +21,7 @@ from vigil.evaluation.metrics import evaluate
 from vigil.evaluation.report import Report
 from vigil.explain.text import explain_rows
 from vigil.pipeline import Pipeline
+from vigil.progress import progress as progress_bar
 from vigil.registry import make_detector
 from vigil.streaming.scorer import StreamScorer
 
@@ -74,7 +74,7 @@ def _replay(
     names = pipe.feature_names_in_
     scores, flags, shares = [], [], []
     starts = range(0, len(frame), BATCH_ROWS)
-    for start in tqdm(starts, desc="streaming", unit="min", disable=not progress, file=sys.stderr, leave=False):
+    for start in progress_bar(starts, desc="streaming", unit="min", enabled=progress):
         batch = frame.iloc[start : start + BATCH_ROWS]
         scored = scorer.score(batch)
         # Alert times are absolute: a naive clock is read as UTC.

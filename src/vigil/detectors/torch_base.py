@@ -22,6 +22,8 @@ from numpy.typing import NDArray
 from vigil.base import BaseDetector, Interval, Options
 from vigil.errors import InvalidInputError, ModelFormatError, NumericalError
 from vigil.features.windows import rows_from_windows, sliding_windows
+from vigil.progress import progress as progress_bar
+from vigil.progress import reporting
 
 if TYPE_CHECKING:
     import torch
@@ -251,6 +253,10 @@ class TorchDetector(BaseDetector):
             optimizers = self._optimizers(module)
             best_loss, best_state, stale = math.inf, None, 0
             history = []
+            # Training a network can take minutes: say so (the CLI turns reporting on, the library is quiet).
+            bar = progress_bar(
+                total=self.epochs, desc=f"training {type(self).__name__}", unit="epoch", enabled=reporting()
+            )
             for epoch in range(self.epochs):
                 module.train()
                 order = torch.randperm(len(train), generator=generator).to(device)
@@ -258,6 +264,8 @@ class TorchDetector(BaseDetector):
                     self._train_step(module, train[order[start : start + self.batch_size]], optimizers, epoch)
                 val_loss = self._validation_loss(module, val)
                 history.append(val_loss)
+                bar.set_postfix_str(f"validation loss {val_loss:.4g}")
+                bar.update(1)
                 if val_loss < best_loss * (1.0 - 1e-6):  # losses are non-negative; inf at the start
                     best_loss, stale = val_loss, 0
                     best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
@@ -265,6 +273,7 @@ class TorchDetector(BaseDetector):
                     stale += 1
                     if stale >= self.patience:
                         break
+            bar.close()
             if best_state is not None:
                 module.load_state_dict(best_state)
         self.module_ = module.eval()

@@ -14,18 +14,17 @@ is confirmed, any other alarm is a false positive. With ``feedback=False`` no al
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from vigil.errors import InvalidInputError
 from vigil.evaluation.metrics import evaluate
 from vigil.pipeline import Pipeline
+from vigil.progress import progress as progress_bar
 
 __all__ = ["PrequentialResult", "prequential"]
 
@@ -108,7 +107,7 @@ def prequential(
     alarms = np.zeros(n, dtype=bool)
     updates = []
     starts = range(initial_rows, n, chunk)
-    for start in tqdm(starts, desc="prequential", unit="chunk", disable=not progress, file=sys.stderr, leave=False):
+    for start in progress_bar(starts, desc="prequential", unit="chunk", enabled=progress):
         stop = min(start + chunk, n)
         scores = _scores_with_history(current, X, start, stop)
         adaptive_scores[start - initial_rows : stop - initial_rows] = scores

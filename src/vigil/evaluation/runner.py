@@ -8,7 +8,6 @@ best-F1 and the point-adjusted F1 are reported too, under names that say what th
 from __future__ import annotations
 
 import platform
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,13 +15,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 import vigil
 from vigil.evaluation.alarm_metrics import budget_threshold
 from vigil.evaluation.interpretation import hit_rate
 from vigil.evaluation.metrics import best_f1, evaluate_groups
 from vigil.pipeline import Pipeline
+from vigil.progress import progress as progress_bar
 
 __all__ = ["EvaluationPart", "environment", "evaluate_parts"]
 
@@ -108,7 +107,7 @@ def evaluate_parts(
     category_counts: dict[str, tuple[int, int]] = {}
     budget_groups: dict[str, tuple[Any, ...]] = {}
     far_targets: dict[str, float] = {}
-    bar = tqdm(parts, desc=label, unit="part", disable=not progress, file=sys.stderr, leave=False)
+    bar = progress_bar(parts, desc=label, unit="part", enabled=progress)
     for part in bar:
         bar.set_postfix_str(part.name)
         pipe = make_pipeline()

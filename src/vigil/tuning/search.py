@@ -9,7 +9,6 @@ after each table. Test data never enter the search.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,13 +16,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from vigil.errors import InvalidInputError
 from vigil.evaluation.cv import forward_chaining_folds
 from vigil.evaluation.injection import inject_anomalies
 from vigil.evaluation.metrics import confusion_counts, point_metrics
 from vigil.pipeline import Pipeline
+from vigil.progress import progress as progress_bar
 
 __all__ = ["TrainingTable", "TuningResult", "cross_validate", "require_optuna", "tune"]
 
@@ -175,7 +174,7 @@ def tune(
     )
     done = len([t for t in study.trials if t.state.is_finished()])
     remaining = max(n_trials - done, 0)
-    bar = tqdm(total=remaining, desc="tuning", unit="trial", disable=not progress, file=sys.stderr, leave=False)
+    bar = progress_bar(total=remaining, desc="tuning", unit="trial", enabled=progress)
 
     def advance(study: Any, trial: Any) -> None:
         bar.update(1)
