@@ -160,3 +160,42 @@ def test_replay_refuses_a_table_without_sensors(tmp_path: Path) -> None:
     csv = tmp_path / "bad.csv"
     csv.write_text("time,name\n0,a\n")
     assert main(["replay", str(csv), "--mqtt", "mqtt://127.0.0.1:1", "--time", "time"]) == 2
+
+
+def test_sigterm_stops_the_service_cleanly_and_keeps_its_recent_rows(tmp_path: Path, registry: ModelRegistry) -> None:
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from service_helpers import WRITE_TOKEN, free_port, normal_readings, port_open
+
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"write {WRITE_TOKEN}\n")
+    port = free_port()
+    command = [sys.executable, "-m", "vigil.service", "serve", "--registry", str(registry.root),
+               "--store", f"sqlite:///{tmp_path / 'alerts.db'}", "--http", f"127.0.0.1:{port}",
+               "--token-file", str(tokens)]  # fmt: skip
+    service = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not port_open("127.0.0.1", port):
+            assert service.poll() is None and time.monotonic() < deadline, service.communicate()[0]
+            time.sleep(0.2)
+        rng = np.random.default_rng(9)
+        body = payload(*[record("p1", float(i), normal_readings(rng)) for i in range(300)])
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/ingest", data=body, headers={"Authorization": f"Bearer {WRITE_TOKEN}"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            assert reply.status == 200
+        service.send_signal(signal.SIGTERM)
+        output, _ = service.communicate(timeout=60)
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.communicate()
+    assert service.returncode == 0, output
+    from vigil.streaming.retrain import load_recent
+
+    assert len(load_recent(registry, "pump")) == 300  # saved on the way out, not lost with the process

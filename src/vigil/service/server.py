@@ -7,9 +7,12 @@ leaves unacknowledged MQTT messages with the broker for the next run.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,22 +178,52 @@ def run_service(config: ServiceConfig, *, ready: Any = None) -> int:
     """Run the service under uvicorn until interrupted; print the URL once it listens."""
     uvicorn = require("uvicorn")
     host, port = parse_host_port(config.http)
-    with Service(config) as service:
-        server = uvicorn.Server(
-            uvicorn.Config(service.app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
-        )
-
-        def announce() -> None:
-            while not server.started:
-                if server.should_exit:
-                    return
-                threading.Event().wait(0.05)
-            sockets = [s for srv in server.servers for s in srv.sockets]
-            actual = sockets[0].getsockname()[1] if sockets else port
-            print(f"vigil serve: listening on http://{host}:{actual}", file=sys.stderr, flush=True)
-            if ready is not None:
-                ready(actual)
-
-        threading.Thread(target=announce, name="vigil-announce", daemon=True).start()
-        server.run()
+    try:
+        with _sigterm_unwinds(), Service(config) as service:
+            _serve(uvicorn, service, host, port, ready)
+    except _Terminated:
+        pass  # the Service has stopped: what it held is committed and its recent rows are saved
     return 0
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived: unwind so that the service stops as it does on Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    # uvicorn stops on SIGTERM and then raises the signal again with the previous handler in place; with
+    # the default one the process would die there, before the runtime commits what it holds and saves the
+    # rows retraining needs. This handler turns that second delivery into an exception instead.
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _serve(uvicorn: Any, service: Service, host: str, port: int, ready: Any) -> None:
+    server = uvicorn.Server(
+        uvicorn.Config(service.app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+    )
+
+    def announce() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            threading.Event().wait(0.05)
+        sockets = [s for srv in server.servers for s in srv.sockets]
+        actual = sockets[0].getsockname()[1] if sockets else port
+        print(f"vigil serve: listening on http://{host}:{actual}", file=sys.stderr, flush=True)
+        if ready is not None:
+            ready(actual)
+
+    threading.Thread(target=announce, name="vigil-announce", daemon=True).start()
+    server.run()
