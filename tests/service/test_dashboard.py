@@ -117,3 +117,19 @@ def test_dashboard_with_a_read_token_cannot_write(live_server: str, browser, run
     assert "403" in page.text_content("#error")
     assert store.list(device="p1")[0].status != "confirmed"
     page.close()
+
+
+def test_api_docs_render_offline(live_server: str, browser) -> None:
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    # Anything that is not this server fails, as it would on a plant network without internet access.
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(live_server) else route.abort())
+    page.goto(live_server + "/docs")
+    page.wait_for_selector(".swagger-ui .info .title")
+    assert "Vigil monitoring service" in page.text_content(".swagger-ui .info .title")
+    page.wait_for_selector(".opblock-summary-path")
+    paths = page.locator(".opblock-summary-path").all_text_contents()
+    assert any(path.startswith("/alerts") for path in paths) and "/ingest" in paths
+    assert all(url.startswith(live_server) for url in requests), [u for u in requests if not u.startswith(live_server)]
+    page.close()

@@ -196,6 +196,8 @@ def create_app(
         title="Vigil monitoring service",
         summary="Anomaly detection on IoT telemetry: ingest, alerts, verdicts, models, metrics.",
         version=_vigil_version(),
+        docs_url=None,  # served below from local assets: FastAPI's default page loads Swagger UI from a CDN
+        redoc_url=None,
     )
     read = Depends(_scope_dependency(auth, "read"))
     write = Depends(_scope_dependency(auth, "write"))
@@ -400,7 +402,26 @@ def create_app(
         return HTMLResponse((static / "index.html").read_text(encoding="utf-8"))
 
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    _add_offline_docs(app)
     return app
+
+
+def _add_offline_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI from the assets the ``fastapi-offline`` package ships, so it works offline."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    assets = resources.files(require("fastapi_offline")) / "static"
+    app.mount("/docs-assets", StaticFiles(directory=str(assets)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} · API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon.png",
+        )
 
 
 def _time_param(value: str | None, name: str) -> datetime | None:
