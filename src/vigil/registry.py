@@ -82,9 +82,18 @@ def detector_class(name: str) -> type[BaseDetector]:
 def make_detector(name: str, **params: Any) -> BaseDetector:
     """Create the detector registered under ``name`` with ``params``.
 
+    A detector that draws random numbers gets ``random_state=0`` unless ``params`` names one, so that two
+    fits on the same data give the same scores, as they do from the command line (``--seed``); pass
+    ``random_state=None`` for fresh randomness.
+
     Examples
     --------
     >>> make_detector("pca", n_components=2)
-    PCADetector(n_components=2)
+    PCADetector(n_components=2, random_state=0)
+    >>> make_detector("iforest").random_state, make_detector("iforest", random_state=None).random_state
+    (0, None)
     """
-    return detector_class(name)(**params)
+    cls = detector_class(name)
+    if "random_state" not in params and "random_state" in cls._param_names():
+        params = {**params, "random_state": 0}
+    return cls(**params)
