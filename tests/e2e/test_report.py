@@ -129,3 +129,29 @@ def test_report_rejects_files_that_are_not_results(tmp_path, capsys):
     assert main(["report", str(bogus), "-o", str(tmp_path / "r.html")]) == 2
     assert "not a result" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "missing.json"), "-o", str(tmp_path / "r.html")]) == 2
+
+
+def test_timelines_draw_their_alarm_ticks_and_say_how_many_parts_they_show() -> None:
+    import matplotlib.pyplot as plt
+
+    from vigil.evaluation.result_report import _timelines
+    from vigil.evaluation.scores_file import PartScores
+
+    rng = np.random.default_rng(0)
+    parts = []
+    for k in range(8):
+        scores = rng.uniform(0.1, 0.9, 200)
+        scores[100:110] = 5.0  # ten alarms per part
+        parts.append(PartScores(f"part{k}", scores, np.arange(200) >= 100, 1.0))
+    fig = _timelines(parts, "demo")
+    try:
+        assert "the first 6 of 8 parts" in fig._suptitle.get_text()
+        for ax in fig.axes:
+            ticks = [line for line in ax.get_lines() if line.get_marker() == "|"]
+            assert len(ticks) == 1 and len(ticks[0].get_xdata()) == 10
+            fig.canvas.draw()
+            (_, y0), (_, y1) = ax.bbox.get_points()
+            drawn = ticks[0].get_transform().transform(np.column_stack(ticks[0].get_data()))
+            assert ((drawn[:, 1] >= y0) & (drawn[:, 1] <= y1)).all()  # inside the plot, not off the log axis
+    finally:
+        plt.close(fig)

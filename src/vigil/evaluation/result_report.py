@@ -81,13 +81,18 @@ def _timelines(parts: list[PartScores], title: str, limit: int = 6):
         ax.plot(x, np.maximum(relative, 1e-3), lw=0.7, color="#30475e")
         ax.axhline(1.0, color="#c0392b", lw=0.8, ls="--")
         alarms = relative > 1.0
-        ax.plot(x[alarms], np.full(alarms.sum(), ax.get_ylim()[0] if alarms.any() else 0), "|", color="#c0392b", ms=6)
+        # Ticks at the foot of the axes (x in rows, y as a share of the height), so the log scale cannot
+        # place them outside the plot, as the lower data limit did before.
+        ax.plot(x[alarms], np.full(alarms.sum(), 0.04), "|", color="#c0392b", ms=6, transform=ax.get_xaxis_transform())
         ax.set_yscale("log")
         ax.set_ylabel("score ÷ thr.", fontsize=8)
         ax.set_title(part.name, fontsize=9, loc="left")
         ax.tick_params(labelsize=7)
     axes[-1, 0].set_xlabel("row of the test part")
-    fig.suptitle(f"{title}: score over threshold (log); shaded: labelled anomalies; red ticks: alarms", fontsize=10)
+    which = f"all {len(parts)} parts" if len(shown) == len(parts) else f"the first {len(shown)} of {len(parts)} parts"
+    fig.suptitle(
+        f"{title}, {which}: score over threshold (log); shaded: labelled anomalies; red ticks: alarms", fontsize=10
+    )
     fig.tight_layout()
     return fig
 
