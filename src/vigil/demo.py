@@ -146,8 +146,9 @@ def _timeline_figure(
         )
     ax.set_yscale("log")
     ax.set_ylabel("score (log)")
-    ax.set_title("Anomaly score over the live period; shaded: injected incidents")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title("Anomaly score over the live period; shaded: injected incidents", loc="right", fontsize=10)
+    # Above the plot, where the incident labels along its top edge cannot be covered.
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, fontsize=8, frameon=False)
     fig.autofmt_xdate()
     return fig
 

@@ -23,7 +23,9 @@ body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 
        color: #1d2530; padding: 0 1rem; }
 h1 { font-size: 1.7rem; margin-bottom: .2rem; } h2 { margin-top: 2.2rem; border-bottom: 1px solid #d8dee6; }
 .sub { color: #5b6675; margin-top: 0; }
-table { border-collapse: collapse; margin: .8rem 0; font-size: .92rem; }
+.table-wrap { overflow-x: auto; margin: .8rem 0; }
+table { border-collapse: collapse; font-size: .92rem; }
+td { overflow-wrap: anywhere; } td:not(.num) { min-width: 6ch; }
 th, td { border-bottom: 1px solid #e3e8ee; padding: .3rem .7rem; text-align: left; vertical-align: top; }
 th { background: #f3f5f8; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .ok { color: #1a7f37; font-weight: 600; } .bad { color: #c0392b; font-weight: 600; }
@@ -102,7 +104,10 @@ class Report:
     def table(self, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
         body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in rows)
-        self._parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        # Wide tables wrap their text within the page and scroll sideways past it, never cut a column off.
+        self._parts.append(
+            f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+        )
 
     def figure(self, fig: Figure, caption: str = "") -> None:
         self._parts.append(figure_to_html(fig, caption))
