@@ -133,3 +133,23 @@ def test_api_docs_render_offline(live_server: str, browser) -> None:
     assert any(path.startswith("/alerts") for path in paths) and "/ingest" in paths
     assert all(url.startswith(live_server) for url in requests), [u for u in requests if not u.startswith(live_server)]
     page.close()
+
+
+def test_dashboard_reflows_to_a_phone_width(live_server: str, browser, runtime: Runtime, tmp_path: Path) -> None:
+    feed(runtime)
+    page = browser.new_page(viewport={"width": 420, "height": 900})
+    page.goto(live_server + "/")
+    page.fill("#token", READ_TOKEN)
+    page.click("#token-form button")
+    page.locator("#alerts tbody tr").first.wait_for()
+    page.locator("#alerts tbody tr", has_text="p1").first.click()
+    page.wait_for_selector("#detail:not([hidden])")
+    page.screenshot(path=str(tmp_path / "dashboard-420.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 420  # nothing sticks out sideways
+    boxes = {name: page.locator(f"#{name}-panel").bounding_box() for name in ("alerts", "detail", "timeline")}
+    for box in boxes.values():
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 420
+    # one column: each panel below the one before
+    assert boxes["alerts"]["y"] + boxes["alerts"]["height"] <= boxes["detail"]["y"] + 1
+    assert boxes["detail"]["y"] + boxes["detail"]["height"] <= boxes["timeline"]["y"] + 1
+    page.close()
