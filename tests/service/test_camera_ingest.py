@@ -90,6 +90,35 @@ def test_a_corrupt_frame_is_dead_lettered_and_the_camera_goes_on(service) -> Non
         assert client.post("/ingest/image/cam-2", content=_png(image)).status_code == 401
 
 
+def test_a_decompression_bomb_is_a_dead_letter_not_a_retry(service) -> None:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
+    bomb = (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
+    with TestClient(service.app) as client:
+        refused = client.post("/ingest/image/cam-3?name=bomb.png", content=bomb, headers=WRITE)
+        assert refused.status_code == 422, refused.text
+        assert "more pixels than the limit" in refused.json()["detail"]
+        letters = client.get("/dead-letters", headers=READ).json()["dead_letters"]
+        assert [d["device"] for d in letters] == ["cam-3"]
+
+
+def test_camera_frames_at_the_size_limit_are_read_and_one_byte_past_refused(service) -> None:
+    from vigil.service.app import DEFAULT_MAX_IMAGE_BYTES
+
+    with TestClient(service.app) as client:
+        at_limit = client.post("/ingest/image/cam-4", content=b"x" * DEFAULT_MAX_IMAGE_BYTES, headers=WRITE)
+        assert at_limit.status_code == 422  # read, and refused for not being an image
+        past = client.post("/ingest/image/cam-4", content=b"x" * (DEFAULT_MAX_IMAGE_BYTES + 1), headers=WRITE)
+        assert past.status_code == 413
+
+
 def test_without_a_camera_model_the_endpoint_says_how_to_get_one(tmp_path: Path, registry: ModelRegistry) -> None:
     tokens = tmp_path / "tokens"
     tokens.write_text(f"write {WRITE_TOKEN}\n")

@@ -84,3 +84,17 @@ def test_scoring_in_small_chunks_gives_the_same_rows(plant, monkeypatch):
     assert sorted(p.name for p in (plant / "maps-chunked").iterdir()) == sorted(
         p.name for p in (plant / "maps-whole").iterdir()
     )
+
+
+def test_a_decompression_bomb_in_a_scored_folder_is_an_error_cell(plant, capsys):
+    from test_io import bomb_png
+
+    model, scores = plant / "model", plant / "scores.csv"
+    assert main(["fit", str(plant / "train"), "--detector", "patch-gauss", "--param", "grid=8", "--size", "48",
+                 "-o", str(model)]) == 0  # fmt: skip
+    (plant / "line" / "bomb.png").write_bytes(bomb_png())
+    assert main(["score", str(model), str(plant / "line"), "-o", str(scores)]) == 0
+    assert "2 could not be read" in capsys.readouterr().out
+    with scores.open() as handle:
+        rows = {row["path"]: row for row in csv.DictReader(handle)}
+    assert rows["bomb.png"]["score"] == "" and "more pixels than the limit" in rows["bomb.png"]["error"]

@@ -142,3 +142,34 @@ def test_stream_dead_letters_bad_frames_and_goes_on():
     assert "f3" in stream.dead_letters[1].reason
     letter = stream.dead_letters[0].to_dead_letter(source="camera:line1")
     assert letter.kind == "invalid_record" and letter.source == "camera:line1" and letter.payload == "f2"
+
+
+def bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A PNG of about 100 bytes whose header claims ``width`` × ``height`` pixels (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
+
+
+def test_a_decompression_bomb_is_refused_before_decoding():
+    data = bomb_png()
+    assert len(data) < 200
+    with pytest.raises(InvalidInputError, match=r"bomb\.png: the image claims more pixels than the limit"):
+        decode_image(data, where="bomb.png")
+    # Under Pillow's own bomb limit, the header is read and ours refuses it before any decoding.
+    with pytest.raises(InvalidInputError, match=r"claims 9000×8000 = 72000000 pixels, more than the limit"):
+        decode_image(bomb_png(9000, 8000), where="big.png")
+
+
+def test_the_pixel_limit_admits_an_image_at_the_limit_and_refuses_one_past_it():
+    data = _encode(np.zeros((20, 30), dtype=np.uint8))
+    assert decode_image(data, max_pixels=600).shape == (20, 30)
+    with pytest.raises(InvalidInputError, match="600 pixels, more than the limit of 599"):
+        decode_image(data, max_pixels=599)

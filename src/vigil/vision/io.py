@@ -52,6 +52,7 @@ from vigil.errors import DatasetNotFoundError, InvalidInputError
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "MAX_IMAGE_PIXELS",
     "RESIZE_POLICIES",
     "BadFrame",
     "FrameStream",
@@ -63,6 +64,10 @@ __all__ = [
     "read_mask",
     "require_pillow",
 ]
+
+#: Most pixels (width × height) of an image that is decoded: 64 megapixels, above any inspection camera's frame
+#: (a 4K frame has 8.3) and far below what would exhaust memory once decoded (a grey byte, an RGB three per pixel).
+MAX_IMAGE_PIXELS = 64_000_000
 
 RESIZE_POLICIES = ("stretch", "crop", "pad")
 """The accepted values of ``resize=`` (see the module docstring)."""
@@ -131,14 +136,27 @@ def _place(array: NDArray[Any], size: tuple[int, int], offset: tuple[int, int], 
     return np.pad(array, widths, mode="edge" if fill_edge else "constant")
 
 
-def _open(data: bytes, where: str):
+def _open(data: bytes, where: str, max_pixels: int = MAX_IMAGE_PIXELS):
     Image = require_pillow()
     from PIL import UnidentifiedImageError
 
     try:
+        # Image.open reads the header only; its own bomb check (far above our limit) raises here.
         image = Image.open(io.BytesIO(data))
         image_format = image.format
+        pixels = image.width * image.height
+        if pixels > max_pixels:  # checked before decoding: a 100-byte PNG can claim 10^10 pixels
+            msg = (
+                f"{where}: the image claims {image.width}×{image.height} = {pixels} pixels, more than the limit "
+                f"of {max_pixels}; it is not decoded"
+            )
+            raise InvalidInputError(msg)
         image.load()  # decodes everything: a truncated file fails here, not later
+    except InvalidInputError:
+        raise
+    except Image.DecompressionBombError as exc:
+        msg = f"{where}: the image claims more pixels than the limit of {max_pixels}; it is not decoded ({exc})"
+        raise InvalidInputError(msg) from exc
     except UnidentifiedImageError as exc:
         msg = f"{where}: not a readable image (supported formats: JPEG, PNG)"
         raise InvalidInputError(msg) from exc
@@ -161,6 +179,7 @@ def decode_image(
     mode: str = "L",
     resize: str = "stretch",
     where: str = "image",
+    max_pixels: int = MAX_IMAGE_PIXELS,
 ) -> NDArray[np.uint8]:
     """Decode JPEG or PNG bytes into a ``uint8`` array of shape (H, W) (grey) or (H, W, 3) (RGB).
 
@@ -176,11 +195,13 @@ def decode_image(
         The resize policy (module docstring).
     where : str
         Name used in error messages, usually the file name.
+    max_pixels : int
+        Images whose header claims more pixels (width × height) are refused before any decoding.
 
     Raises
     ------
     InvalidInputError
-        Empty, truncated, corrupt or unsupported data; the message starts with ``where``.
+        Empty, truncated, corrupt, unsupported or too large data; the message starts with ``where``.
 
     Examples
     --------
@@ -200,7 +221,7 @@ def decode_image(
     if not data:
         msg = f"{where}: the file is empty (0 bytes)"
         raise InvalidInputError(msg)
-    image = _open(bytes(data), where).convert(mode)
+    image = _open(bytes(data), where, max_pixels).convert(mode)
     if hw is not None and (image.height, image.width) != hw:
         Image = require_pillow()
         (sh, sw), offset = _geometry((image.height, image.width), hw, resize)
