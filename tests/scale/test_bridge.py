@@ -23,10 +23,12 @@ def test_device_key_from_topic_or_payload() -> None:
 
 @pytest.mark.kafka
 @pytest.mark.mqtt
-def test_bridge_forwards_keyed_in_order_and_acknowledges(kafka_bootstrap: str, topic_name: str) -> None:
+def test_bridge_forwards_keyed_in_order_and_acknowledges(
+    kafka_bootstrap: str, topic_name: str, service_missing
+) -> None:
     paho = pytest.importorskip("paho.mqtt.client", reason="the bridge needs paho-mqtt: pip install 'vigil[service]'")
     if not listening("127.0.0.1", 1883):
-        pytest.skip("no MQTT broker at 127.0.0.1:1883 (start mosquitto)")
+        service_missing("no MQTT broker at 127.0.0.1:1883 (start mosquitto)")
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
     from paho.mqtt.enums import CallbackAPIVersion
 

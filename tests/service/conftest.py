@@ -54,7 +54,7 @@ def runtime(store: SqlAlertStore, registry: ModelRegistry, config: RuntimeConfig
 
 
 @pytest.fixture
-def broker() -> str:
+def broker(service_missing) -> str:
     if not port_open("127.0.0.1", 1883):
-        pytest.skip("no MQTT broker at 127.0.0.1:1883 (start mosquitto)")
+        service_missing("no MQTT broker at 127.0.0.1:1883 (start mosquitto)")
     return "mqtt://127.0.0.1:1883"

@@ -132,11 +132,11 @@ def test_messages_are_scored_and_alerts_and_dead_letters_published(
 
 
 @pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[Callable[[], None]]:
+def own_broker(tmp_path: Path, service_missing) -> Iterator[Callable[[], None]]:
     """A private Mosquitto with persistence on a free port, which the test may restart."""
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(binary).exists():
-        pytest.skip("the mosquitto binary is not installed (apt-get install mosquitto)")
+        service_missing("the mosquitto binary is not installed (apt-get install mosquitto)")
     port = free_port()
     data = tmp_path / "broker"
     data.mkdir()
@@ -277,11 +277,13 @@ def test_sigkill_mid_stream_keeps_every_alert_and_resumes(
             proc.stderr.close()
 
 
-def test_username_and_password_from_a_file(tmp_path: Path, store: SqlAlertStore, registry: ModelRegistry) -> None:
+def test_username_and_password_from_a_file(
+    tmp_path: Path, store: SqlAlertStore, registry: ModelRegistry, service_missing
+) -> None:
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     passwd = shutil.which("mosquitto_passwd")
     if not Path(binary).exists() or passwd is None:
-        pytest.skip("mosquitto and mosquitto_passwd are needed (apt-get install mosquitto)")
+        service_missing("mosquitto and mosquitto_passwd are needed (apt-get install mosquitto)")
     secret = f"pw-{uuid.uuid4().hex}"
     passwords = tmp_path / "passwords"
     subprocess.run([passwd, "-c", "-b", str(passwords), "vigil", secret], check=True, capture_output=True)
