@@ -302,6 +302,9 @@ class BaseDetector:
         if cls is not BaseDetector and not issubclass(klass, cls):
             msg = f"{path} holds a {klass.__name__}, not a {cls.__name__}"
             raise ModelFormatError(msg)
+        if not isinstance(document.get("params", {}), dict) or not isinstance(document.get("state"), dict):
+            msg = f"{Path(path) / 'config.json'}: fields 'params' and 'state' must be objects"
+            raise ModelFormatError(msg)
         params = dict(document.get("params", {}))
         # JSON has no tuples: give back the tuple type of parameters whose default is a tuple.
         defaults = {p.name: p.default for p in inspect.signature(klass.__init__).parameters.values()}

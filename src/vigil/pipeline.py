@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 from typing import Any, Self
 
@@ -302,12 +303,23 @@ class Pipeline:
             pipe.n_features_in_ = len(pipe.feature_names_in_)
             pipe.train_score_quantiles_ = dict(document.get("train_score_quantiles", {}))
             pipe.version_ = str(document["version"])
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             msg = f"{directory} is not a valid saved pipeline: {exc!r}"
             raise ModelFormatError(msg) from exc
-        if pipe.scaler_.center_.shape != (pipe.n_features_in_,) or detector.n_features_in_ != pipe.n_features_in_:
+        if not math.isfinite(pipe.threshold_):
+            msg = f"{directory / 'config.json'}: field threshold.threshold is {pipe.threshold_}, not a finite number"
+            raise ModelFormatError(msg)
+        n_detector = getattr(detector, "n_features_in_", None)
+        if pipe.scaler_.center_.shape != (pipe.n_features_in_,) or n_detector != pipe.n_features_in_:
             msg = f"{directory} is inconsistent: scaler, detector and feature names disagree on the feature count"
             raise ModelFormatError(msg)
+        # The state arrays must also fit together (a components_ of the wrong shape loads, then fails every
+        # score): score the training centre once, so that a bad directory is refused here, not on live data.
+        try:
+            pipe.score_samples(np.tile(pipe.scaler_.center_, (pipe.context_rows + 1, 1)))
+        except Exception as exc:
+            msg = f"{directory}: the loaded model cannot score ({type(exc).__name__}: {exc}); its state is inconsistent"
+            raise ModelFormatError(msg) from exc
         return pipe
 
 

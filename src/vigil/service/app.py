@@ -19,7 +19,7 @@ R      ``GET /dead-letters``               refused messages with reasons
 ``-``  ``GET /``                           the dashboard (its API calls carry the token)
 =====  ==================================  =====================================================
 
-Errors map in one place: :class:`~vigil.errors.InvalidInputError` → 422,
+Errors map in one place: :class:`~vigil.errors.InvalidInputError` and :class:`~vigil.errors.ModelFormatError` → 422,
 :class:`~vigil.errors.NotFittedError` → 409, any other :class:`~vigil.errors.VigilError` → 500.
 """
 
@@ -34,7 +34,7 @@ from datetime import datetime
 from importlib import resources
 from typing import Annotated, Any, Literal
 
-from vigil.errors import InvalidInputError, NotFittedError, VigilError
+from vigil.errors import InvalidInputError, ModelFormatError, NotFittedError, VigilError
 from vigil.service._optional import require
 from vigil.service.auth import TokenAuth
 from vigil.service.prometheus import CONTENT_TYPE, render_metrics
@@ -215,7 +215,7 @@ def create_app(
 
     @app.exception_handler(VigilError)
     async def vigil_error(request: Request, exc: VigilError) -> JSONResponse:
-        if isinstance(exc, InvalidInputError):
+        if isinstance(exc, InvalidInputError | ModelFormatError):  # a stored version that does not load is bad input
             code = 422
         elif isinstance(exc, NotFittedError):
             code = 409
