@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import pandas as pd
 
+from vigil.errors import InvalidInputError
 from vigil.network.features import PacketFeatureExtractor, decays_for_training
 from vigil.network.incidents import NetworkIncident, type_incidents
 from vigil.network.packets import PacketTable
@@ -52,6 +53,9 @@ def read_packets_as_table(
     from vigil.network.pcap import read_capture
 
     packets, stats = read_capture(path, max_packets=max_packets)
+    if not len(packets):
+        msg = f"{path}: the capture holds no IP packet ({stats.frames} frames in all)"
+        raise InvalidInputError(msg)
     if feature_names is not None:
         ex = PacketFeatureExtractor.from_feature_names(feature_names, **extractor)
     else:

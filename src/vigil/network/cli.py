@@ -55,9 +55,14 @@ def write_capture_scores(model: str | Path, capture: str | Path, output: str | P
         kinds[incident.kind] = kinds.get(incident.kind, 0) + 1
     typed = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"
     skipped = scored.read_stats.get("non_ip", 0) + scored.read_stats.get("malformed", 0)
+    cut = (
+        "; the capture ends inside a packet (cut short): that last packet was not read"
+        if scored.read_stats.get("truncated_tail")
+        else ""
+    )
     return (
         f"scored {len(scored.rows)} packets with {pipe.version_}: {int(scored.rows['anomaly'].sum())} above the "
-        f"threshold {pipe.threshold_:.4g}; incidents: {typed}; {skipped} frames skipped (non-IP or malformed); "
+        f"threshold {pipe.threshold_:.4g}; incidents: {typed}; {skipped} frames skipped (non-IP or malformed){cut}; "
         f"wrote {destination} and {side}"
     )
 

@@ -48,7 +48,17 @@ def read_replay_table(
     if not source.is_file():
         msg = f"{source} does not exist"
         raise InvalidInputError(msg)
-    frame = pd.read_parquet(source) if source.suffix == ".parquet" else pd.read_csv(source)
+    try:
+        frame = pd.read_parquet(source) if source.suffix == ".parquet" else pd.read_csv(source)
+    except UnicodeDecodeError as exc:
+        msg = f"{source} is not a text CSV file (byte {exc.start} is not UTF-8); pass a CSV or a .parquet file"
+        raise InvalidInputError(msg) from exc
+    except pd.errors.EmptyDataError as exc:
+        msg = f"{source} is empty"
+        raise InvalidInputError(msg) from exc
+    except (pd.errors.ParserError, ValueError, OSError) as exc:  # pyarrow's errors are ValueError or OSError
+        msg = f"{source} could not be read as a {'Parquet' if source.suffix == '.parquet' else 'CSV'} table: {exc}"
+        raise InvalidInputError(msg) from exc
     for column in (time_column, device_column, *(drop or [])):
         if column is not None and column not in frame.columns:
             msg = f"{source}: no column {column!r} (columns: {list(frame.columns)})"
@@ -128,7 +138,11 @@ def replay(
     host, port, _ = connect_options(options)
     client = make_client(options)
     client.max_inflight_messages_set(1000)
-    client.connect(host, port, keepalive=options.keepalive)
+    try:
+        client.connect(host, port, keepalive=options.keepalive)
+    except OSError as exc:  # refused, unreachable, unknown host: say which broker, not a traceback
+        msg = f"cannot reach the MQTT broker {host}:{port}: {exc.strerror or exc}"
+        raise InvalidInputError(msg) from exc
     client.loop_start()
     infos: list[Any] = []
     sent = 0
