@@ -42,7 +42,9 @@ def _split_columns(text: str | None) -> list[str]:
     return [c.strip() for c in text.split(",") if c.strip()] if text else []
 
 
-def _add_pipeline_options(parser: argparse.ArgumentParser, *, default_detector: str | None = None) -> None:
+def _add_pipeline_options(
+    parser: argparse.ArgumentParser, *, default_detector: str | None = None, default_alarms: str = "plain"
+) -> None:
     group = parser.add_argument_group("model")
     group.add_argument(
         "--detector", required=default_detector is None, default=default_detector, help="see `vigil detectors`"
@@ -86,6 +88,46 @@ def _add_pipeline_options(parser: argparse.ArgumentParser, *, default_detector: 
         help="with --smoothing: set the threshold from the smoothed (default) or the raw held-out scores",
     )
     group.add_argument("--seed", type=int, default=0, help="random_state of the detector (0)")
+    alarms = parser.add_argument_group("alarms (see docs/alarms.md)")
+    alarms.add_argument(
+        "--alarms",
+        default=default_alarms,
+        choices=["plain", "recommended"],
+        help=f"alarm rule to start from (default: {default_alarms}); the flags below override its parts",
+    )
+    alarms.add_argument("--on-delay", metavar="K/N", help="raise an alarm when K of the last N readings are flagged")
+    alarms.add_argument("--off-delay", type=int, metavar="M", help="clear after M readings at or below the clear level")
+    alarms.add_argument("--deadband", type=float, metavar="D", help="clear level = set level × (1 − D)")
+    alarms.add_argument("--holdoff", type=int, metavar="H", help="no re-alarm within H readings of a clear")
+    alarms.add_argument(
+        "--adapt", choices=["fixed", "baseline", "conformal", "spot"], help="how the set level follows the plant"
+    )
+    alarms.add_argument(
+        "--adapt-param",
+        action="append",
+        type=_parse_param,
+        default=[],
+        metavar="KEY=VALUE",
+        help="parameter of --adapt, repeatable, e.g. --adapt-param memory=600",
+    )
+    alarms.add_argument(
+        "--alarm-guard", type=float, metavar="G", help="freeze adaptation above this share of alarmed readings"
+    )
+
+
+def _alarm_stage(args: argparse.Namespace):
+    from vigil.alarms.rules import make_alarm_stage, parse_on_delay
+
+    return make_alarm_stage(
+        args.alarms,
+        on_delay=None if args.on_delay is None else parse_on_delay(args.on_delay),
+        off_delay=args.off_delay,
+        deadband=args.deadband,
+        holdoff=args.holdoff,
+        adapt=args.adapt,
+        adapt_params=dict(args.adapt_param),
+        guard=args.alarm_guard,
+    )
 
 
 def _pipeline_factory(args: argparse.Namespace):
@@ -107,6 +149,7 @@ def _pipeline_factory(args: argparse.Namespace):
         "quantile": {"quantile": args.quantile, "factor": args.factor},
         "pot": {"risk": args.risk},
     }[args.threshold]
+    stage = _alarm_stage(args)
 
     def make():
         return Pipeline(
@@ -116,6 +159,7 @@ def _pipeline_factory(args: argparse.Namespace):
             holdout=args.holdout,
             smoothing=args.smoothing,
             calibrate=args.calibrate,
+            alarm=stage.clone(),
         )
 
     config = {
@@ -126,6 +170,12 @@ def _pipeline_factory(args: argparse.Namespace):
         "holdout": args.holdout,
         "smoothing": args.smoothing,
         "calibrate": args.calibrate,
+        "alarm": {
+            "rule": args.alarms,
+            "policy": (stage.policy.to_dict() if stage.policy is not None else {}),
+            "adapt": stage.threshold.to_dict() if stage.threshold is not None else {"kind": "fixed"},
+            "guard": stage.guard,
+        },
     }
     make()  # fail now, before any data are read, on a bad parameter name
     return make, config
@@ -163,7 +213,33 @@ def _print_result(result: dict[str, Any]) -> None:
         ("recall", _num(result.get("recall"))),
         ("ROC-AUC", _num(result.get("roc_auc"))),
         ("PR-AUC", _num(result.get("pr_auc"))),
+        *([("VUS-PR", _num(result["vus_pr"]))] if result.get("vus_pr") is not None else []),
         ("event recall", _num(result.get("event_recall"))),
+        *(
+            [("false-alarm events per hour", _num(result["false_alarms_per_hour"], 2))]
+            if result.get("false_alarms_per_hour") is not None
+            else []
+        ),
+        *(
+            [("alarm floods (>10 alarms in 10 min)", f"{result['alarm_floods']} of {result['flood_intervals']}")]
+            if result.get("flood_intervals")
+            else []
+        ),
+        *(
+            [("realised FAR ÷ target, median over parts", _num(result["far_ratio_median"], 1))]
+            if result.get("far_ratio_median") is not None
+            else []
+        ),
+        *(
+            [
+                (
+                    f"time to detect, median / p90 ({result.get('detection_delay_unit', 'rows')})",
+                    f"{_num(result['detection_delay_median'], 1)} / {_num(result['detection_delay_p90'], 1)}",
+                )
+            ]
+            if result.get("detection_delay_p90") is not None
+            else []
+        ),
         ("F1, point-adjusted (inflated)", _num(result.get("f1_point_adjusted"))),
         ("F1, oracle threshold (mean over parts)", _num(result.get("oracle_best_f1_mean"))),
         *(
@@ -838,7 +914,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--resize", choices=["stretch", "crop", "pad"], default="stretch", help="resize policy (stretch)"
     )
     _add_table_options(p)
-    _add_pipeline_options(p)
+    _add_pipeline_options(p, default_alarms="recommended")
     _add_ray_options(p)
     p.set_defaults(func=_cmd_fit)
 

@@ -4,7 +4,7 @@ For every score, in time order, of one device:
 
 1. the threshold in force is read from the online threshold (``fixed`` unless the stage adapts), kept
    within ``[base / limit, base × limit]`` of the static threshold, so no drift and no poisoning can move
-   it further than that;
+   it further than that, and never below the device's ``floor`` (the level operators' verdicts set);
 2. the score is *flagged* when it is above that set level; the :class:`~vigil.alarms.policy.AlarmPolicy`
    turns flags into an *active* alarm (k-of-n on-delay, off-delay, deadband, re-alarm suppression);
 3. the score is shown to the online threshold only when it is believed normal: no alarm active and not
@@ -54,6 +54,8 @@ class AlarmState:
     last_time: float | None = None
     shelved_until: float | None = None
     readings: int = 0
+    floor: float | None = None
+    """A lowest set level an operator's verdicts put in place for this device (None: none)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +69,7 @@ class AlarmState:
             "last_time": self.last_time,
             "shelved_until": self.shelved_until,
             "readings": self.readings,
+            "floor": self.floor,
         }
 
     @classmethod
@@ -83,6 +86,7 @@ class AlarmState:
                 last_time=None if document["last_time"] is None else float(document["last_time"]),
                 shelved_until=None if document["shelved_until"] is None else float(document["shelved_until"]),
                 readings=int(document["readings"]),
+                floor=None if document.get("floor") is None else float(document["floor"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             msg = f"not a valid alarm state: {exc!r}"
@@ -232,7 +236,8 @@ class AlarmStage:
         """The set level in force for the device whose state this is."""
         self._check_fitted()
         low, high = self._bounds()
-        return min(max(self.threshold_.threshold(state.threshold), low), high)
+        level = min(max(self.threshold_.threshold(state.threshold), low), high)
+        return level if state.floor is None else max(level, state.floor)
 
     # ------------------------------------------------------------------ operator actions
     def shelve(self, state: AlarmState, until: float) -> None:
@@ -279,6 +284,8 @@ class AlarmStage:
         for i in range(n):
             score = float(values[i])
             level = min(max(online.threshold(state.threshold), low), high)
+            if state.floor is not None and state.floor > level:
+                level = state.floor
             thresholds[i] = level
             if times is not None:
                 now = float(times[i])

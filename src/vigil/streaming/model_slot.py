@@ -8,6 +8,7 @@ thresholds, its recent scores — goes with it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from collections import deque
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vigil.alarms import AlarmState
 from vigil.alerts import AlertEvent, AlertTracker
 from vigil.errors import InvalidInputError
 from vigil.pipeline import Pipeline
@@ -24,7 +26,17 @@ from vigil.streaming.device_calibration import DeviceCalibration
 from vigil.streaming.model_registry import ModelRegistry, atomic_write_text
 from vigil.streaming.runtime_types import RuntimeConfig
 
-__all__ = ["ModelSlot", "calibration_path", "load_slot", "save_calibration", "save_recent"]
+__all__ = [
+    "ModelSlot",
+    "alarm_state_path",
+    "calibration_path",
+    "load_slot",
+    "save_alarm_states",
+    "save_calibration",
+    "save_recent",
+]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -67,6 +79,7 @@ class ModelSlot:
     recent_scores: deque[float]
     recent_rows: deque[tuple[str, float, Sequence[float]]]
     open_devices: set[str] = field(default_factory=set)
+    alarm_states: dict[str, AlarmState] = field(default_factory=dict)
     drifted: bool = False
     last_event_ts: float | None = None
     last_event_mono: float = 0.0
@@ -82,6 +95,13 @@ class ModelSlot:
     @property
     def threshold(self) -> float:
         return float(self.pipeline.threshold_)
+
+    def alarm_state(self, device: str) -> AlarmState:
+        """The device's alarm-stage state, fresh (as at the end of calibration) for a device not seen yet."""
+        state = self.alarm_states.get(device)
+        if state is None:
+            state = self.alarm_states[device] = self.pipeline.alarm_.start()
+        return state
 
 
 def load_slot(registry: ModelRegistry, name: str, config: RuntimeConfig) -> ModelSlot:
@@ -99,6 +119,15 @@ def load_slot(registry: ModelRegistry, name: str, config: RuntimeConfig) -> Mode
     saved = calibration_path(registry, name, version)
     if saved.is_file():
         calibration.restore(json.loads(saved.read_text(encoding="utf-8")))
+    alarm_states: dict[str, AlarmState] = {}
+    saved_alarms = alarm_state_path(registry, name, version)
+    if saved_alarms.is_file():
+        try:
+            document = json.loads(saved_alarms.read_text(encoding="utf-8"))
+            alarm_states = {str(device): AlarmState.from_dict(state) for device, state in document.items()}
+        except (ValueError, AttributeError) as exc:
+            # Adaptation restarts from calibration rather than the service refusing to start; said in the log.
+            log.warning("%s: unreadable alarm state, devices start from calibration: %s", saved_alarms, exc)
     return ModelSlot(
         name=name,
         version=version,
@@ -110,6 +139,7 @@ def load_slot(registry: ModelRegistry, name: str, config: RuntimeConfig) -> Mode
         context=int(pipeline.context_rows),
         recent_scores=deque(maxlen=config.calibration_window * 4),
         recent_rows=deque(maxlen=config.recent_rows),
+        alarm_states=alarm_states,
     )
 
 
@@ -123,6 +153,17 @@ def save_calibration(registry: ModelRegistry, slot: ModelSlot) -> None:
     atomic_write_text(
         calibration_path(registry, slot.name, slot.version), json.dumps(slot.calibration.overrides(), indent=2)
     )
+
+
+def alarm_state_path(registry: ModelRegistry, name: str, version: str) -> Path:
+    """Where the per-device alarm-stage states of one model version are kept across restarts."""
+    return registry.model_dir(name) / "alarm-state" / f"{version}.json"
+
+
+def save_alarm_states(registry: ModelRegistry, slot: ModelSlot) -> None:
+    """Write every device's alarm-stage state of the slot (adaptive level, annunciation, shelving)."""
+    document = {device: state.to_dict() for device, state in slot.alarm_states.items()}
+    atomic_write_text(alarm_state_path(registry, slot.name, slot.version), json.dumps(document))
 
 
 def save_recent(registry: ModelRegistry, slot: ModelSlot) -> None:

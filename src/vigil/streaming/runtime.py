@@ -46,7 +46,14 @@ from vigil.streaming.dead_letters import DeadLetter
 from vigil.streaming.drift import DriftReport, score_drift
 from vigil.streaming.messages import Reading, Rejection, decode_payload, parse_record
 from vigil.streaming.model_registry import ModelRegistry
-from vigil.streaming.model_slot import ModelSlot, calibration_path, load_slot, save_calibration, save_recent
+from vigil.streaming.model_slot import (
+    ModelSlot,
+    calibration_path,
+    load_slot,
+    save_alarm_states,
+    save_calibration,
+    save_recent,
+)
 from vigil.streaming.runtime_metrics import RuntimeMetrics
 from vigil.streaming.runtime_types import Decision, Outcome, RuntimeConfig
 from vigil.times import format_time
@@ -558,30 +565,43 @@ class Runtime:
         X = np.array([item.vector for item in pending], dtype=np.float64)
         n, d = X.shape
         shares = np.zeros((n, d))
-        thresholds = np.array([slot.calibration.threshold(item.reading.device, slot.threshold) for item in pending])
+        by_device: dict[str, list[int]] = {}
+        for i, item in enumerate(pending):
+            by_device.setdefault(item.reading.device, []).append(i)
+        windows: dict[str, np.ndarray] = {}
         if slot.context == 0:
             scores = np.asarray(slot.pipeline.score_samples(X), dtype=np.float64)
-            flagged = scores > thresholds
-            if flagged.any():
-                shares[flagged] = slot.pipeline.contributions(X[flagged])
         else:
             scores = np.empty(n)
-            by_device: dict[str, list[int]] = {}
-            for i, item in enumerate(pending):
-                by_device.setdefault(item.reading.device, []).append(i)
             for device, rows in by_device.items():
                 state = self._devices[device]
                 history = state.history if state.history is not None else np.empty((0, d))
                 joined = np.vstack([history, X[rows]])
-                device_scores = slot.pipeline.score_samples(joined)[len(history) :]
-                scores[rows] = device_scores
-                if (device_scores > thresholds[rows]).any():
-                    shares[rows] = slot.pipeline.contributions(joined)[len(history) :]
+                scores[rows] = slot.pipeline.score_samples(joined)[len(history) :]
+                windows[device] = joined
                 state.history = joined[-slot.context :]
-            flagged = scores > thresholds
         if not np.isfinite(scores).all():
             msg = f"model {slot.name} ({slot.version}) produced non-finite scores"
             raise VigilError(msg)
+        # The pipeline's own alarm stage decides, device by device in time order, continuing each device's
+        # state: the same object and the same decisions as `Pipeline.decide` over the whole series.
+        flagged = np.zeros(n, dtype=bool)
+        thresholds = np.empty(n)
+        for device, rows in by_device.items():
+            state = slot.alarm_state(device)
+            override = slot.calibration.threshold(device, slot.threshold)
+            state.floor = override if override > slot.threshold else None
+            times = [pending[i].reading.timestamp for i in rows]
+            run = slot.pipeline.alarm_.run(scores[rows], state, timestamps=times)
+            flagged[rows] = run.active
+            thresholds[rows] = run.thresholds
+            for row, reason in run.notes:
+                log.info("device %s at %s: %s", device, pending[rows[row]].reading.time, reason)
+            if run.active.any() and device in windows:
+                joined = windows[device]
+                shares[rows] = slot.pipeline.contributions(joined)[len(joined) - len(rows) :]
+        if slot.context == 0 and flagged.any():
+            shares[flagged] = slot.pipeline.contributions(X[flagged])
 
         decisions = []
         mono = time.monotonic()
@@ -699,8 +719,11 @@ class Runtime:
         return calibration_path(self.registry, name, version)
 
     def _save_recent(self, slot: ModelSlot | None = None) -> None:
+        # Recent rows (for retraining) and each device's alarm-stage state (adaptive level, shelving)
+        # are kept with the version, so a restart continues where the service stopped.
         for current in [slot] if slot is not None else list(self._slots.values()):
             save_recent(self.registry, current)
+            save_alarm_states(self.registry, current)
 
     def _resume_open_alerts(self) -> None:
         """Continue alerts a previous run left open (same version); close those of versions no longer served."""
