@@ -193,7 +193,12 @@ def check_record(
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
             msg = f"{base}[{name!r}] is not a number: {value!r}{suffix}"
             raise InvalidInputError(msg)
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer beyond float64's range (about 1.8e308)
+            digits = int(int(value).bit_length() * 0.30103) + 1  # str() of a huge integer would itself fail
+            msg = f"{base}[{name!r}] is too large for a float: an integer of about {digits} digits{suffix}"
+            raise InvalidInputError(msg) from None
         if not np.isfinite(value):
             kind = "NaN" if np.isnan(value) else "infinite"
             msg = f"{base}[{name!r}] is {kind}{suffix}"

@@ -19,7 +19,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from service_helpers import anomalous_readings, free_port, normal_readings, port_open
+from service_helpers import SENSORS, anomalous_readings, free_port, normal_readings, port_open
 
 from vigil.alerts import SqlAlertStore
 from vigil.pipeline import Pipeline
@@ -129,6 +129,29 @@ def test_messages_are_scored_and_alerts_and_dead_letters_published(
         assert events[0]["event"] == "opened" and events[0]["alert"]["id"] == alerts[0].id
     finally:
         listener.close()
+
+
+def test_poison_messages_beyond_the_receive_maximum_never_stall_ingestion(
+    service, store: SqlAlertStore, prefix: str
+) -> None:
+    """2,100 payloads holding a 4,301-digit integer (more than the broker's receive maximum of 2,000
+    unacknowledged messages), then 100 valid ones: every poison message is dead-lettered and acknowledged,
+    so the valid ones still arrive and are scored."""
+    runtime, _ = service("5")
+    publisher = Publisher(1883)
+    rng = np.random.default_rng(5)
+    others = ", ".join(f'"{name}": 0.5' for name in SENSORS[1:]).encode()
+    poison = b'{"time": 1, "readings": {"temp_c": ' + b"7" * 4301 + b", " + others + b"}}"
+    try:
+        for i in range(2100):
+            publisher.publish(f"{prefix}/bad-{i % 7}/telemetry", poison)
+        for t in range(100):
+            publisher.publish(f"{prefix}/good-{t % 5}/telemetry", {"time": float(t), "readings": normal_readings(rng)})
+        wait_for(lambda: runtime.metrics.snapshot()["scored"].get("pump", 0) == 100, 60, "100 valid records scored")
+        wait_for(lambda: store.count_dead_letters() == 2100, 30, "2,100 dead letters")
+        assert store.count_dead_letters("wrong_type") == 2100
+    finally:
+        publisher.close()
 
 
 @pytest.fixture

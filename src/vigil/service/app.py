@@ -237,8 +237,15 @@ def create_app(
         """Score telemetry: one record, an array of records, or ``{"records": [...]}``.
 
         Answers 200 with one outcome per record (a decision, or the dead-letter reason) once the
-        decisions are stored; 422 when every record was refused; 413 over the size limit.
+        decisions are stored; 422 when every record was refused; 413 over the size limit; 415 when a
+        Content-Type other than JSON is declared (no Content-Type is read as JSON).
         """
+        media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media and media != "application/json" and not media.endswith("+json"):
+            # A client that labels its body as something else is misconfigured: say so, and keep the evidence.
+            detail = f"Content-Type {media!r} is not JSON: send application/json (or no Content-Type)"
+            await dead_letter(Rejection("invalid_json", detail), b"")
+            raise HTTPException(status_code=415, detail=detail)
         reason = f"payload is larger than the limit of {ingest_limit} bytes"
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > ingest_limit:

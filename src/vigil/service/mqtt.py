@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import ssl
 import threading
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ from vigil.alerts import AlertEvent
 from vigil.errors import InvalidInputError
 from vigil.service._optional import require
 from vigil.streaming.dead_letters import DeadLetter
+from vigil.streaming.messages import Rejection
 from vigil.streaming.runtime import Runtime
 
 mqtt = require("paho.mqtt.client")
@@ -235,12 +237,17 @@ class MqttIngest:
             if qos > 0:
                 client.ack(mid, qos)
 
+        source = f"mqtt:{message.topic}"
         try:
-            self.runtime.enqueue(
-                message.payload, f"mqtt:{message.topic}", device_hint=hint, on_done=acknowledge, timeout=None
-            )
-        except Exception:  # stopping: leave the message unacknowledged for the next run
+            self.runtime.enqueue(message.payload, source, device_hint=hint, on_done=acknowledge, timeout=None)
+        except queue.Full:  # stopping: leave the message unacknowledged for the next run
             log.warning("could not queue an MQTT message from %s; the broker will redeliver it", message.topic)
+        except Exception as exc:
+            # Anything else would come back with every redelivery: refuse this message alone, and acknowledge it
+            # once its dead letter is stored, so it can never fill the broker's window of unacknowledged messages.
+            log.exception("an MQTT message from %s could not be queued", message.topic)
+            rejection = Rejection("internal", f"the message could not be decoded: {exc!r}", hint)
+            self.runtime.reject(rejection, source, message.payload).add_done_callback(lambda _: acknowledge([]))
 
     # -- sink ----------------------------------------------------------------------------------------
 

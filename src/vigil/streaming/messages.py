@@ -3,15 +3,27 @@
 One record is a JSON object::
 
     {
-      "device": "pump-7",                        # 1-128 printable characters; on MQTT the topic may name it
+      "device": "pump-7",                        # see DEVICE_ID_PATTERN; on MQTT the topic may name it
       "time": "2024-05-01T12:00:00.250+00:00",   # ISO 8601 with a UTC offset, or POSIX seconds
       "readings": {"temp_c": 41.2, "flow_m3h": 12.5},   # sensor name -> finite number
       "asset_type": "pump",                      # optional: the model to score with (else by device route)
       "seq": 1042                                # optional: the device's message counter, echoed in messages
     }
 
-A payload is one record, a JSON array of records, or ``{"records": [...]}``. Decoding checks the shape
-only; whether the readings match a model's sensors is checked by the runtime once it knows the model.
+A payload is one record, a JSON array of records, or ``{"records": [...]}``.
+
+Limits, each refused with a located reason instead of reaching a parser or a model:
+
+- a payload of at most ``max_bytes`` bytes and ``max_records`` records (the runtime's configuration);
+- JSON nested at most :data:`MAX_NESTING_DEPTH` levels deep;
+- a number literal of at most :data:`MAX_NUMBER_CHARS` characters (a longer one would cost quadratic time
+  to convert, or overflow a float: it is refused as ``wrong_type`` in a reading, and its record only);
+- a time between :data:`MIN_TIME` (inclusive) and :data:`MAX_TIME` (exclusive), after applying its offset;
+- a device id matching :data:`DEVICE_ID_PATTERN`: it is a URL path segment (``/devices/{id}/timeline``) and an
+  MQTT topic level, so ``/``, ``+``, ``#``, spaces and control characters are refused.
+
+Decoding checks the shape only; whether the readings match a model's sensors is checked by the runtime once it
+knows the model.
 Anything wrong becomes a :class:`Rejection` with a dead-letter ``kind`` (see
 :data:`vigil.streaming.dead_letters.DEAD_LETTER_KINDS`) and a located reason — never an exception that could
 stop a long-running consumer, and never a silent fix.
@@ -22,19 +34,29 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from vigil.errors import InvalidInputError
 
 __all__ = [
+    "DEVICE_ID_PATTERN",
     "MAX_DEVICE_CHARS",
+    "MAX_NESTING_DEPTH",
+    "MAX_NUMBER_CHARS",
+    "MAX_TIME",
+    "MIN_TIME",
     "OPTIONAL_FIELDS",
     "REQUIRED_FIELDS",
+    "OversizedNumber",
     "Reading",
     "Rejection",
     "decode_payload",
+    "nesting_depth",
     "parse_record",
 ]
 
@@ -44,8 +66,66 @@ REQUIRED_FIELDS: tuple[str, ...] = ("device", "time", "readings")
 OPTIONAL_FIELDS: tuple[str, ...] = ("asset_type", "seq")
 #: Longest accepted device id.
 MAX_DEVICE_CHARS = 128
+#: What a device id may be made of: an ASCII letter or digit first, then letters, digits and ``. _ : @ ~ -``.
+#: Ids are URL path segments and MQTT topic levels, so they must survive both unchanged.
+DEVICE_ID_PATTERN = rf"[A-Za-z0-9][A-Za-z0-9._:@~-]{{0,{MAX_DEVICE_CHARS - 1}}}"
+#: Deepest nesting of arrays and objects in a payload (a batch of records needs 4).
+MAX_NESTING_DEPTH = 16
+#: Longest number literal, in characters (a float64 needs at most 24 to be written exactly).
+MAX_NUMBER_CHARS = 40
+#: Earliest accepted time: POSIX zero.
+MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+#: Times from here on are refused (far beyond any plant's lifetime, and within every clock's range).
+MAX_TIME = datetime(2200, 1, 1, tzinfo=UTC)
+#: Longest ``time`` text accepted (ISO 8601 with nanoseconds and an offset needs 35).
+MAX_TIME_CHARS = 64
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH = MIN_TIME
+_DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_OPEN = np.zeros(256, dtype=np.int8)
+_OPEN[[ord("["), ord("{")]] = 1
+_OPEN[[ord("]"), ord("}")]] = -1
+
+
+class OversizedNumber:
+    """Stands for a number literal longer than :data:`MAX_NUMBER_CHARS`, so only its record is refused.
+
+    Decoding never converts such a literal (Python refuses integers of more than 4,300 digits outright and
+    turns long decimals into infinity); the validation of the field that holds it refuses it with its length.
+    """
+
+    __slots__ = ("chars",)
+
+    def __init__(self, literal: str) -> None:
+        self.chars = len(literal)
+
+    def __repr__(self) -> str:
+        return f"a number of {self.chars} characters (at most {MAX_NUMBER_CHARS} are accepted)"
+
+
+def _parse_int(literal: str) -> int | OversizedNumber:
+    return OversizedNumber(literal) if len(literal) > MAX_NUMBER_CHARS else int(literal)
+
+
+def _parse_float(literal: str) -> float | OversizedNumber:
+    return OversizedNumber(literal) if len(literal) > MAX_NUMBER_CHARS else float(literal)
+
+
+_DECODER = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_float)
+
+
+def nesting_depth(raw: bytes) -> int:
+    """How deeply arrays and objects nest in a JSON text (brackets inside strings do not count).
+
+    Examples
+    --------
+    >>> nesting_depth(b'[{"a": [1, "]]]"]}]')
+    3
+    """
+    text = _STRINGS.sub(b"", raw)
+    steps = _OPEN[np.frombuffer(text, dtype=np.uint8)]
+    return int(np.cumsum(steps, dtype=np.int64).max(initial=0))
 
 
 class Rejection(NamedTuple):
@@ -106,9 +186,15 @@ def decode_payload(raw: bytes | str, *, max_bytes: int, max_records: int) -> lis
     size = len(raw)
     if size > max_bytes:
         return Rejection("oversized", f"payload of {size} bytes is larger than the limit of {max_bytes} bytes")
+    data = bytes(raw) if isinstance(raw, bytes | bytearray) else raw.encode("utf-8", "surrogatepass")
+    # Most payloads hold too few brackets to nest deeply; only the others are measured.
+    if data.count(b"[") + data.count(b"{") > MAX_NESTING_DEPTH:
+        depth = nesting_depth(data)
+        if depth > MAX_NESTING_DEPTH:
+            return Rejection("invalid_json", f"payload nests {depth} levels deep, at most {MAX_NESTING_DEPTH} allowed")
     try:
         # Decoding first skips json's encoding detection, which costs more than the parse of a small record.
-        document = json.loads(raw.decode("utf-8") if isinstance(raw, bytes | bytearray) else raw)
+        document = _DECODER.decode(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
         return Rejection("invalid_json", f"payload is not UTF-8 text: {exc}")
     except (json.JSONDecodeError, RecursionError) as exc:
@@ -133,8 +219,11 @@ def _check_device(value: Any) -> str | None:
         return f"'device' must be a non-empty string, got {value!r}"
     if len(value) > MAX_DEVICE_CHARS:
         return f"'device' is {len(value)} characters long, at most {MAX_DEVICE_CHARS} allowed"
-    if not value.isprintable():
-        return f"'device' holds control characters: {value!r}"
+    if _DEVICE_ID.fullmatch(value) is None:
+        return (
+            f"'device' {value!r} is not a device id: an ASCII letter or digit, then letters, digits "
+            "and . _ : @ ~ - only"
+        )
     return None
 
 
@@ -194,16 +283,22 @@ def parse_record(record: Any, *, device_hint: str | None = None, where: str = "r
 
 
 def _parse_time(value: Any) -> datetime:
+    if isinstance(value, OversizedNumber):
+        msg = f"'time' is {value!r}"
+        raise InvalidInputError(msg)
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        if not math.isfinite(value):
+        # JSON integers are exact and unbounded: compare before any float conversion can overflow.
+        if not (isinstance(value, int) or math.isfinite(value)):
             msg = f"'time' is not a finite number: {value!r}"
             raise InvalidInputError(msg)
-        try:
-            return datetime.fromtimestamp(float(value), tz=UTC)
-        except (OverflowError, OSError, ValueError) as exc:
-            msg = f"'time' {value!r} is out of range"
-            raise InvalidInputError(msg) from exc
+        if not MIN_TIME.timestamp() <= value < MAX_TIME.timestamp():
+            msg = f"'time' {value!r} is out of range: POSIX seconds from 0 up to {MAX_TIME.timestamp():.0f}"
+            raise InvalidInputError(msg)
+        return datetime.fromtimestamp(float(value), tz=UTC)
     if isinstance(value, str):
+        if len(value) > MAX_TIME_CHARS:
+            msg = f"'time' text is {len(value)} characters long, at most {MAX_TIME_CHARS} allowed"
+            raise InvalidInputError(msg)
         try:
             moment = datetime.fromisoformat(value)
         except ValueError as exc:
@@ -212,6 +307,14 @@ def _parse_time(value: Any) -> datetime:
         if moment.tzinfo is None or moment.utcoffset() is None:
             msg = f"'time' has no UTC offset: {value!r} (write for example {value}+00:00)"
             raise InvalidInputError(msg)
-        return moment.astimezone(UTC)
+        try:
+            moment = moment.astimezone(UTC)
+        except OverflowError as exc:  # 9999-12-31T23:59:59-23:59 is past datetime.max once in UTC
+            msg = f"'time' {value!r} is out of range once converted to UTC"
+            raise InvalidInputError(msg) from exc
+        if not MIN_TIME <= moment < MAX_TIME:
+            msg = f"'time' {value!r} is out of range: from {MIN_TIME.isoformat()} to before {MAX_TIME.isoformat()}"
+            raise InvalidInputError(msg)
+        return moment
     msg = f"'time' must be ISO 8601 text or POSIX seconds, got {type(value).__name__}"
     raise InvalidInputError(msg)
