@@ -10,8 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 from service_helpers import SENSORS, WRITE_TOKEN, normal_readings, payload, record
 
+from vigil.alerts import SqlAlertStore
 from vigil.service.app import create_app
 from vigil.service.auth import TokenAuth
+from vigil.streaming.dead_letters import DeadLetter
 from vigil.streaming.runtime import Decision, Runtime
 
 WRITE = {"Authorization": f"Bearer {WRITE_TOKEN}", "Content-Type": "application/json"}
@@ -33,6 +35,7 @@ HOSTILE = {
     "time_401_digits": (raw_record("bad", "1" * 401, "0.5"), "invalid_record"),
     "time_overflows_after_offset": (raw_record("bad", '"9999-12-31T23:59:59-23:59"', "0.5"), "invalid_record"),
     "time_underflows_after_offset": (raw_record("bad", '"0001-01-01T00:00:00+01:00"', "0.5"), "invalid_record"),
+    "reading_1e308": (raw_record("bad", "1", "1e308"), "non_finite_score"),
 }
 
 
@@ -45,6 +48,31 @@ def test_a_hostile_record_is_a_dead_letter_and_its_batch_neighbours_are_scored(r
     assert [type(o).__name__ for o in outcomes] == ["Decision", "DeadLetter", "Decision", "Decision"]
     assert outcomes[1].kind == kind, outcomes[1].reason
     assert all(np.isfinite(o.score) for o in outcomes if isinstance(o, Decision))
+
+
+def test_neighbours_score_as_if_the_hostile_record_had_never_come(runtime: Runtime, fitted) -> None:
+    rng = np.random.default_rng(1)
+    records = [record(f"d{i}", 1.0, normal_readings(rng)) for i in range(6)]
+    body = raw_batch(*(json.dumps(r).encode() for r in records[:3]), HOSTILE["reading_1e308"][0])
+    body = body[:-1] + b", " + b", ".join(json.dumps(r).encode() for r in records[3:]) + b"]"
+    outcomes = runtime.submit(body, "test").result(timeout=10)
+    decisions = [o for o in outcomes if isinstance(o, Decision)]
+    expected = fitted.score_samples(np.array([[r["readings"][s] for s in fitted.feature_names_in_] for r in records]))
+    assert np.allclose([d.score for d in decisions], expected)
+    assert [o.kind for o in outcomes if isinstance(o, DeadLetter)] == ["non_finite_score"]
+
+
+def test_hostile_posts_in_separate_submissions_spare_the_other_devices(runtime: Runtime, store: SqlAlertStore) -> None:
+    rng = np.random.default_rng(2)
+    futures = []
+    for i in range(40):
+        futures.append(runtime.submit(payload(record(f"ok-{i}", 1.0, normal_readings(rng))), "test"))
+        futures.append(runtime.submit(raw_record(f"bad-{i}", "1", "1e308"), "test"))
+    outcomes = [f.result(timeout=10)[0] for f in futures]
+    assert all(isinstance(o, Decision) for o in outcomes[0::2])
+    assert all(isinstance(o, DeadLetter) and o.kind == "non_finite_score" for o in outcomes[1::2])
+    assert store.count_dead_letters("non_finite_score") == 40
+    assert store.count_dead_letters("internal") == 0
 
 
 def test_the_valid_neighbour_of_a_refused_record_is_not_lost_to_a_duplicate(runtime: Runtime) -> None:

@@ -28,6 +28,7 @@ DEAD_LETTER_KINDS: tuple[str, ...] = (
     "oversized",  # payload or batch larger than the configured limit
     "out_of_order",  # a timestamp earlier than the device's previous one
     "duplicate",  # the same timestamp as the device's previous one
+    "non_finite_score",  # valid finite readings the model turns into no finite score (1e308, say): that record only
     "internal",  # the model raised while scoring a valid record (the record is kept, nothing crashes)
 )
 

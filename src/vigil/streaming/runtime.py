@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from vigil.alerts import Alert, AlertEvent, AlertSink, AlertStore, Publisher
-from vigil.errors import InvalidInputError, SchemaError, VigilError
+from vigil.errors import InvalidInputError, NumericalError, SchemaError, VigilError
 from vigil.streaming.dead_letters import DeadLetter
 from vigil.streaming.drift import DriftReport, score_drift
 from vigil.streaming.messages import Reading, Rejection, decode_payload, parse_record
@@ -461,7 +461,11 @@ class Runtime:
             outcomes.append(row)
             for r_index, record in enumerate(records):
                 where = f"record {r_index}" if len(records) > 1 else "record"
-                accepted = self._accept(record, sub.device_hint, where)
+                try:
+                    accepted = self._accept(record, sub.device_hint, where)
+                except Exception as exc:  # a record the checks did not foresee costs only itself
+                    log.exception("checking %s from %s failed unexpectedly", where, sub.source)
+                    accepted = Rejection("internal", f"{where}: could not be checked: {exc!r}", _device_of(record))
                 if isinstance(accepted, Rejection):
                     letter = self._letter(accepted, sub.source, record)
                     letters.append(letter)
@@ -474,19 +478,14 @@ class Runtime:
         scored: Counter[str] = Counter()
         for model, pending in groups.items():
             slot = self._slots[model]
-            try:
-                decisions = self._score(slot, pending, events)
-            except Exception as exc:  # a model bug refuses these records, it does not stop the service
-                log.exception("model %s failed to score %d records", model, len(pending))
-                for item in pending:
-                    reason = f"model {model} ({slot.version}) failed on this record: {exc!r}"
-                    letter = self._letter(Rejection("internal", reason, item.reading.device), "runtime", item.reading)
+            for item, result in zip(pending, self._score(slot, pending, events), strict=True):
+                if isinstance(result, Rejection):
+                    letter = self._letter(result, submissions[item.submission].source, item.reading)
                     letters.append(letter)
-                    outcomes[item.submission][item.index] = letter
-                continue
-            scored[model] += len(pending)
-            for item, decision in zip(pending, decisions, strict=True):
-                outcomes[item.submission][item.index] = decision
+                    result = letter
+                else:
+                    scored[model] += 1
+                outcomes[item.submission][item.index] = result
 
         if not self.sink.deliver(events, letters, stop=self._stop):
             return  # stopping while the store is down: leave the submissions unacknowledged
@@ -561,7 +560,11 @@ class Runtime:
             self._route_cache[key] = model
         return model
 
-    def _score(self, slot: ModelSlot, pending: list[_Pending], events: list[AlertEvent]) -> list[Decision]:
+    def _score(self, slot: ModelSlot, pending: list[_Pending], events: list[AlertEvent]) -> list[Decision | Rejection]:
+        """One decision per pending record, or the refusal of the records the model gives no finite score.
+
+        A refused record is left out of its device's history, so its neighbours score as if it had never come.
+        """
         X = np.array([item.vector for item in pending], dtype=np.float64)
         n, d = X.shape
         shares = np.zeros((n, d))
@@ -569,25 +572,27 @@ class Runtime:
         for i, item in enumerate(pending):
             by_device.setdefault(item.reading.device, []).append(i)
         windows: dict[str, np.ndarray] = {}
+        failures: dict[int, Exception] = {}
+        scores = np.full(n, np.nan)
         if slot.context == 0:
-            scores = np.asarray(slot.pipeline.score_samples(X), dtype=np.float64)
+            _score_rows(slot.pipeline, X, np.arange(n), scores, failures)
         else:
-            scores = np.empty(n)
             for device, rows in by_device.items():
                 state = self._devices[device]
                 history = state.history if state.history is not None else np.empty((0, d))
-                joined = np.vstack([history, X[rows]])
-                scores[rows] = slot.pipeline.score_samples(joined)[len(history) :]
+                kept = _score_windows(slot.pipeline, history, X, rows, scores, failures)
+                joined = np.vstack([history, X[kept]])
                 windows[device] = joined
                 state.history = joined[-slot.context :]
-        if not np.isfinite(scores).all():
-            msg = f"model {slot.name} ({slot.version}) produced non-finite scores"
-            raise VigilError(msg)
         # The pipeline's own alarm stage decides, device by device in time order, continuing each device's
-        # state: the same object and the same decisions as `Pipeline.decide` over the whole series.
+        # state: the same object and the same decisions as `Pipeline.decide` over the whole series. Refused
+        # records are left out, as if they had never come.
         flagged = np.zeros(n, dtype=bool)
-        thresholds = np.empty(n)
-        for device, rows in by_device.items():
+        thresholds = np.full(n, slot.threshold)
+        for device, all_rows in by_device.items():
+            rows = [i for i in all_rows if i not in failures]
+            if not rows:
+                continue
             state = slot.alarm_state(device)
             override = slot.calibration.threshold(device, slot.threshold)
             state.floor = override if override > slot.threshold else None
@@ -599,13 +604,25 @@ class Runtime:
                 log.info("device %s at %s: %s", device, pending[rows[row]].reading.time, reason)
             if run.active.any() and device in windows:
                 joined = windows[device]
-                shares[rows] = slot.pipeline.contributions(joined)[len(joined) - len(rows) :]
+                shares[rows] = _contributions(slot.pipeline, joined)[len(joined) - len(rows) :]
         if slot.context == 0 and flagged.any():
-            shares[flagged] = slot.pipeline.contributions(X[flagged])
+            shares[flagged] = _contributions(slot.pipeline, X[flagged])
 
-        decisions = []
+        results: list[Decision | Rejection] = []
+        refused: dict[int, Rejection] = {}
+        for i, exc in failures.items():
+            if isinstance(exc, InvalidInputError | ArithmeticError | RuntimeWarning):
+                kind, what = "non_finite_score", "gives no finite score for this record"
+            else:
+                log.error("model %s (%s) failed on a record: %r", slot.name, slot.version, exc)
+                kind, what = "internal", "failed on this record"
+            reason = f"model {slot.name} ({slot.version}) {what}: {exc}"
+            refused[i] = Rejection(kind, reason, pending[i].reading.device)
         mono = time.monotonic()
         for i, item in enumerate(pending):
+            if i in refused:
+                results.append(refused[i])
+                continue
             reading = item.reading
             device = reading.device
             score, threshold, is_anomaly = float(scores[i]), float(thresholds[i]), bool(flagged[i])
@@ -627,10 +644,8 @@ class Runtime:
             if slot.last_event_ts is None or ts > slot.last_event_ts:
                 slot.last_event_ts = ts
             slot.last_event_mono = mono
-            decisions.append(
-                Decision(device, reading.time, slot.name, slot.version, score, threshold, is_anomaly, alert)
-            )
-        return decisions
+            results.append(Decision(device, reading.time, slot.name, slot.version, score, threshold, is_anomaly, alert))
+        return results
 
     # -- housekeeping ----------------------------------------------------------------------------------
 
@@ -762,6 +777,87 @@ class Runtime:
         return DeadLetter(
             kind=rejection.kind, reason=rejection.reason, source=source, payload=payload, device=rejection.device
         )
+
+
+def _score_rows(
+    pipeline: Any, X: np.ndarray, rows: np.ndarray, scores: np.ndarray, failures: dict[int, Exception]
+) -> None:
+    """Score ``X[rows]`` of a row-wise model into ``scores``; put the rows it cannot score in ``failures``.
+
+    One call scores the batch; only when it fails are the rows halved until the failing ones stand alone,
+    so a hostile record costs a few extra calls and never its neighbours' scores.
+    """
+    try:
+        with np.errstate(all="ignore"):  # an overflow shows as a non-finite score, refused below
+            values = np.asarray(pipeline.score_samples(X[rows]), dtype=np.float64)
+        if not np.isfinite(values).all():
+            msg = "the model produced non-finite scores"
+            raise NumericalError(msg)
+        scores[rows] = values
+    except Exception as exc:
+        if len(rows) == 1:
+            failures[int(rows[0])] = exc
+            return
+        half = len(rows) // 2
+        _score_rows(pipeline, X, rows[:half], scores, failures)
+        _score_rows(pipeline, X, rows[half:], scores, failures)
+
+
+def _score_windows(
+    pipeline: Any,
+    history: np.ndarray,
+    X: np.ndarray,
+    rows: list[int],
+    scores: np.ndarray,
+    failures: dict[int, Exception],
+) -> list[int]:
+    """Score one device's ``rows`` of a windowed model after its ``history``; return the rows it could score.
+
+    When the device's rows fail together, they are scored one at a time, each after the rows kept so far,
+    so a refused row never enters the window of the rows after it.
+    """
+    try:
+        with np.errstate(all="ignore"):
+            values = np.asarray(pipeline.score_samples(np.vstack([history, X[rows]])), dtype=np.float64)
+        values = values[len(history) :]
+        if np.isfinite(values).all():
+            scores[rows] = values
+            return list(rows)
+    except Exception:  # found row by row below
+        log.debug("a windowed batch failed; scoring its rows one at a time")
+    kept: list[int] = []
+    for row in rows:
+        try:
+            joined = np.vstack([history, X[[*kept, row]]])
+            with np.errstate(all="ignore"):
+                value = float(pipeline.score_samples(joined)[-1])
+            if not math.isfinite(value):
+                msg = f"the model produced a non-finite score ({value})"
+                raise NumericalError(msg)
+        except Exception as exc:
+            failures[row] = exc
+            continue
+        scores[row] = value
+        kept.append(row)
+    return kept
+
+
+def _contributions(pipeline: Any, X: np.ndarray) -> np.ndarray:
+    """Feature shares of flagged rows; a row the model cannot explain gets none (its score still stands)."""
+    try:
+        with np.errstate(all="ignore"):
+            shares = np.asarray(pipeline.contributions(X), dtype=np.float64)
+        if np.isfinite(shares).all():
+            return shares
+        log.error("the model gave non-finite feature shares for %d flagged rows; their alerts name no feature", len(X))
+    except Exception:
+        log.exception("the model could not explain %d flagged rows; their alerts name no feature", len(X))
+    return np.zeros(X.shape)
+
+
+def _device_of(record: Any) -> str | None:
+    device = record.get("device") if isinstance(record, dict) else None
+    return device if isinstance(device, str) else None
 
 
 def _fast_vector(values: dict[str, Any], features: list[str], feature_set: frozenset[str]) -> list[float] | None:
