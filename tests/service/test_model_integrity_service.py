@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import sys
@@ -10,11 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from service_helpers import WRITE_TOKEN, normal_readings, payload, record, training_frame
 
 from vigil.detectors.pca import PCADetector
+from vigil.errors import ModelFormatError
 from vigil.hostile import tamper
 from vigil.pipeline import Pipeline
+from vigil.service.app import create_app
+from vigil.service.auth import TokenAuth
 from vigil.streaming.model_registry import ModelRegistry
 from vigil.streaming.runtime import Decision, Runtime
 
@@ -31,6 +36,36 @@ def scores_still(runtime: Runtime, version: str) -> None:
     rng = np.random.default_rng(0)
     outcome = runtime.submit(payload(record("p1", time.time(), normal_readings(rng))), "test").result(timeout=10)
     assert isinstance(outcome[0], Decision) and outcome[0].version == version
+
+
+def test_a_hot_swap_to_a_bad_version_is_refused_and_the_old_one_serves(runtime: Runtime, registry) -> None:
+    old = registry.active("pump")
+    bad = bad_version(registry)
+    with pytest.raises(ModelFormatError, match=r"config\.json"):
+        runtime.activate("pump", bad)
+    assert registry.active("pump") == old  # a restart does not find the bad version active either
+    scores_still(runtime, old)
+
+
+def test_the_api_answers_422_for_a_bad_version(runtime: Runtime, registry) -> None:
+    old = registry.active("pump")
+    bad = bad_version(registry, "components_wide")
+    with TestClient(create_app(runtime, auth=TokenAuth({WRITE_TOKEN: "write"}))) as client:
+        response = client.post("/models/pump/activate", json={"version": bad}, headers=WRITE)
+    assert response.status_code == 422 and "arrays.npz" in response.json()["detail"]
+    scores_still(runtime, old)
+
+
+def test_a_bad_version_activated_elsewhere_is_refused_once(runtime: Runtime, registry, caplog) -> None:
+    old = registry.active("pump")
+    bad = bad_version(registry, "mean_missing")
+    with caplog.at_level(logging.ERROR, logger="vigil.streaming.runtime"):
+        registry.activate("pump", bad)
+        time.sleep(1.0)  # several registry polls (every 0.2 s in these tests)
+        runtime.drain()
+    refusals = [r for r in caplog.records if "is refused; still serving" in r.getMessage()]
+    assert len(refusals) == 1
+    scores_still(runtime, old)
 
 
 @pytest.mark.parametrize("how", ["threshold_nan", "detector_state_removed", "components_wide", "config_garbage"])

@@ -184,6 +184,7 @@ class Runtime:
         self._slots: dict[str, ModelSlot] = {name: self._load_slot(name) for name in names}
         self._devices: dict[str, _Device] = {}
         self._route_cache: dict[tuple[str, str | None], str | None] = {}
+        self._refused: set[tuple[str, str | None]] = set()  # (model, version) activated elsewhere that failed to load
         self._queue: queue.Queue[_Submission | _Control] = queue.Queue(maxsize=self.config.queue_size)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -321,6 +322,10 @@ class Runtime:
     def activate(self, name: str, version: str, *, reason: str = "activated") -> str | None:
         """Make ``version`` active in the registry and hot-swap it in; return the replaced version."""
         slot = self._slot(name)
+        if slot.version != version:
+            # Refuse a version that does not load before the registry points at it: the old one keeps serving,
+            # and a restart does not find the bad one active.
+            self.registry.load(name, version)
         previous = self.registry.activate(name, version, reason=reason)
         if slot.version != version:
             new = self._load_slot(name)
@@ -687,11 +692,18 @@ class Runtime:
         for name, slot in list(self._slots.items()):
             try:
                 active = self.registry.active(name)
-                if active is not None and active != slot.version:
+                if active is not None and active != slot.version and (name, active) not in self._refused:
                     log.info("model %s: version %s was activated elsewhere; swapping it in", name, active)
                     self._install(self._load_slot(name))
-            except VigilError:
-                log.exception("model %s: could not load the newly activated version", name)
+            except VigilError as exc:
+                self._refused.add((name, active))  # said once: the poll would repeat it every few seconds
+                log.error(
+                    "model %s: version %s was activated but is refused; still serving %s: %s",
+                    name,
+                    active,
+                    slot.version,
+                    exc,
+                )
 
     # -- models, internals -----------------------------------------------------------------------------
 
