@@ -99,3 +99,26 @@ def test_http_answers_hostile_records_with_4xx_and_keeps_serving(client: TestCli
     assert after.status_code == 200, after.text
     letters = client.get("/dead-letters", headers=WRITE).json()["dead_letters"]
     assert [letter["kind"] for letter in letters] == [kind]
+
+
+def test_a_redelivered_reading_is_acknowledged_and_counted_not_dead_lettered(
+    runtime: Runtime, store: SqlAlertStore
+) -> None:
+    rng = np.random.default_rng(5)
+    first = [record("p1", float(t), normal_readings(rng)) for t in range(5)]
+    assert all(isinstance(o, Decision) for o in runtime.submit(payload(*first), "test").result(timeout=10))
+    again = runtime.submit(payload(*first[1:3]), "test").result(timeout=10)
+    assert [type(o).__name__ for o in again] == ["Redelivery", "Redelivery"]
+    changed = dict(first[4], readings={**first[4]["readings"], "temp_c": 99.0})
+    refused = runtime.submit(payload(changed), "test").result(timeout=10)
+    assert refused[0].kind == "duplicate"  # the same time with other readings is not a redelivery
+    runtime.drain()
+    assert runtime.metrics.snapshot()["redeliveries"] == 2
+    assert store.count_dead_letters() == 1
+
+
+def test_http_retry_of_a_committed_reading_is_200(client: TestClient) -> None:
+    body = payload(record("p1", 3.0, normal_readings(np.random.default_rng(6))))
+    assert client.post("/ingest", content=body, headers=WRITE).status_code == 200
+    retry = client.post("/ingest", content=body, headers=WRITE)
+    assert retry.status_code == 200 and retry.json()["results"][0]["redelivery"] is True

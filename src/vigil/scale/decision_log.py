@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from vigil.streaming.dead_letters import DeadLetter
-from vigil.streaming.runtime import Decision, Outcome
+from vigil.streaming.runtime import Decision, Outcome, Redelivery
 from vigil.times import format_time
 
 __all__ = ["DecisionLog", "outcome_record"]
@@ -37,6 +37,8 @@ def outcome_record(partition: int, offset: int, outcome: Outcome) -> dict[str, A
             "anomaly": outcome.anomaly,
             "alert_id": outcome.alert_id,
         }
+    if isinstance(outcome, Redelivery):
+        return {"partition": partition, "offset": offset, "outcome": "redelivery", **outcome.to_dict()}
     assert isinstance(outcome, DeadLetter)
     return {
         "partition": partition,

@@ -40,7 +40,7 @@ from vigil.service.auth import TokenAuth
 from vigil.service.prometheus import CONTENT_TYPE, render_metrics
 from vigil.streaming.dead_letters import DeadLetter
 from vigil.streaming.messages import Rejection
-from vigil.streaming.runtime import Decision, Runtime
+from vigil.streaming.runtime import Decision, Outcome, Redelivery, Runtime
 from vigil.times import parse_time
 
 require("fastapi")
@@ -156,8 +156,8 @@ def _scope_dependency(auth: TokenAuth | None, scope: str) -> Callable[[Request],
     return check
 
 
-def _outcome_dict(index: int, outcome: Decision | DeadLetter) -> dict[str, Any]:
-    if isinstance(outcome, Decision):
+def _outcome_dict(index: int, outcome: Outcome) -> dict[str, Any]:
+    if isinstance(outcome, Decision | Redelivery):
         return {"index": index, **outcome.to_dict()}
     return {"index": index, "dead_letter": outcome.kind, "reason": outcome.reason, "device": outcome.device}
 
@@ -268,7 +268,7 @@ def create_app(
         except TimeoutError as exc:
             raise HTTPException(status_code=504, detail="no decision in time; the records stay queued") from exc
         items = [_outcome_dict(i, o) for i, o in enumerate(outcomes)]
-        accepted = sum(isinstance(o, Decision) for o in outcomes)
+        accepted = sum(not isinstance(o, DeadLetter) for o in outcomes)  # a redelivery was accepted before
         content = {"accepted": accepted, "rejected": len(outcomes) - accepted, "results": items}
         return JSONResponse(status_code=200 if accepted else 422, content=content)
 

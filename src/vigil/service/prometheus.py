@@ -1,8 +1,9 @@
 """Expose the runtime's counters in Prometheus' text format (``GET /metrics``).
 
 Metrics (all prefixed ``vigil_``): ``messages_received_total{source}``, ``records_scored_total{model}``,
-``dead_letters_total{kind}``, ``alert_events_total{event}``, ``ingest_latency_seconds`` (histogram, receipt to
-stored decision), ``queue_depth``, ``store_errors_total``, ``model_info{model,version}``,
+``dead_letters_total{kind}``, ``redeliveries_total``, ``alert_events_total{event}``,
+``ingest_latency_seconds`` (histogram, receipt to stored decision), ``queue_depth``, ``store_errors_total``,
+``model_info{model,version}``,
 ``score_drift_z{model}`` and ``score_drifted{model}``. Each app has its own registry, so several services
 (or tests) in one process never share counters.
 """
@@ -49,6 +50,9 @@ class RuntimeCollector(Collector):
         for kind in DEAD_LETTER_KINDS:
             dead.add_metric([kind], snap["dead_letters"].get(kind, 0))
         yield dead
+        yield CounterMetricFamily(
+            "vigil_redeliveries", "Records identical to one already processed, acknowledged", value=snap["redeliveries"]
+        )
         alerts = CounterMetricFamily("vigil_alert_events", "Alert events, by kind", labels=["event"])
         for event in ("opened", "updated", "closed"):
             alerts.add_metric([event], snap["alerts"].get(event, 0))

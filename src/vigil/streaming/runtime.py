@@ -55,15 +55,18 @@ from vigil.streaming.model_slot import (
     save_recent,
 )
 from vigil.streaming.runtime_metrics import RuntimeMetrics
-from vigil.streaming.runtime_types import Decision, Outcome, RuntimeConfig
+from vigil.streaming.runtime_types import Decision, Outcome, Redelivery, RuntimeConfig
 from vigil.times import format_time
 from vigil.validation import check_record
 
-__all__ = ["Decision", "Runtime", "RuntimeConfig"]
+__all__ = ["Decision", "Outcome", "Redelivery", "Runtime", "RuntimeConfig"]
 
 log = logging.getLogger(__name__)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Recent accepted times remembered per device to recognise redeliveries (MQTT's receive maximum is larger,
+#: but a broker redelivers in order, and older copies still fall before the device's time and are refused).
+_SEEN_PER_DEVICE = 256
 
 
 @dataclass
@@ -105,6 +108,23 @@ class _Device:
     mean: float = 0.0
     m2: float = 0.0
     flagged: int = 0
+    # Recent accepted (time -> readings hash), so that a broker's or client's redelivery of one of them is
+    # recognised as such; and the start of the span a resumed alert already holds (its points were committed
+    # before a restart, so the same times coming again are redeliveries too).
+    seen: dict[float, int] = field(default_factory=dict)
+    committed_from: float | None = None
+
+    def remember(self, ts: float, digest: int) -> None:
+        self.seen[ts] = digest
+        if len(self.seen) > _SEEN_PER_DEVICE:
+            del self.seen[next(iter(self.seen))]  # dicts keep insertion order: the oldest goes
+
+    def is_redelivery(self, ts: float, digest: int) -> bool:
+        if self.seen.get(ts) == digest:
+            return True
+        return (
+            self.committed_from is not None and self.last_ts is not None and self.committed_from <= ts <= self.last_ts
+        )
 
     def observe(self, ts: float, score: float, threshold: float, is_anomaly: bool) -> None:
         """Add a scored point: to the timeline, and to the running mean and variance (Welford)."""
@@ -454,6 +474,7 @@ class Runtime:
     def _process_submissions(self, submissions: list[_Submission]) -> None:
         outcomes: list[list[Outcome | None]] = []
         letters: list[DeadLetter] = []
+        redelivered = 0
         groups: dict[str, list[_Pending]] = {}
         for s_index, sub in enumerate(submissions):
             if sub.rejection is not None:
@@ -471,6 +492,10 @@ class Runtime:
                 except Exception as exc:  # a record the checks did not foresee costs only itself
                     log.exception("checking %s from %s failed unexpectedly", where, sub.source)
                     accepted = Rejection("internal", f"{where}: could not be checked: {exc!r}", _device_of(record))
+                if isinstance(accepted, Redelivery):  # already processed: acknowledged, counted, not scored again
+                    row[r_index] = accepted
+                    redelivered += 1
+                    continue
                 if isinstance(accepted, Rejection):
                     letter = self._letter(accepted, sub.source, record)
                     letters.append(letter)
@@ -497,7 +522,7 @@ class Runtime:
         now = time.perf_counter()
         latencies = [now - sub.received for sub in submissions for _ in (sub.records or [None])]
         self.metrics.record_batch(
-            scored, Counter(letter.kind for letter in letters), Counter(e.kind for e in events), latencies
+            scored, Counter(letter.kind for letter in letters), Counter(e.kind for e in events), latencies, redelivered
         )
         for sub, row in zip(submissions, outcomes, strict=True):
             if sub.on_done is not None:
@@ -508,7 +533,7 @@ class Runtime:
 
     def _accept(
         self, record: Any, device_hint: str | None, where: str
-    ) -> tuple[str, Reading, Sequence[float]] | Rejection:
+    ) -> tuple[str, Reading, Sequence[float]] | Rejection | Redelivery:
         reading = parse_record(record, device_hint=device_hint, where=where)
         if isinstance(reading, Rejection):
             return reading
@@ -541,7 +566,10 @@ class Runtime:
             state.model = model
             state.history = None
         ts = reading.timestamp
+        digest = hash(tuple(vector))
         if state.last_ts is not None and ts <= state.last_ts:
+            if state.is_redelivery(ts, digest):
+                return Redelivery(device, reading.time)
             kind = "duplicate" if ts == state.last_ts else "out_of_order"
             reason = (
                 f"{where}: time {format_time(reading.time)} of device {device!r} is "
@@ -549,6 +577,7 @@ class Runtime:
             )
             return Rejection(kind, reason, device)
         state.last_ts = ts
+        state.remember(ts, digest)
         return model, reading, vector
 
     def _route(self, device: str, asset_type: str | None) -> str | None:
@@ -771,7 +800,11 @@ class Runtime:
             slot.open_devices.add(alert.device)
             ts = alert.end.timestamp()
             self._devices[alert.device] = _Device(
-                alert.device, slot.name, last_ts=ts, timeline=deque(maxlen=self.config.timeline_points)
+                alert.device,
+                slot.name,
+                last_ts=ts,
+                timeline=deque(maxlen=self.config.timeline_points),
+                committed_from=alert.start.timestamp(),
             )
             slot.last_event_ts = max(slot.last_event_ts or ts, ts)
             slot.last_event_mono = time.monotonic()

@@ -89,6 +89,8 @@ class RuntimeMetrics:
         Refused messages and records, by dead-letter kind.
     alerts : Counter
         Alert events, by kind (``opened``, ``updated``, ``closed``).
+    redeliveries : int
+        Records identical to one already processed, acknowledged without scoring them again.
     latency : LatencyHistogram
         Seconds from receipt to decision (scored and stored), per record.
     """
@@ -99,6 +101,7 @@ class RuntimeMetrics:
         self.scored: Counter[str] = Counter()
         self.dead_letters: Counter[str] = Counter()
         self.alerts: Counter[str] = Counter()
+        self.redeliveries = 0
         self.latency = LatencyHistogram()
         self.store_errors = 0
         self.batches = 0
@@ -113,8 +116,10 @@ class RuntimeMetrics:
         dead: Counter[str],
         alerts: Counter[str],
         latencies: list[float],
+        redeliveries: int = 0,
     ) -> None:
         with self._lock:
+            self.redeliveries += redeliveries
             self.scored.update(scored)
             self.dead_letters.update(dead)
             self.alerts.update(alerts)
@@ -134,6 +139,7 @@ class RuntimeMetrics:
                 "scored": dict(self.scored),
                 "dead_letters": dict(self.dead_letters),
                 "alerts": dict(self.alerts),
+                "redeliveries": self.redeliveries,
                 "latency": self.latency.copy(),
                 "store_errors": self.store_errors,
                 "batches": self.batches,

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 from vigil.streaming.dead_letters import DeadLetter
 from vigil.times import format_time
 
-__all__ = ["Decision", "Outcome", "RuntimeConfig"]
+__all__ = ["Decision", "Outcome", "Redelivery", "RuntimeConfig"]
 
 
 class Decision(NamedTuple):
@@ -37,7 +37,20 @@ class Decision(NamedTuple):
         }
 
 
-Outcome = Decision | DeadLetter
+class Redelivery(NamedTuple):
+    """A record identical to one the runtime already processed (a QoS 1 redelivery, a client's retry).
+
+    It is acknowledged and counted, neither scored again nor dead-lettered: its first copy's decision stands.
+    """
+
+    device: str
+    time: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"device": self.device, "time": format_time(self.time), "redelivery": True}
+
+
+Outcome = Decision | DeadLetter | Redelivery
 
 
 @dataclass(frozen=True)
