@@ -385,9 +385,12 @@ def create_app(
 
     @app.get("/health", tags=["operations"])
     def health() -> JSONResponse:
-        """200 while the runtime runs; the queue depth, served versions and transport status."""
+        """200 while the runtime runs ("ok", or "degraded" with the reasons), 503 once it stopped; the queue
+        depth, served versions and transport status."""
+        reasons = runtime.health() if runtime.running else ["the runtime is not running"]
         content: dict[str, Any] = {
-            "status": "ok" if runtime.running else "stopped",
+            "status": "stopped" if not runtime.running else "degraded" if reasons else "ok",
+            "reasons": reasons,
             "queue_depth": runtime.queue_depth,
             "models": {m["name"]: m["version"] for m in runtime.models()},
         }

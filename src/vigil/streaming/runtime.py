@@ -246,6 +246,16 @@ class Runtime:
     def queue_depth(self) -> int:
         return self._queue.qsize()
 
+    def health(self) -> list[str]:
+        """Why the runtime is degraded: many dead letters, stalled ingestion, a failing store (empty: healthy)."""
+        config = self.config
+        return self.metrics.health(
+            window=config.health_window_seconds,
+            stall_seconds=config.stall_seconds,
+            max_dead_share=config.health_dead_letter_share,
+            min_records=config.health_min_records,
+        )
+
     # -- ingestion -----------------------------------------------------------------------------------
 
     def submit(

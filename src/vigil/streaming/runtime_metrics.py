@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections import Counter
+import time
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,9 +106,18 @@ class RuntimeMetrics:
         self.latency = LatencyHistogram()
         self.store_errors = 0
         self.batches = 0
+        # For /health: records processed (scored, dead-lettered or redelivered), when that last moved, when the
+        # store last failed and last took a batch, and (time, processed, dead-lettered) of recent batches.
+        self.processed = 0
+        self.last_progress = time.monotonic()
+        self.last_store_error: float | None = None
+        self.last_commit: float | None = None
+        self.recent: deque[tuple[float, int, int]] = deque(maxlen=10_000)
 
     def record_received(self, source: str, n: int) -> None:
         with self._lock:
+            if sum(self.received.values()) == self.processed:
+                self.last_progress = time.monotonic()  # idle until now: a stall is counted from this message
             self.received[source] += n
 
     def record_batch(
@@ -118,6 +128,9 @@ class RuntimeMetrics:
         latencies: list[float],
         redeliveries: int = 0,
     ) -> None:
+        now = time.monotonic()
+        n_dead = sum(dead.values())
+        n = sum(scored.values()) + n_dead + redeliveries
         with self._lock:
             self.redeliveries += redeliveries
             self.scored.update(scored)
@@ -126,10 +139,42 @@ class RuntimeMetrics:
             for value in latencies:
                 self.latency.observe(value)
             self.batches += 1
+            self.last_commit = now
+            if n:
+                self.processed += n
+                self.last_progress = now
+                self.recent.append((now, n, n_dead))
 
     def record_store_error(self) -> None:
         with self._lock:
             self.store_errors += 1
+            self.last_store_error = time.monotonic()
+
+    def health(self, *, window: float, stall_seconds: float, max_dead_share: float, min_records: int) -> list[str]:
+        """Why the runtime is degraded (empty when it is not): dead letters, a stall, a failing store."""
+        now = time.monotonic()
+        reasons = []
+        with self._lock:
+            pending = sum(self.received.values()) - self.processed
+            if pending > 0 and now - self.last_progress > stall_seconds:
+                reasons.append(
+                    f"ingestion stalled: {pending} records received but none processed for "
+                    f"{now - self.last_progress:.0f} s"
+                )
+            if self.last_store_error is not None and (
+                self.last_commit is None or self.last_commit < self.last_store_error
+            ):
+                reasons.append(
+                    f"the alert store is failing: its last commit failed {now - self.last_store_error:.0f} s ago"
+                )
+            recent = [(n, dead) for t, n, dead in self.recent if now - t <= window]
+        total, dead = sum(n for n, _ in recent), sum(d for _, d in recent)
+        if total >= min_records and dead > max_dead_share * total:
+            reasons.append(
+                f"{dead} of the last {total} records ({dead / total:.0%}) were dead-lettered in {window:.0f} s, "
+                f"more than {max_dead_share:.0%}"
+            )
+        return reasons
 
     def snapshot(self) -> dict[str, Any]:
         """A consistent copy of every counter and the histogram."""

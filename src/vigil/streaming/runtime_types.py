@@ -86,6 +86,11 @@ class RuntimeConfig:
     drift_check_seconds : float
         How often each model's recent scores are compared with its training scores (drift is logged when
         it starts and ends; ``/models/{name}/drift`` and ``/metrics`` report it at any time).
+    health_window_seconds, health_dead_letter_share, health_min_records : float, float, int
+        ``/health`` says "degraded" when more than this share of the records processed in the last window
+        (at least ``health_min_records`` of them) were dead-lettered.
+    stall_seconds : float
+        ``/health`` says "degraded" when records wait and none was processed for this long.
     """
 
     max_batch: int = 1024
@@ -103,3 +108,7 @@ class RuntimeConfig:
     recent_flush_seconds: float = 30.0
     registry_poll_seconds: float = 2.0
     drift_check_seconds: float = 60.0
+    health_window_seconds: float = 60.0
+    health_dead_letter_share: float = 0.5
+    health_min_records: int = 20
+    stall_seconds: float = 30.0

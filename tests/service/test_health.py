@@ -1,0 +1,52 @@
+"""/health tells the truth: degraded, with the reason, on many dead letters, a stall or a failing store."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import numpy as np
+from fastapi.testclient import TestClient
+from service_helpers import normal_readings, payload, record
+
+from vigil.alerts import SqlAlertStore
+from vigil.service.app import create_app
+from vigil.streaming.model_registry import ModelRegistry
+from vigil.streaming.runtime import Runtime, RuntimeConfig
+
+
+def health(runtime: Runtime) -> dict:
+    with TestClient(create_app(runtime)) as client:
+        response = client.get("/health")
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_health_is_ok_with_few_dead_letters_and_degraded_with_many(runtime: Runtime) -> None:
+    rng = np.random.default_rng(0)
+    runtime.submit(payload(*[record(f"d{i}", 1.0, normal_readings(rng)) for i in range(30)]), "t").result(10)
+    for _ in range(5):
+        runtime.submit(b"{broken", "t").result(10)
+    assert health(runtime) == {**health(runtime), "status": "ok", "reasons": []}
+    for _ in range(40):
+        runtime.submit(b"{broken", "t").result(10)
+    state = health(runtime)
+    assert state["status"] == "degraded"
+    assert "45 of the last 75 records (60%) were dead-lettered" in state["reasons"][0]
+
+
+def test_a_failing_store_and_the_stall_it_causes_are_reported(tmp_path: Path, registry: ModelRegistry) -> None:
+    db = tmp_path / "alerts.db"
+    config = RuntimeConfig(stall_seconds=0.5)
+    with SqlAlertStore(db) as store, Runtime(store, registry, config=config) as runtime:
+        assert health(runtime)["status"] == "ok"
+        with sqlite3.connect(db) as raw:
+            raw.execute("DROP TABLE dead_letters")  # the store now refuses every batch with a dead letter
+        runtime.submit(b"{broken", "t")
+        deadline = time.monotonic() + 20
+        while len(health(runtime)["reasons"]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)  # the worker retries the commit with back-off: poll with a deadline
+        reasons = health(runtime)["reasons"]
+        assert any(r.startswith("the alert store is failing") for r in reasons), reasons
+        assert any(r.startswith("ingestion stalled: 1 records received") for r in reasons), reasons
