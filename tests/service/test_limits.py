@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import numpy as np
 import pytest
 
 from vigil.streaming.messages import (
@@ -115,3 +116,45 @@ def test_payload_size_at_the_limit_decodes_and_one_byte_past_is_refused() -> Non
     two = json.dumps([{"device": "p1"}, {"device": "p2"}]).encode()
     assert isinstance(decode_payload(two, max_bytes=1000, max_records=2), list)
     assert decode_payload(two, max_bytes=1000, max_records=1).kind == "oversized"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "code"),
+    [(None, 200), ("application/json", 200), ("application/json; charset=utf-8", 200),
+     ("application/vnd.vigil+json", 200), ("text/plain", 415), ("application/x-www-form-urlencoded", 415)],
+)  # fmt: skip
+def test_ingest_reads_json_or_unlabelled_bodies_and_refuses_other_content_types(
+    runtime, content_type: str | None, code: int
+) -> None:
+    from fastapi.testclient import TestClient
+    from service_helpers import WRITE_TOKEN, normal_readings, payload, record
+
+    from vigil.service.app import create_app
+    from vigil.service.auth import TokenAuth
+
+    headers = {"Authorization": f"Bearer {WRITE_TOKEN}"} | ({"Content-Type": content_type} if content_type else {})
+    body = payload(record("p1", 1.0, normal_readings(np.random.default_rng(0))))
+    with TestClient(create_app(runtime, auth=TokenAuth({WRITE_TOKEN: "write"}))) as client:
+        response = client.post("/ingest", content=body, headers=headers)
+        assert response.status_code == code, response.text
+        if code == 415:
+            letters = client.get("/dead-letters", headers=headers).json()["dead_letters"]
+            assert letters[0]["kind"] == "invalid_json" and "Content-Type" in letters[0]["reason"]
+
+
+def test_http_ingest_at_the_payload_limit_is_read_and_one_byte_past_is_413(store, registry) -> None:
+    from fastapi.testclient import TestClient
+    from service_helpers import WRITE_TOKEN, normal_readings, payload, record
+
+    from vigil.service.app import create_app
+    from vigil.service.auth import TokenAuth
+    from vigil.streaming.runtime import Runtime, RuntimeConfig
+
+    body = payload(record("p1", 1.0, normal_readings(np.random.default_rng(0))))
+    headers = {"Authorization": f"Bearer {WRITE_TOKEN}"}
+    for limit, code in [(len(body), 200), (len(body) - 1, 413)]:
+        config = RuntimeConfig(max_payload_bytes=limit)
+        with Runtime(store, registry, config=config) as runtime:
+            app = create_app(runtime, auth=TokenAuth({WRITE_TOKEN: "write"}))
+            with TestClient(app) as client:
+                assert client.post("/ingest", content=body, headers=headers).status_code == code

@@ -236,7 +236,7 @@ def create_app(
     async def ingest(request: Request) -> JSONResponse:
         """Score telemetry: one record, an array of records, or ``{"records": [...]}``.
 
-        Answers 200 with one outcome per record (a decision, or the dead-letter reason) once the
+        Answers 200 with one outcome per record (a decision, a redelivery, or the dead-letter reason) once the
         decisions are stored; 422 when every record was refused; 413 over the size limit; 415 when a
         Content-Type other than JSON is declared (no Content-Type is read as JSON).
         """
