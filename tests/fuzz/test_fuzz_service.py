@@ -18,7 +18,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
-from conftest import SENSORS
 from vigil.hostile import HOSTILE_KINDS, hostile_payload, valid_payload
 from vigil.service.app import create_app
 from vigil.service.auth import TokenAuth
@@ -27,6 +26,7 @@ from vigil.streaming.runtime import Runtime
 
 TOKEN = "fuzz-write-token-0123456789"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
+SENSORS = ["temp_c", "pressure_bar", "flow_m3h", "current_a"]  # the fixture model's sensors (conftest.py)
 CLOCK = [0]  # the readings' time keeps growing across examples, which share one runtime
 FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 
