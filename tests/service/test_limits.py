@@ -121,7 +121,8 @@ def test_payload_size_at_the_limit_decodes_and_one_byte_past_is_refused() -> Non
 @pytest.mark.parametrize(
     ("content_type", "code"),
     [(None, 200), ("application/json", 200), ("application/json; charset=utf-8", 200),
-     ("application/vnd.vigil+json", 200), ("text/plain", 415), ("application/x-www-form-urlencoded", 415)],
+     ("application/vnd.vigil+json", 200), ("application/x-www-form-urlencoded", 200), ("text/plain", 415),
+     ("multipart/form-data; boundary=x", 415)],
 )  # fmt: skip
 def test_ingest_reads_json_or_unlabelled_bodies_and_refuses_other_content_types(
     runtime, content_type: str | None, code: int

@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 
 #: Bodies of endpoints other than ``/ingest`` may not be larger than this.
 DEFAULT_MAX_BODY_BYTES = 65_536
+_UNLABELLED = "application/x-www-form-urlencoded"
 DEFAULT_MAX_IMAGE_BYTES = 8 * 1024 * 1024  # a camera frame: a full-HD JPEG is a few hundred KiB
 
 
@@ -238,10 +239,12 @@ def create_app(
 
         Answers 200 with one outcome per record (a decision, a redelivery, or the dead-letter reason) once the
         decisions are stored; 422 when every record was refused; 413 over the size limit; 415 when a
-        Content-Type other than JSON is declared (no Content-Type is read as JSON).
+        Content-Type other than JSON is declared (none, or curl's default form type, is read as JSON).
         """
         media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-        if media and media != "application/json" and not media.endswith("+json"):
+        # curl -d and urllib label every body application/x-www-form-urlencoded unless told otherwise: that
+        # label says nothing about the body, so it is read as JSON like a body without a Content-Type.
+        if media and media not in ("application/json", _UNLABELLED) and not media.endswith("+json"):
             # A client that labels its body as something else is misconfigured: say so, and keep the evidence.
             detail = f"Content-Type {media!r} is not JSON: send application/json (or no Content-Type)"
             await dead_letter(Rejection("invalid_json", detail), b"")
