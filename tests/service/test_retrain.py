@@ -79,6 +79,30 @@ def test_retrain_reads_what_the_service_saved(registry: ModelRegistry, store: Sq
     assert result.n_train + result.n_holdback == 600
 
 
+def test_a_restarted_service_keeps_the_rows_it_saved_before(registry: ModelRegistry, store: AlertStore) -> None:
+    config = RuntimeConfig(recent_flush_seconds=3600)
+    rng = np.random.default_rng(8)
+    with Runtime(store, registry, config=config) as runtime:
+        records = [record("p1", float(i), normal_readings(rng)) for i in range(500)]
+        runtime.submit(payload(*records), "t").result(timeout=10)
+    with Runtime(store, registry, config=config) as runtime:  # a restart: one more row, then a save
+        runtime.submit(payload(record("p1", 500.0, normal_readings(rng))), "t").result(timeout=10)
+    saved = load_recent(registry, "pump")
+    assert len(saved) == 501
+    assert saved["time"].tolist() == [float(i) for i in range(501)]
+
+
+def test_retrain_reads_iso_times(registry: ModelRegistry) -> None:
+    data = recent(training_frame(seed=6, n=800, shift=0.8))
+    start = pd.Timestamp("2026-03-02T08:40:00")
+    data["time"] = (start + pd.to_timedelta(data["time"], unit="s")).dt.strftime("%Y-%m-%dT%H:%M:%S")
+    result = retrain(registry, "pump", data=data, activate=False)
+    assert result.n_train + result.n_holdback == 800
+    data.loc[3, "time"] = "yesterday"
+    with pytest.raises(InvalidInputError, match=r"row 3: 'yesterday' is neither POSIX seconds nor an ISO 8601"):
+        retrain(registry, "pump", data=data)
+
+
 def test_retrain_without_saved_data_is_a_clear_error(registry: ModelRegistry) -> None:
     with pytest.raises(InvalidInputError, match="no recent telemetry"):
         retrain(registry, "pump")

@@ -31,6 +31,8 @@ __all__ = [
     "alarm_state_path",
     "calibration_path",
     "load_slot",
+    "read_recent",
+    "recent_path",
     "save_alarm_states",
     "save_calibration",
     "save_recent",
@@ -128,17 +130,25 @@ def load_slot(registry: ModelRegistry, name: str, config: RuntimeConfig) -> Mode
         except (ValueError, AttributeError) as exc:
             # Adaptation restarts from calibration rather than the service refusing to start; said in the log.
             log.warning("%s: unreadable alarm state, devices start from calibration: %s", saved_alarms, exc)
+    features = list(pipeline.feature_names_in_)
+    recent_rows: deque[tuple[str, float, Sequence[float]]] = deque(maxlen=config.recent_rows)
+    # The rows a previous run saved stay in the buffer: without them the first save after a restart would
+    # replace thousands of saved rows with the few seen since, and retraining would find nothing to learn.
+    saved_rows = read_recent(recent_path(registry, name))
+    if saved_rows is not None and saved_rows[3] == features:
+        devices, times, values, _ = saved_rows
+        recent_rows.extend(zip(devices, times.tolist(), values.tolist(), strict=True))
     return ModelSlot(
         name=name,
         version=version,
         pipeline=pipeline,
         tracker=AlertTracker(device_gap_seconds=config.device_gap_seconds, model_version=version),
         calibration=calibration,
-        features=list(pipeline.feature_names_in_),
-        feature_set=frozenset(pipeline.feature_names_in_),
+        features=features,
+        feature_set=frozenset(features),
         context=int(pipeline.context_rows),
         recent_scores=deque(maxlen=config.calibration_window * 4),
-        recent_rows=deque(maxlen=config.recent_rows),
+        recent_rows=recent_rows,
         alarm_states=alarm_states,
     )
 
@@ -166,12 +176,30 @@ def save_alarm_states(registry: ModelRegistry, slot: ModelSlot) -> None:
     atomic_write_text(alarm_state_path(registry, slot.name, slot.version), json.dumps(document))
 
 
+def recent_path(registry: ModelRegistry, name: str) -> Path:
+    """Where the recent accepted rows of model ``name`` are kept for retraining."""
+    return registry.model_dir(name) / "recent.npz"
+
+
+def read_recent(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, list[str]] | None:
+    """The saved recent rows as ``(devices, POSIX times, values, feature names)``, or None without a file."""
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as archive:
+        return (
+            archive["device"].astype(str).tolist(),
+            archive["time"].astype(np.float64),
+            archive["X"].astype(np.float64),
+            [str(f) for f in archive["features"]],
+        )
+
+
 def save_recent(registry: ModelRegistry, slot: ModelSlot) -> None:
     """Write the slot's recent accepted rows to ``REGISTRY/<model>/recent.npz`` for retraining."""
     rows = list(slot.recent_rows)
     if not rows:
         return
-    path = registry.model_dir(slot.name) / "recent.npz"
+    path = recent_path(registry, slot.name)
     # A temporary name of its own: several workers may share a registry, and a shared name would let one
     # rename another's half-written file into place.
     handle, name = tempfile.mkstemp(prefix=".recent-", suffix=".npz", dir=path.parent)

@@ -21,6 +21,7 @@ import pandas as pd
 from vigil.errors import InvalidInputError
 from vigil.pipeline import Pipeline
 from vigil.streaming.model_registry import ModelRegistry
+from vigil.streaming.model_slot import read_recent, recent_path
 
 __all__ = ["RetrainResult", "load_recent", "retrain"]
 
@@ -54,15 +55,28 @@ def load_recent(registry: ModelRegistry, name: str) -> pd.DataFrame:
     InvalidInputError
         The service has saved no rows for this model yet.
     """
-    path = registry.model_dir(name) / "recent.npz"
-    if not path.is_file():
+    path = recent_path(registry, name)
+    saved = read_recent(path)
+    if saved is None:
         msg = f"no recent telemetry saved for model {name!r} ({path} is missing): run the service first or pass data"
         raise InvalidInputError(msg)
-    with np.load(path, allow_pickle=False) as archive:
-        frame = pd.DataFrame(archive["X"], columns=[str(f) for f in archive["features"]])
-        frame.insert(0, "time", archive["time"])
-        frame.insert(0, "device", archive["device"].astype(str))
+    devices, times, values, features = saved
+    frame = pd.DataFrame(values, columns=features)
+    frame.insert(0, "time", times)
+    frame.insert(0, "device", devices)
     return frame
+
+
+def _posix_seconds(column: pd.Series) -> pd.Series:
+    """Times as POSIX seconds: numbers are taken as they are, text as ISO 8601 (a naive time is UTC)."""
+    if pd.api.types.is_numeric_dtype(column):
+        return column.astype(np.float64)
+    parsed = pd.to_datetime(column, utc=True, errors="coerce", format="ISO8601")
+    if parsed.isna().any():
+        i = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+        msg = f"column 'time', row {i}: {column.iloc[i]!r} is neither POSIX seconds nor an ISO 8601 time"
+        raise InvalidInputError(msg)
+    return (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
 
 
 def _confirmed_mask(data: pd.DataFrame, confirmed: list[tuple[str, float, float]]) -> np.ndarray:
@@ -130,7 +144,8 @@ def retrain(
     if missing:
         msg = f"retraining data lacks columns {missing}"
         raise InvalidInputError(msg)
-    frame = frame.sort_values("time", kind="stable").reset_index(drop=True)
+    frame = frame.assign(time=_posix_seconds(frame["time"])).sort_values("time", kind="stable")
+    frame = frame.reset_index(drop=True)
     confirmed: list[tuple[str, float, float]] = []
     if store is not None:
         for alert in store.list(status="confirmed", limit=None):
