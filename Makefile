@@ -1,4 +1,6 @@
-# Vigil: `make demo` installs everything into .venv and runs the demo; `make test` runs the whole suite.
+# Vigil: `make demo` installs everything the README's tour uses into .venv and runs the demo; `make test` runs
+# the whole suite. Only the scale-out engines (Ray, the Kafka client: extra `scale`) are left to `make test` or
+# `pip install 'vigil[scale]'`, as the commands that need them say.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -13,7 +15,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[deep,tune]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[deep,tune,service,network,vision]'
 	@touch $@
 
 $(TEST_STAMP): $(STAMP)
@@ -23,7 +25,7 @@ $(TEST_STAMP): $(STAMP)
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/vigil demo --output vigil-demo
+	$(BIN)/vigil demo --output vigil-demo --examples vigil-demo/tour
 
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest

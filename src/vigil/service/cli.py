@@ -242,7 +242,7 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--registry", default="vigil-registry", help="model registry folder (vigil-registry)")
     p.add_argument("--model", default="default", help="model (asset type) to retrain (default)")
     p.add_argument("--store", help="alert store whose confirmed alerts are left out of training")
-    p.add_argument("--data", help="CSV with device, time (ISO 8601 or POSIX s) and the features; default the saved recent rows")
+    p.add_argument("--data", help="CSV with device, time (ISO 8601 or POSIX s) and the features (default: saved rows)")
     p.add_argument("--holdback", type=float, default=0.25, help="newest share used only to compare (0.25)")
     p.add_argument("--tolerance", type=float, default=0.005, help="slack on FAR and recall (0.005)")
     p.add_argument("--min-rows", type=int, default=200, help="fewest training rows (200)")
