@@ -15,7 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from vigil import __version__
 from vigil.errors import VigilError
+from vigil.progress import set_reporting
 
 __all__ = ["dispatch", "main"]
 
@@ -830,6 +832,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from vigil.demo import run_demo
 
+    if args.examples:
+        from vigil.data.examples import write_examples
+
+        written = write_examples(args.examples, seed=args.seed)
+        print(f"wrote the tour's files into {args.examples}: {', '.join(p.name for p in written)}")
+        if args.examples_only:
+            return 0
     run_demo(
         output=Path(args.output),
         hours=args.hours,
@@ -848,6 +857,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Anomaly detection for IoT environments: train on normal history, evaluate honestly, "
         "score new data with explanations.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("detectors", help="list the registered detectors")
@@ -967,6 +977,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", default="pca", help="detector to deploy (pca)")
     p.add_argument("--no-network", action="store_true", help="skip the plant's network traffic part")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--examples", metavar="DIR", help="also write the files the README's tour uses into DIR")
+    p.add_argument("--examples-only", action="store_true", help="with --examples: write them and stop")
     p.set_defaults(func=_cmd_demo)
 
     # Commands of the optional parts; their modules import heavy dependencies only when a command runs.
@@ -984,6 +996,7 @@ def dispatch(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None)
     """Parse ``argv`` and run the chosen command: exit code 2 on bad input, 130 on Ctrl-C."""
     args = parser.parse_args(argv)
     args._argv = argv
+    set_reporting(not getattr(args, "quiet", False))
     try:
         return int(args.func(args))
     except VigilError as exc:
@@ -992,6 +1005,8 @@ def dispatch(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        set_reporting(False)
 
 
 if __name__ == "__main__":
