@@ -79,7 +79,7 @@ def test_retrain_reads_what_the_service_saved(registry: ModelRegistry, store: Sq
     assert result.n_train + result.n_holdback == 600
 
 
-def test_a_restarted_service_keeps_the_rows_it_saved_before(registry: ModelRegistry, store: AlertStore) -> None:
+def test_a_restarted_service_keeps_the_rows_it_saved_before(registry: ModelRegistry, store: SqlAlertStore) -> None:
     config = RuntimeConfig(recent_flush_seconds=3600)
     rng = np.random.default_rng(8)
     with Runtime(store, registry, config=config) as runtime:
