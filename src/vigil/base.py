@@ -167,6 +167,10 @@ class BaseDetector:
     def _min_fit_rows(self) -> int:
         return 2
 
+    def _min_fit_rows_reason(self) -> str:
+        """Why ``_min_fit_rows`` rows are needed, for the error that says there are too few."""
+        return "to learn a spread"
+
     @property
     def context_rows(self) -> int:
         """Rows of history the detector needs before a row to score it (0 for point-wise detectors)."""
@@ -175,7 +179,13 @@ class BaseDetector:
     def fit(self, X: Any, y: Any = None) -> Self:
         """Learn normal behaviour from ``X`` (rows × features); ``y`` is ignored by unsupervised detectors."""
         self._validate_params()
-        values, names = check_array(X, where="X", min_rows=self._min_fit_rows())
+        values, names = check_array(X, where="X")
+        if values.shape[0] < self._min_fit_rows():
+            msg = (
+                f"{values.shape[0]} rows to fit on: {type(self).__name__} needs at least {self._min_fit_rows()} "
+                f"({self._min_fit_rows_reason()})"
+            )
+            raise InvalidInputError(msg)
         for attribute in [k for k in vars(self) if k.endswith("_")]:
             delattr(self, attribute)
         self.n_features_in_ = values.shape[1]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vigil import __version__
-from vigil.errors import VigilError
+from vigil.errors import InvalidInputError, VigilError
 from vigil.progress import set_reporting
 
 __all__ = ["dispatch", "main"]
@@ -260,7 +260,7 @@ def _print_result(result: dict[str, Any]) -> None:
             else []
         ),
         ("fit / score seconds", f"{_num(result.get('fit_seconds'), 2)} / {_num(result.get('score_seconds'), 2)}"),
-        ("rows scored", str(result.get("rows_scored"))),
+        *_scored_rows(result),
     ]
     recall = result.get("per_category_recall") or {}
     rows += [(f"recall of {kind}", _num(value)) for kind, value in recall.items() if isinstance(value, float)]
@@ -269,6 +269,16 @@ def _print_result(result: dict[str, Any]) -> None:
     print(title)
     for key, value in rows:
         print(f"  {key:<{width}}  {value}")
+
+
+def _scored_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """How much was scored: rows of tables, or packets of captures (a capture benchmark counts per part)."""
+    if result.get("rows_scored") is not None:
+        return [("rows scored", str(result["rows_scored"]))]
+    packets = [part.get("packets") for part in (result.get("per_part") or {}).values() if isinstance(part, dict)]
+    if packets and all(isinstance(n, int) for n in packets):
+        return [("packets scored", str(sum(packets)))]
+    return []
 
 
 def _print_image_result(result: dict[str, Any]) -> None:
@@ -560,6 +570,15 @@ def _evaluate_stream(args: argparse.Namespace, make: Any, X_train: Any, test: An
     return 0
 
 
+def _model_layout(model: str) -> dict[str, Any]:
+    """What ``vigil fit`` recorded about a model's input (``input.json``), or {} for a model without it."""
+    path = Path(model) / "input.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+
+
 def _is_capture(path: str) -> bool:
     return Path(path).suffix.lower() in (".pcap", ".pcapng", ".cap", ".dmp")
 
@@ -612,7 +631,11 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if table.y is not None and table.y.any():
         X = table.X.loc[~table.y].reset_index(drop=True)
         print(f"left {int(table.y.sum())} labelled anomalous rows out of training", file=sys.stderr)
-    pipe = make().fit(X)
+    try:
+        pipe = make().fit(X)
+    except InvalidInputError as exc:
+        msg = f"{args.train}: {exc}"  # the library names rows and columns, the file is the CLI's to name
+        raise InvalidInputError(msg) from exc
     out = pipe.save(args.output)
     layout = {
         "time": args.time,
@@ -662,15 +685,23 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
         print(score_image_folder(args.model, args.data, args.output, maps=args.maps))
         return 0
+    model_layout = _model_layout(args.model)
+    if _is_capture(args.data) != (model_layout.get("kind") == "capture"):
+        msg = (
+            f"{args.data} is a packet capture, but {args.model} was fitted on a table (columns "
+            f"{', '.join(model_layout.get('features', [])[:4])}...): score captures with a model fitted by "
+            "`vigil fit BENIGN.pcap`"
+            if _is_capture(args.data)
+            else f"{args.model} was fitted on a packet capture: give it a .pcap/.pcapng file, not {args.data}"
+        )
+        raise InvalidInputError(msg)
     if _is_capture(args.data):
         from vigil.network.cli import write_capture_scores
 
         print(write_capture_scores(args.model, args.data, args.output, top_k=args.top_k))
         return 0
-    model = Path(args.model)
-    pipe = Pipeline.load(model)
-    layout_path = model / "input.json"
-    layout = json.loads(layout_path.read_text()) if layout_path.is_file() else {}
+    pipe = Pipeline.load(Path(args.model))
+    layout = model_layout
     table = read_table(
         args.data,
         label=args.label if args.label is not None else layout.get("label"),

@@ -194,3 +194,66 @@ def test_score_ray_scores_a_parquet_archive(tmp_path, plant_csv, capsys):
     assert main(argv) == 0
     assert "scored 600 rows of 2 files" in capsys.readouterr().out
     assert len(pd.read_parquet(out)) == 600
+
+
+def _error(argv: list[str], capsys) -> str:
+    assert main(argv) == 2
+    return capsys.readouterr().err
+
+
+def test_version_names_the_package(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"vigil {__import__('vigil').__version__}"
+
+
+def test_errors_name_the_flag_the_file_and_the_reason(tmp_path, plant_csv, capsys):
+    frame = pd.read_csv(plant_csv)
+    semi = tmp_path / "semi.csv"
+    frame.to_csv(semi, sep=";", index=False)
+    assert "semi.csv: the header" in (message := _error(["fit", str(semi), "--detector", "pca", "-o", "m"], capsys))
+    assert "pass --sep ';'" in message
+
+    reversed_rows = tmp_path / "reversed.csv"
+    frame.iloc[::-1].to_csv(reversed_rows, index=False)
+    message = _error(["fit", str(reversed_rows), "--detector", "pca", "--time", "time", "-o", "m"], capsys)
+    assert "reversed.csv: line 3" in message and "--sort-time" in message
+
+    short = tmp_path / "short.csv"
+    frame.iloc[:20].to_csv(short, index=False)
+    message = _error(["fit", str(short), "--detector", "lstm-ae", "--time", "time", "-o", "m"], capsys)
+    assert message.startswith("vigil fit: error: ") and "short.csv: 20 rows to fit on" in message
+    assert "spans 32 rows" in message and "--param window=N" in message
+
+
+def test_a_model_given_the_wrong_kind_of_data_says_which_it_needs(tmp_path, plant_csv, capsys):
+    pytest.importorskip("dpkt", reason="pip install 'vigil[network]' to read captures")
+    table_model = tmp_path / "table-model"
+    assert (
+        main(["fit", str(plant_csv), "--detector", "pca", "--time", "time", "--label", "label", "-o", str(table_model)])
+        == 0
+    )
+    assert main(["synth-capture", "-o", str(tmp_path / "synth"), "--train-seconds", "60", "--seed", "1"]) == 0
+    capture = tmp_path / "synth" / "capture.pcap"
+    message = _error(["score", str(table_model), str(capture), "-o", str(tmp_path / "x.csv")], capsys)
+    assert "capture.pcap is a packet capture, but" in message and "vigil fit BENIGN.pcap" in message
+    packet_model = tmp_path / "packet-model"
+    assert main(["fit", str(tmp_path / "synth" / "benign.pcap"), "--detector", "kitnet", "-o", str(packet_model)]) == 0
+    message = _error(["score", str(packet_model), str(plant_csv), "-o", str(tmp_path / "x.csv")], capsys)
+    assert "was fitted on a packet capture: give it a .pcap" in message
+
+
+def test_an_image_model_scores_one_image_file_and_refuses_a_table(tmp_path, plant_csv, capsys):
+    pytest.importorskip("PIL", reason="pip install 'vigil[vision]'")
+    from vigil.data.examples import write_examples
+
+    write_examples(tmp_path / "tour")
+    tiles, model = tmp_path / "tour" / "tiles", tmp_path / "tile-model"
+    assert main(["fit", str(tiles), "--detector", "patch-gauss", "--size", "32", "-o", str(model)]) == 0
+    one = sorted((tiles / "defect").iterdir())[0]
+    out = tmp_path / "one.csv"
+    assert main(["score", str(model), str(one), "-o", str(out)]) == 0
+    assert pd.read_csv(out)["path"].tolist() == [one.name]
+    message = _error(["score", str(model), str(plant_csv), "-o", str(out)], capsys)
+    assert "is an image model: give it a folder of images or one JPEG/PNG file, not" in message

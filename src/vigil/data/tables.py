@@ -300,7 +300,7 @@ def _repair_time(
             j = int(np.flatnonzero(time == time[i])[0])
             msg = (
                 f"{where}: lines {lines[j]} and {lines[i]} have the same time {time[i]} in column "
-                f"{time.name!r} (pass drop_duplicate_times=True to keep the first)"
+                f"{time.name!r} (--drop-duplicate-times, or drop_duplicate_times=True, keeps the first)"
             )
             raise InvalidInputError(msg)
     kept = time[keep]
@@ -312,7 +312,7 @@ def _repair_time(
             k = int(np.flatnonzero(values[1:] < values[:-1])[0]) + 1
             msg = (
                 f"{where}: line {lines[keep[k]]}, time column {time.name!r} is {kept[k]}, earlier than "
-                f"{kept[k - 1]} on line {lines[keep[k - 1]]} (pass sort_time=True to sort the rows)"
+                f"{kept[k - 1]} on line {lines[keep[k - 1]]} (--sort-time, or sort_time=True, sorts the rows)"
             )
             raise InvalidInputError(msg)
     return keep
@@ -396,6 +396,7 @@ def read_table(
     where = str(path)
     raw = _read_raw(path, sep=sep, encoding=encoding)
     available = [str(c) for c in raw.columns]
+    _check_separator(available, sep=sep, where=where)
     features = _check_columns(available, where=where, label=label, time=time, drop=drop, columns=columns)
     lines = np.arange(2, len(raw) + 2, dtype=np.int64)
 
@@ -411,6 +412,28 @@ def read_table(
             stamps = stamps[keep]
     X = X.reset_index(drop=True)
     return Table(X=X, y=y, time=stamps, source=path.name)
+
+
+def _check_separator(header: list[str], *, sep: str, where: str) -> None:
+    """A header read as one column that holds another usual separator: the file is split by that one.
+
+    Examples
+    --------
+    >>> _check_separator(["time;flow;label"], sep=",", where="pump.csv")
+    Traceback (most recent call last):
+    ...
+    vigil.errors.InvalidInputError: pump.csv: the header 'time;flow;label' reads as one column ... --sep ';' (sep=';')
+    """
+    if len(header) != 1:
+        return
+    for other in (";", "\t", "|", ","):
+        if other != sep and other in header[0]:
+            shown = "\\t" if other == "\t" else other
+            msg = (
+                f"{where}: the header {header[0]!r} reads as one column with the separator {sep!r}; the file looks "
+                f"separated by {shown!r}: pass --sep '{shown}' (sep={shown!r})"
+            )
+            raise InvalidInputError(msg)
 
 
 def split_rows(table: Table, n: int) -> tuple[Table, Table]:

@@ -173,6 +173,9 @@ class SequenceTCNForecasterDetector(ForecastDetector):
     def _min_fit_rows(self) -> int:
         return self._sample_rows() + 4
 
+    def _min_fit_rows_reason(self) -> str:
+        return f"its receptive field and the predicted row span {self._sample_rows()} rows"
+
     # ------------------------------------------------------------------ data
     def _inputs(self, values: NDArray[np.float64]) -> NDArray[np.float32]:
         """The series the network reads: drifting sensors as first differences (0 in the first row)."""

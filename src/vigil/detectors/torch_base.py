@@ -186,6 +186,12 @@ class TorchDetector(BaseDetector):
     def _min_fit_rows(self) -> int:
         return self._sample_rows() + 4
 
+    def _min_fit_rows_reason(self) -> str:
+        return (
+            f"one training sample spans {self._sample_rows()} rows and a few samples are needed to train; "
+            "a shorter window (--param window=N) needs fewer"
+        )
+
     def _torch_device(self) -> torch.device:
         torch = require_torch()
         if self.device == "auto":

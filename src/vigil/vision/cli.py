@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from vigil.errors import InvalidInputError
-from vigil.vision.io import FrameStream, decode_image, list_images
+from vigil.vision.io import IMAGE_SUFFIXES, FrameStream, decode_image, list_images
 
 __all__ = ["fit_image_folder", "is_image_model", "score_image_folder"]
 
@@ -102,7 +102,8 @@ def fit_image_folder(
 def score_image_folder(
     model: str | Path, folder: str | Path, output: str | Path, *, maps: str | Path | None = None
 ) -> str:
-    """Score every image under ``folder`` with the model in ``model``; write a CSV to ``output``; return a summary.
+    """Score every image under ``folder`` (or the one image file ``folder`` names) with the model in ``model``;
+    write a CSV to ``output``; return a summary.
 
     The CSV has one row per file: ``path`` (relative to ``folder``), ``score``, ``threshold``, ``anomaly``
     and ``error`` (why the file could not be scored; empty otherwise).
@@ -110,12 +111,21 @@ def score_image_folder(
     from vigil.vision.base import ImageDetector
 
     folder = Path(folder)
-    if not folder.is_dir():
-        msg = f"image folder not found: {folder}"
+    if folder.is_file():
+        if folder.suffix.lower() not in IMAGE_SUFFIXES:
+            msg = (
+                f"{model} is an image model: give it a folder of images or one JPEG/PNG file, not {folder} "
+                "(score tables and captures with a model fitted on them)"
+            )
+            raise InvalidInputError(msg)
+        files, folder = [folder], folder.parent
+    elif not folder.is_dir():
+        msg = f"{folder} does not exist (give a folder of images or one JPEG/PNG file)"
         raise InvalidInputError(msg)
+    else:
+        files = list_images(folder)
     layout = json.loads((Path(model) / _LAYOUT).read_text())
     detector = ImageDetector.load(model)
-    files = list_images(folder)
     if not files:
         msg = f"{folder}: no JPEG or PNG images to score"
         raise InvalidInputError(msg)
