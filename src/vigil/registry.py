@@ -22,6 +22,7 @@ _BUILTIN_MODULES = (
     "vigil.detectors.iforest",
     "vigil.detectors.mahalanobis",
     "vigil.detectors.online_zscore",
+    "vigil.detectors.ensemble",
     "vigil.network.kitnet",
 )
 # (module, the optional package it needs): registered only where that package is installed.
