@@ -17,7 +17,7 @@ _MEMBER_PREFIX = "member{}__"
 
 
 def _member_names(value: Any) -> bool:
-    return isinstance(value, tuple) and len(value) >= 1 and all(isinstance(v, str) and v for v in value)
+    return isinstance(value, (tuple, list)) and len(value) >= 1 and all(isinstance(v, str) and v for v in value)
 
 
 @register("ensemble", "Members' scores normalised on their training scores, then averaged (or their maximum)")
@@ -43,7 +43,7 @@ class EnsembleDetector(BaseDetector):
 
     Parameters
     ----------
-    members : tuple of str
+    members : tuple (or list) of str
         Registered detector names, each fitted with its defaults (seeded with ``random_state``).
     normalisation : {"robust", "tail"}
     combination : {"mean", "max"}
