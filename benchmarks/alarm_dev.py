@@ -13,9 +13,12 @@ Into every scored period go three long synthetic faults (a level shift, a ramp o
 training standard deviations on one or two sensors, 60-240 rows; fixed seed), so a rule can be judged on
 what it misses as well as on what it raises. Each detector is fitted once per segment; every candidate
 alarm stage (annunciation policy × adaptive set level) then decides the same scores. The chosen stage is
-the one with the best mean F1 over detectors and both sets among those whose false-alarm rate on the
-untouched normal rows stays at or below ``--far-budget`` (default 2 %) and whose event recall stays 1.0,
-ties broken towards the simpler rule. Nothing here reads a labelled benchmark file.
+the best mean F1 (over detectors and both sets) among the rules with the stated plant policy
+``PLANT_POLICY`` (3 of 5 on-delay, 10-reading off-delay): the policy is stated, the adaptive set level is
+chosen. Reported beside it: the best mean F1 among rules that find at least as many synthetic faults as the
+bare threshold, and the rule with the fewest false-alarm events per hour on the untouched normal runs
+among those with at least the bare threshold's F1 and 90 % of its event recall. Ties go to the simpler
+rule. Nothing here reads a labelled benchmark file.
 """
 
 from __future__ import annotations
@@ -46,20 +49,21 @@ POLICIES: list[dict[str, Any]] = [
     {"on_delay": 3, "window": 5},
     {"on_delay": 3, "window": 5, "off_delay": 10},
     {"on_delay": 5, "window": 10, "off_delay": 10},
-    {"on_delay": 5, "window": 10, "off_delay": 30},
-    {"on_delay": 10, "window": 20, "off_delay": 10},
     {"on_delay": 10, "window": 20, "off_delay": 30},
-    {"on_delay": 5, "window": 10, "off_delay": 10, "deadband": 0.3},
-    {"on_delay": 10, "window": 20, "off_delay": 30, "deadband": 0.3},
+    {"on_delay": 3, "window": 5, "off_delay": 10, "deadband": 0.3},
 ]
 
-ADAPTATIONS: list[tuple[str, dict[str, Any]]] = [
-    ("fixed", {}),
-    ("baseline", {"memory": 300}),
-    ("baseline", {"memory": 1200}),
-    ("conformal", {"alpha": 0.01, "gamma": 0.005}),
-    ("spot", {"risk": 1e-3, "level": 0.9}),
-    ("spot", {"risk": 1e-3, "level": 0.9, "depth": 30}),
+# (kind, parameters, incident guard: largest share of alarmed readings at which the level still learns)
+ADAPTATIONS: list[tuple[str, dict[str, Any], float]] = [
+    ("fixed", {}, 0.2),
+    ("baseline", {"memory": 300}, 0.2),
+    ("baseline", {"memory": 1200}, 0.2),
+    ("baseline", {"memory": 300}, 1.0),
+    ("baseline", {"memory": 1200}, 1.0),
+    ("conformal", {"alpha": 0.01, "gamma": 0.005}, 0.2),
+    ("conformal", {"alpha": 0.01, "gamma": 0.005}, 0.5),
+    ("spot", {"risk": 1e-3, "level": 0.9, "depth": 30}, 0.2),
+    ("spot", {"risk": 1e-3, "level": 0.9, "depth": 30}, 1.0),
 ]
 
 
@@ -131,18 +135,21 @@ def score_cases(segments, detector: str, params: dict[str, Any], seed: int = 123
     return cases
 
 
-def judge(cases, policy: dict[str, Any], kind: str, params: dict[str, Any]) -> dict[str, float]:
-    stage = AlarmStage(threshold=make_online_threshold(kind, **params), policy=AlarmPolicy(**policy))
-    normal_flagged = normal_rows = 0
+def judge(cases, policy: dict[str, Any], kind: str, params: dict[str, Any], guard: float) -> dict[str, float]:
+    stage = AlarmStage(threshold=make_online_threshold(kind, **params), policy=AlarmPolicy(**policy), guard=guard)
+    normal_flagged = normal_rows = normal_events = 0
     groups = {}
     for i, case in enumerate(cases):
         fitted = stage.clone().fit(case["calibration"], case["threshold"])
-        normal_flagged += int(fitted.run(case["normal"]).active.sum())
+        normal = fitted.run(case["normal"])
+        normal_flagged += int(normal.active.sum())
+        normal_events += int(normal.raised.sum())
         normal_rows += len(case["normal"])
         groups[str(i)] = (case["label"], fitted.run(case["faulty"]).active, None)
     pooled = evaluate_groups(groups)["pooled"]
     return {
         "normal_far": normal_flagged / normal_rows,
+        "normal_events_per_hour": normal_events / (normal_rows / 3600.0),  # both sets are sampled at 1 Hz
         "f1": pooled["f1"],
         "far": pooled["far"],
         "mar": pooled["mar"],
@@ -152,6 +159,30 @@ def judge(cases, policy: dict[str, Any], kind: str, params: dict[str, Any]) -> d
     }
 
 
+# Plant policy, stated rather than fitted: an alarm needs 3 flagged readings of the last 5 and clears after 10
+# quiet ones (ISA-18.2's on-delay and off-delay for a 1 Hz signal).
+PLANT_POLICY = {"on_delay": 3, "window": 5, "off_delay": 10}
+
+
+def choose(rows: list[dict[str, Any]]):
+    """The bare threshold, the best-F1 rule, the calmest rule, and the recommended one (see the docstring)."""
+    plain = next(r for r in rows if not r["policy"] and r["adapt"] == "fixed")
+    eligible = [r for r in rows if r["mean_event_recall"] >= plain["mean_event_recall"] - 1e-9]
+    eligible.sort(key=lambda r: (-round(r["mean_f1"], 3), _complexity(r["policy"], r["adapt"])))
+    calm = [
+        r
+        for r in rows
+        if r["mean_f1"] >= plain["mean_f1"] - 1e-9 and r["mean_event_recall"] >= 0.9 * plain["mean_event_recall"]
+    ]
+    calm.sort(key=lambda r: (round(r["mean_events_per_hour"], 2), -r["mean_f1"], _complexity(r["policy"], r["adapt"])))
+    under_policy = [r for r in rows if r["policy"] == PLANT_POLICY]
+    under_policy.sort(key=lambda r: (-round(r["mean_f1"], 3), _complexity(r["policy"], r["adapt"])))
+    return plain, eligible[0], calm, under_policy[0]
+
+
+SUMMARY = ("policy", "adapt", "params", "guard", "mean_f1", "mean_events_per_hour", "mean_event_recall")
+
+
 def _complexity(policy: dict[str, Any], kind: str) -> tuple[int, int]:
     return (0 if kind == "fixed" else 1, sum(1 for v in policy.values() if v))
 
@@ -159,9 +190,21 @@ def _complexity(policy: dict[str, Any], kind: str) -> tuple[int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get("VIGIL_DATA_DIR"))
-    parser.add_argument("--far-budget", type=float, default=0.02)
     parser.add_argument("--json", help="write the grid and the choice here")
+    parser.add_argument("--rechoose", help="re-read the grid from this JSON and only redo the choice")
     args = parser.parse_args()
+    if args.rechoose:
+        document = json.loads(Path(args.rechoose).read_text())
+        plain, accurate, calm, chosen = choose(document["rows"])
+        document.update(
+            chosen={k: chosen[k] for k in SUMMARY},
+            best_f1={k: accurate[k] for k in SUMMARY},
+            calmest={k: calm[0][k] for k in SUMMARY},
+            plain={k: plain[k] for k in SUMMARY},
+        )
+        Path(args.rechoose).write_text(json.dumps(document, indent=1))
+        print(json.dumps(document["chosen"]))
+        return
     if not args.data_dir:
         sys.exit("set VIGIL_DATA_DIR or --data-dir")
     import torch
@@ -174,9 +217,11 @@ def main() -> None:
         for label, detector, params in DETECTORS:
             cases = score_cases(segments, detector, params)
             for policy in POLICIES:
-                for kind, kparams in ADAPTATIONS:
-                    key = json.dumps({"policy": policy, "adapt": kind, "params": kparams}, sort_keys=True)
-                    grid.setdefault(key, {})[f"{set_name}/{label}"] = judge(cases, policy, kind, kparams)
+                for kind, kparams, guard in ADAPTATIONS:
+                    key = json.dumps(
+                        {"policy": policy, "adapt": kind, "params": kparams, "guard": guard}, sort_keys=True
+                    )
+                    grid.setdefault(key, {})[f"{set_name}/{label}"] = judge(cases, policy, kind, kparams, guard)
             print(f"{set_name} · {label}: scored ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
     rows = []
     for key, results in grid.items():
@@ -188,25 +233,33 @@ def main() -> None:
                 "max_normal_far": float(max(r["normal_far"] for r in results.values())),
                 "mean_normal_far": float(np.mean([r["normal_far"] for r in results.values()])),
                 "min_event_recall": float(min(r["event_recall"] for r in results.values())),
+                "mean_event_recall": float(np.mean([r["event_recall"] for r in results.values()])),
+                "mean_events_per_hour": float(np.mean([r["normal_events_per_hour"] for r in results.values()])),
                 "results": results,
             }
         )
-    eligible = [r for r in rows if r["mean_normal_far"] <= args.far_budget and r["min_event_recall"] >= 1.0]
-    eligible.sort(key=lambda r: (-round(r["mean_f1"], 3), _complexity(r["policy"], r["adapt"])))
-    chosen = eligible[0] if eligible else None
-    print("| policy | adaptive set level | mean F1 | mean FAR on normal % | max FAR on normal % | min event recall |")
-    print("|---|---|---:|---:|---:|---:|")
-    for r in sorted(rows, key=lambda r: -r["mean_f1"])[:25]:
-        mark = " **chosen**" if r is chosen else ""
+    plain, accurate, calm, chosen = choose(rows)
+    print(
+        "| policy | adaptive set level | guard | mean F1 | mean FAR on normal % | false-alarm events/h on normal "
+        "| mean event recall |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|")
+    shown = sorted(rows, key=lambda r: -r["mean_f1"])[:12] + calm[:4]
+    for key in dict.fromkeys(map(id, [*shown, plain])):
+        r = next(x for x in rows if id(x) == key)
+        mark = " **recommended**" if r is chosen else (" *best F1*" if r is accurate else "")
+        mark += " *calmest*" if r is calm[0] else ""
         print(
-            f"| {r['policy'] or 'plain'} | {r['adapt']} {r['params'] or ''} | {r['mean_f1']:.3f}{mark} "
-            f"| {100 * r['mean_normal_far']:.2f} | {100 * r['max_normal_far']:.2f} | {r['min_event_recall']:.2f} |"
+            f"| {r['policy'] or 'plain'} | {r['adapt']} {r['params'] or ''} | {r['guard']} | {r['mean_f1']:.3f}{mark} "
+            f"| {100 * r['mean_normal_far']:.2f} | {r['mean_events_per_hour']:.1f} | {r['mean_event_recall']:.2f} |"
         )
     if args.json:
         document = {
             "command": " ".join(["benchmarks/alarm_dev.py", *sys.argv[1:]]),
-            "far_budget": args.far_budget,
-            "chosen": None if chosen is None else {k: chosen[k] for k in ("policy", "adapt", "params", "mean_f1")},
+            "chosen": {k: chosen[k] for k in SUMMARY},
+            "best_f1": {k: accurate[k] for k in SUMMARY},
+            "calmest": {k: calm[0][k] for k in SUMMARY},
+            "plain": {k: plain[k] for k in SUMMARY},
             "rows": rows,
         }
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
