@@ -150,7 +150,9 @@ def test_verdicts_change_status_and_keep_history(client: TestClient, fitted: Pip
     )
     assert response.status_code == 200
     assert response.json()["alert"]["status"] == "false_positive"
-    assert response.json()["device_threshold"] > fitted.threshold_
+    assert response.json()["device_threshold"] == pytest.approx(1.25 * fitted.threshold_)
+    change = response.json()["threshold_change"]
+    assert change["who"] == "ana" and change["alert_id"] == alert_id and change["limited_by"] == "step"
     detail = client.get(f"/alerts/{alert_id}", headers=READ).json()
     assert [f["verdict"] for f in detail["feedback"]] == ["note", "false_positive"]
     assert client.post(f"/alerts/{alert_id}/verdict", json={"verdict": "maybe"}, headers=WRITE).status_code == 422

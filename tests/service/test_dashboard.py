@@ -3,56 +3,15 @@
 from __future__ import annotations
 
 import json
-import shutil
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
-from service_helpers import READ_TOKEN, WRITE_TOKEN, anomalous_readings, free_port, normal_readings, record
+from service_helpers import READ_TOKEN, WRITE_TOKEN, anomalous_readings, normal_readings, record
 
 from vigil.alerts import SqlAlertStore
-from vigil.service.app import create_app
-from vigil.service.auth import TokenAuth
 from vigil.streaming.runtime import Runtime
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 EVIL = "pump-<img src=x onerror=window.__xss=1>"
-
-
-@pytest.fixture
-def live_server(runtime: Runtime) -> Iterator[str]:
-    import uvicorn
-
-    app = create_app(runtime, auth=TokenAuth({WRITE_TOKEN: "write", READ_TOKEN: "read"}))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run)
-    thread.start()
-    try:
-        for _ in range(200):
-            if server.started:
-                break
-            threading.Event().wait(0.05)
-        assert server.started
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
-@pytest.fixture
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Chromium is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install 'vigil[service]' for Playwright")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def feed(runtime: Runtime) -> None:

@@ -22,12 +22,12 @@ functions must run on the runtime's worker thread (``runtime.call``) or before t
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from collections.abc import Iterable
 
 from vigil.alerts import Alert
+from vigil.streaming.model_slot import read_calibration
 from vigil.streaming.runtime import Runtime, _Device
 
 __all__ = ["held_devices", "release_devices", "reload_calibration", "resume_alert"]
@@ -75,6 +75,4 @@ def resume_alert(runtime: Runtime, alert: Alert) -> bool:
 def reload_calibration(runtime: Runtime) -> None:
     """Read the per-device thresholds of every served version again (another worker may have changed them)."""
     for slot in runtime._slots.values():
-        path = runtime._calibration_path(slot.name, slot.version)
-        if path.is_file():
-            slot.calibration.restore(json.loads(path.read_text(encoding="utf-8")))
+        read_calibration(runtime._calibration_path(slot.name, slot.version), slot.calibration, slot.threshold)

@@ -14,6 +14,8 @@ W      ``POST /models/{name}/activate``    hot-swap a stored version in
 W      ``POST /models/{name}/rollback``    back to the previous version
 R      ``GET /models/{name}/drift``        recent scores against training scores
 R      ``GET /devices``, ``GET /devices/{id}/timeline``   last scores per device
+R      ``GET /devices/{id}/threshold``     its feedback threshold, bounds and history (who/when/why)
+W      ``POST /devices/{id}/threshold/undo``  undo its latest threshold change (recorded too)
 R      ``GET /dead-letters``               refused messages with reasons
 ``-``  ``GET /health``, ``GET /metrics``   liveness and Prometheus metrics
 ``-``  ``GET /``                           the dashboard (its API calls carry the token)
@@ -66,6 +68,13 @@ class VerdictBody(BaseModel):
     verdict: Literal["confirmed", "false_positive", "note"]
     note: str = Field(default="", max_length=4000)
     user: str = Field(default="", max_length=200)
+
+
+class UndoBody(BaseModel):
+    """Who undoes a device's threshold change, and optionally which change is meant (refused unless the latest)."""
+
+    user: str = Field(default="", max_length=200)
+    change: int | None = Field(default=None, ge=1)
 
 
 class ActivateBody(BaseModel):
@@ -326,12 +335,16 @@ def create_app(
 
     @app.post("/alerts/{alert_id}/verdict", dependencies=[write], tags=["alerts"])
     def post_verdict(alert_id: str, body: VerdictBody) -> dict[str, Any]:
-        """Record a verdict; a false positive recalibrates the device's threshold."""
+        """Record a verdict; a false positive raises the device's threshold within bounds (``threshold_change``)."""
         if store.get(alert_id) is None:
             raise HTTPException(status_code=404, detail=f"no alert with id {alert_id!r}")
         alert = store.add_verdict(alert_id, body.verdict, note=body.note, user=body.user)
-        threshold = runtime.apply_verdict(alert)
-        return {"alert": alert.to_dict(), "device_threshold": threshold}
+        change = runtime.apply_verdict(alert)
+        return {
+            "alert": alert.to_dict(),
+            "device_threshold": None if change is None else change.new,
+            "threshold_change": None if change is None else change.to_dict(),
+        }
 
     @app.get("/dead-letters", dependencies=[read], tags=["alerts"])
     def list_dead_letters(
@@ -383,6 +396,23 @@ def create_app(
         points = runtime.timeline(device)
         alerts = store.list(device=device, limit=50)
         return {"device": device, "points": points, "alerts": [a.to_dict() for a in alerts]}
+
+    @app.get("/devices/{device}/threshold", dependencies=[read], tags=["devices"])
+    def device_threshold(device: str) -> dict[str, Any]:
+        """The device's threshold set by feedback, its model's, the bounds, the guard, and every change."""
+        view = runtime.device_threshold(device)
+        if view is None:
+            raise HTTPException(status_code=404, detail=f"no served model knows device {device!r}")
+        return view
+
+    @app.post("/devices/{device}/threshold/undo", dependencies=[write], tags=["devices"])
+    def undo_threshold(device: str, body: UndoBody | None = None) -> dict[str, Any]:
+        """Restore the value before the device's latest threshold change still in force; 422 if there is none."""
+        body = body or UndoBody()
+        change = runtime.undo_threshold(device, who=body.user, change_id=body.change)
+        if change is None:
+            raise HTTPException(status_code=404, detail=f"no served model knows device {device!r}")
+        return {"change": change.to_dict(), "threshold": runtime.device_threshold(device)}
 
     # -- operations ----------------------------------------------------------------------------------
 

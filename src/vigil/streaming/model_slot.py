@@ -14,6 +14,7 @@ import tempfile
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ __all__ = [
     "alarm_state_path",
     "calibration_path",
     "load_slot",
+    "read_calibration",
     "read_recent",
     "recent_path",
     "save_alarm_states",
@@ -117,10 +119,11 @@ def load_slot(registry: ModelRegistry, name: str, config: RuntimeConfig) -> Mode
         target_far=config.target_far,
         window=config.calibration_window,
         min_samples=config.calibration_min_samples,
+        max_step=config.feedback_max_step,
+        max_raise=config.feedback_max_raise,
+        guard_margin=config.feedback_guard_margin,
     )
-    saved = calibration_path(registry, name, version)
-    if saved.is_file():
-        calibration.restore(json.loads(saved.read_text(encoding="utf-8")))
+    read_calibration(calibration_path(registry, name, version), calibration, float(pipeline.threshold_))
     alarm_states: dict[str, AlarmState] = {}
     saved_alarms = alarm_state_path(registry, name, version)
     if saved_alarms.is_file():
@@ -158,10 +161,25 @@ def calibration_path(registry: ModelRegistry, name: str, version: str) -> Path:
     return registry.model_dir(name) / "calibration" / f"{version}.json"
 
 
+def read_calibration(path: Path, calibration: DeviceCalibration, default: float) -> None:
+    """Replace ``calibration``'s thresholds and histories by those saved at ``path``, when there is a file.
+
+    ``default`` is the model's threshold; thresholds saved without history are stamped with the file's time.
+    """
+    if not path.is_file():
+        return
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        msg = f"the device calibration {path} is not valid JSON: {exc}"
+        raise InvalidInputError(msg) from exc
+    calibration.restore(document, default=default, time=datetime.fromtimestamp(path.stat().st_mtime, tz=UTC))
+
+
 def save_calibration(registry: ModelRegistry, slot: ModelSlot) -> None:
-    """Write the slot's per-device thresholds (atomically)."""
+    """Write the slot's per-device thresholds and their histories (atomically)."""
     atomic_write_text(
-        calibration_path(registry, slot.name, slot.version), json.dumps(slot.calibration.overrides(), indent=2)
+        calibration_path(registry, slot.name, slot.version), json.dumps(slot.calibration.state(), indent=2)
     )
 
 

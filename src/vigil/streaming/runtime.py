@@ -40,9 +40,11 @@ from typing import Any
 
 import numpy as np
 
+from vigil.alarms import AlarmState
 from vigil.alerts import Alert, AlertEvent, AlertSink, AlertStore, Publisher
 from vigil.errors import InvalidInputError, NumericalError, SchemaError, VigilError
 from vigil.streaming.dead_letters import DeadLetter
+from vigil.streaming.device_calibration import ThresholdChange
 from vigil.streaming.drift import DriftReport, score_drift
 from vigil.streaming.messages import Reading, Rejection, decode_payload, parse_record
 from vigil.streaming.model_registry import ModelRegistry
@@ -103,7 +105,7 @@ class _Device:
     model: str
     last_ts: float | None = None
     history: np.ndarray | None = None
-    timeline: deque[tuple[float, float, float, bool]] = field(default_factory=deque)
+    timeline: deque[tuple[float, float, float, bool, str]] = field(default_factory=deque)
     n: int = 0
     mean: float = 0.0
     m2: float = 0.0
@@ -126,9 +128,9 @@ class _Device:
             self.committed_from is not None and self.last_ts is not None and self.committed_from <= ts <= self.last_ts
         )
 
-    def observe(self, ts: float, score: float, threshold: float, is_anomaly: bool) -> None:
+    def observe(self, ts: float, score: float, threshold: float, is_anomaly: bool, note: str = "") -> None:
         """Add a scored point: to the timeline, and to the running mean and variance (Welford)."""
-        self.timeline.append((ts, score, threshold, is_anomaly))
+        self.timeline.append((ts, score, threshold, is_anomaly, note))
         self.n += 1
         delta = score - self.mean
         self.mean += delta / self.n
@@ -370,14 +372,28 @@ class Runtime:
         self.call(lambda: self._install(new))
         return version
 
-    def apply_verdict(self, alert: Alert) -> float | None:
-        """Learn from an operator's verdict; a false positive recalibrates the alert's device.
+    def apply_verdict(self, alert: Alert) -> ThresholdChange | None:
+        """Learn from an operator's verdict; a false positive raises the device's threshold, within bounds.
 
-        Returns the device's new threshold after a false positive, else None.
+        Returns the change after a false positive (``old == new`` when the threshold did not move; see
+        :mod:`vigil.streaming.device_calibration`); None for another verdict, or when the alert's model
+        version is no longer served.
         """
         if alert.status != "false_positive":
             return None
         return self.call(lambda: self._recalibrate(alert))
+
+    def device_threshold(self, device: str) -> dict[str, Any] | None:
+        """The device's feedback threshold, its model's, the bounds and guard, and every change; None if unknown."""
+        return self.call(lambda: self._threshold_view(device))
+
+    def undo_threshold(self, device: str, *, who: str = "", change_id: int | None = None) -> ThresholdChange | None:
+        """Undo the device's latest threshold change still in force (recorded as a change); None if unknown.
+
+        Raises :class:`~vigil.errors.InvalidInputError` when there is nothing to undo, or ``change_id`` is
+        not that latest change.
+        """
+        return self.call(lambda: self._undo_threshold(device, who, change_id))
 
     def models(self) -> list[dict[str, Any]]:
         """The served models: name, active version, threshold, features, per-device overrides."""
@@ -411,7 +427,8 @@ class Runtime:
                     "model": device.model,
                     "last_time": None if device.last_ts is None else _iso(device.last_ts),
                     "last_score": None if last is None else last[1],
-                    "threshold": None if last is None else last[2],
+                    "threshold": None if last is None else self._threshold_now(device),
+                    "feedback": self._feedback_summary(device),
                     "points": device.n,
                     "score_mean": device.mean if device.n else None,
                     "score_std": math.sqrt(device.m2 / (device.n - 1)) if device.n > 1 else None,
@@ -427,8 +444,8 @@ class Runtime:
             msg = f"no device {device!r} has sent telemetry since the service started"
             raise InvalidInputError(msg)
         return [
-            {"time": _iso(ts), "score": score, "threshold": thr, "anomaly": flag}
-            for ts, score, thr, flag in list(state.timeline)
+            {"time": _iso(ts), "score": score, "threshold": thr, "anomaly": flag, **({"note": note} if note else {})}
+            for ts, score, thr, flag, note in list(state.timeline)
         ]
 
     # -- the worker ------------------------------------------------------------------------------------
@@ -633,17 +650,22 @@ class Runtime:
         # records are left out, as if they had never come.
         flagged = np.zeros(n, dtype=bool)
         thresholds = np.full(n, slot.threshold)
+        notes: dict[int, str] = {}
         for device, all_rows in by_device.items():
             rows = [i for i in all_rows if i not in failures]
             if not rows:
                 continue
             state = slot.alarm_state(device)
-            override = slot.calibration.threshold(device, slot.threshold)
-            state.floor = override if override > slot.threshold else None
+            override = _set_feedback_floor(slot, device, state)
             times = [pending[i].reading.timestamp for i in rows]
             run = slot.pipeline.alarm_.run(scores[rows], state, timestamps=times)
             flagged[rows] = run.active
             thresholds[rows] = run.thresholds
+            if state.floor is not None and state.floor < override:
+                # The feedback guard capped the floor: a reading flagged at or below the operators' threshold
+                # would have been hidden by their feedback, and its decision says so.
+                for j in np.flatnonzero(run.flagged & (scores[rows] <= override)):
+                    notes[rows[j]] = slot.calibration.guard_note(device, slot.threshold, float(scores[rows[j]]))
             for row, reason in run.notes:
                 log.info("device %s at %s: %s", device, pending[rows[row]].reading.time, reason)
             if run.active.any() and device in windows:
@@ -684,11 +706,14 @@ class Runtime:
             slot.calibration.observe(device, ts, score)
             slot.recent_scores.append(score)
             slot.recent_rows.append((device, ts, item.vector))
-            self._devices[device].observe(ts, score, threshold, is_anomaly)
+            note = notes.get(i, "")
+            self._devices[device].observe(ts, score, threshold, is_anomaly, note)
             if slot.last_event_ts is None or ts > slot.last_event_ts:
                 slot.last_event_ts = ts
             slot.last_event_mono = mono
-            results.append(Decision(device, reading.time, slot.name, slot.version, score, threshold, is_anomaly, alert))
+            results.append(
+                Decision(device, reading.time, slot.name, slot.version, score, threshold, is_anomaly, alert, note)
+            )
         return results
 
     # -- housekeeping ----------------------------------------------------------------------------------
@@ -768,17 +793,99 @@ class Runtime:
         self._slots[new.name] = new
         log.info("model %s: now serving %s (was %s)", new.name, new.version, old.version)
 
-    def _recalibrate(self, alert: Alert) -> float | None:
+    def _recalibrate(self, alert: Alert) -> ThresholdChange | None:
         slot = next((s for s in self._slots.values() if s.version == alert.model_version), None)
         if slot is None:
             return None  # the alert's model version is no longer served: nothing to adjust
         confirmed = self.store.list(device=alert.device, status="confirmed", limit=1000)
         exclude = [(a.start.timestamp(), a.end.timestamp()) for a in confirmed]
-        threshold = slot.calibration.recalibrate(
-            alert.device, default=slot.threshold, peak=alert.score, exclude=exclude
+        verdict = alert.feedback[-1] if alert.feedback else {}
+        change = slot.calibration.recalibrate(
+            alert.device,
+            default=slot.threshold,
+            peak=alert.score,
+            exclude=exclude,
+            who=str(verdict.get("user") or ""),
+            alert_id=alert.id,
+            time=verdict.get("time"),
         )
+        if change.new != change.old:
+            self._threshold_changed(slot, change)
+        return change
+
+    def _undo_threshold(self, device: str, who: str, change_id: int | None) -> ThresholdChange | None:
+        slot = self._threshold_slot(device)
+        if slot is None:
+            return None
+        change = slot.calibration.undo(device, default=slot.threshold, who=who, change_id=change_id)
+        self._threshold_changed(slot, change)
+        return change
+
+    def _threshold_changed(self, slot: ModelSlot, change: ThresholdChange) -> None:
         save_calibration(self.registry, slot)
-        return threshold
+        if change.device in slot.alarm_states:  # the next reading, and /devices, see the new level at once
+            _set_feedback_floor(slot, change.device, slot.alarm_states[change.device])
+        log.info(
+            "device %s: threshold %.4g -> %.4g (%s by %s: %s)",
+            change.device, change.old, change.new, change.action, change.who, change.reason,
+        )  # fmt: skip
+
+    def _threshold_slot(self, device: str) -> ModelSlot | None:
+        """The served model version whose thresholds apply to ``device``: its model's, or one that has its history."""
+        seen = self._devices.get(device)
+        if seen is not None and seen.model in self._slots:
+            return self._slots[seen.model]
+        return next((s for s in self._slots.values() if s.calibration.history(device)), None)
+
+    def _threshold_now(self, device: _Device) -> float | None:
+        """The set level the device's next reading is compared with (adaptive level, feedback floor, guard)."""
+        slot = self._slots.get(device.model)
+        state = None if slot is None else slot.alarm_states.get(device.name)
+        if slot is None or state is None:
+            return device.timeline[-1][2] if device.timeline else None
+        return float(slot.pipeline.alarm_.current_threshold(state))
+
+    def _feedback_summary(self, device: _Device) -> dict[str, Any] | None:
+        slot = self._slots.get(device.model)
+        if slot is None:
+            return None
+        cal = slot.calibration
+        threshold, guard = cal.levels(device.name, slot.threshold)
+        change = cal.in_force(device.name)
+        history = cal.history(device.name)
+        return {
+            "threshold": threshold,
+            "model_threshold": slot.threshold,
+            "guard": None if math.isinf(guard) else guard,
+            "in_force": None if change is None else change.to_dict(),
+            "last_change": history[-1].to_dict() if history else None,
+        }
+
+    def _threshold_view(self, device: str) -> dict[str, Any] | None:
+        slot = self._threshold_slot(device)
+        if slot is None:
+            return None
+        cal = slot.calibration
+        threshold, guard = cal.levels(device, slot.threshold)
+        change = cal.in_force(device)
+        seen = self._devices.get(device)
+        return {
+            "device": device,
+            "model": slot.name,
+            "version": slot.version,
+            "threshold": threshold,
+            "model_threshold": slot.threshold,
+            "set_level": None if seen is None else self._threshold_now(seen),
+            "guard": None if math.isinf(guard) else guard,
+            "bounds": {
+                "max_step": cal.max_step,
+                "max_raise": cal.max_raise,
+                "guard_margin": cal.guard_margin,
+                "ceiling": cal.ceiling(slot.threshold),
+            },
+            "undoable": None if change is None else change.id,
+            "history": [c.to_dict() for c in cal.history(device)],
+        }
 
     def _calibration_path(self, name: str, version: str) -> Path:
         # vigil.scale.device_state reloads a version's thresholds from here when a worker takes a device over
@@ -913,6 +1020,18 @@ def _contributions(pipeline: Any, X: np.ndarray) -> np.ndarray:
 def _device_of(record: Any) -> str | None:
     device = record.get("device") if isinstance(record, dict) else None
     return device if isinstance(device, str) else None
+
+
+def _set_feedback_floor(slot: ModelSlot, device: str, state: AlarmState) -> float:
+    """Put the device's feedback threshold, capped by the guard, under its alarm-stage level; return the threshold.
+
+    The floor is the lower of the operators' threshold and the guard (``guard_margin`` × the model's
+    threshold), so feedback never hides a reading above the guard.
+    """
+    threshold, guard = slot.calibration.levels(device, slot.threshold)
+    floor = min(threshold, guard)
+    state.floor = floor if floor > slot.threshold else None
+    return threshold
 
 
 def _fast_vector(values: dict[str, Any], features: list[str], feature_set: frozenset[str]) -> list[float] | None:

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from vigil.streaming.dead_letters import DeadLetter
+from vigil.streaming.device_calibration import GUARD_MARGIN, MAX_RAISE, MAX_STEP
 from vigil.times import format_time
 
 __all__ = ["Decision", "Outcome", "Redelivery", "RuntimeConfig"]
@@ -23,9 +24,11 @@ class Decision(NamedTuple):
     threshold: float
     anomaly: bool
     alert_id: str | None
+    note: str = ""
+    """Why the reading was treated specially, e.g. flagged by the feedback guard; empty otherwise."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "device": self.device,
             "time": format_time(self.time),
             "model": self.model,
@@ -35,6 +38,9 @@ class Decision(NamedTuple):
             "anomaly": self.anomaly,
             "alert_id": self.alert_id,
         }
+        if self.note:
+            out["note"] = self.note
+        return out
 
 
 class Redelivery(NamedTuple):
@@ -75,6 +81,11 @@ class RuntimeConfig:
         False-alarm rate each device is recalibrated to after a false-positive verdict.
     calibration_window, calibration_min_samples : int
         Recent scores kept per device for recalibration, and the fewest used for a quantile.
+    feedback_max_step, feedback_max_raise, feedback_guard_margin : float
+        Bounds of what verdicts may do to a device's threshold: at most ×``feedback_max_step`` per verdict,
+        at most ×``feedback_max_raise`` of the model's threshold in total, and readings above
+        ×``feedback_guard_margin`` of the model's threshold are flagged whatever feedback set (see
+        :mod:`vigil.streaming.device_calibration`).
     timeline_points : int
         Recent (time, score, threshold) points kept per device for the dashboard.
     recent_rows : int
@@ -103,6 +114,9 @@ class RuntimeConfig:
     target_far: float = 0.01
     calibration_window: int = 2000
     calibration_min_samples: int = 200
+    feedback_max_step: float = MAX_STEP
+    feedback_max_raise: float = MAX_RAISE
+    feedback_guard_margin: float = GUARD_MARGIN
     timeline_points: int = 600
     recent_rows: int = 20_000
     recent_flush_seconds: float = 30.0
