@@ -7,6 +7,7 @@ import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,3 +100,42 @@ def browser():
             yield browser
         finally:
             browser.close()
+
+
+PCAP_HEADER_BYTES = 24
+
+
+@pytest.fixture(scope="module")
+def capture_setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A KitNET model fitted on a benign capture, and the records of a port scan to append to it."""
+    pytest.importorskip("dpkt", reason="packet captures need dpkt: pip install 'vigil[network]'")
+    from vigil.network.capture import read_packets_as_table
+    from vigil.network.kitnet import KitNETDetector
+    from vigil.network.synthetic import make_capture, write_pcap
+
+    folder = tmp_path_factory.mktemp("capture")
+    cap = make_capture(["port_scan"], train_seconds=120, gap_seconds=20, n_devices=3)
+    train, attack, _ = cap.split()
+    benign = write_pcap(train, folder / "benign.pcap")
+    features, _ = read_packets_as_table(benign)
+    model = Pipeline(KitNETDetector(epochs=3, random_state=0)).fit(features).save(folder / "model")
+    attack_records = write_pcap(attack, folder / "attack.pcap").read_bytes()[PCAP_HEADER_BYTES:]
+    return {"benign": benign, "model": model, "attack_records": attack_records, "n_packets": len(cap.packets)}
+
+
+@pytest.fixture(scope="module")
+def camera_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A patch-gauss image model fitted on 40 good synthetic parts (48 × 48)."""
+    pytest.importorskip("torch")
+    from PIL import Image
+
+    from vigil.vision.cli import fit_image_folder
+    from vigil.vision.synthetic import make_synthetic_set
+
+    folder = tmp_path_factory.mktemp("camera")
+    good = folder / "good"
+    good.mkdir()
+    for i, image in enumerate(make_synthetic_set(40, 0, size=48, seed=1).images):
+        Image.fromarray(image).save(good / f"{i:02d}.png")
+    fit_image_folder(folder, "patch-gauss", folder / "model", params={"grid": 8}, size=48)
+    return folder / "model"

@@ -15,7 +15,6 @@ from service_helpers import READ_TOKEN, WRITE_TOKEN
 
 from vigil.service.server import Service, ServiceConfig
 from vigil.streaming.model_registry import ModelRegistry
-from vigil.vision.cli import fit_image_folder
 from vigil.vision.synthetic import make_synthetic_set
 
 WRITE = {"Authorization": f"Bearer {WRITE_TOKEN}"}
@@ -26,17 +25,6 @@ def _png(image) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-@pytest.fixture(scope="module")
-def camera_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("camera")
-    good = folder / "good"
-    good.mkdir()
-    for i, image in enumerate(make_synthetic_set(40, 0, size=48, seed=1).images):
-        Image.fromarray(image).save(good / f"{i:02d}.png")
-    fit_image_folder(folder, "patch-gauss", folder / "model", params={"grid": 8}, size=48)
-    return folder / "model"
 
 
 @pytest.fixture

@@ -12,28 +12,11 @@ import pytest
 pytest.importorskip("dpkt", reason="packet captures need dpkt: pip install 'vigil[network]'")
 
 from vigil.alerts import SqlAlertStore
-from vigil.network.capture import read_packets_as_table
-from vigil.network.kitnet import KitNETDetector
 from vigil.network.monitor import CaptureMonitor
-from vigil.network.synthetic import make_capture, write_pcap
 from vigil.pipeline import Pipeline
 from vigil.service.cli import main
 from vigil.service.server import Service, ServiceConfig
 from vigil.streaming.model_registry import ModelRegistry
-
-PCAP_HEADER_BYTES = 24
-
-
-@pytest.fixture(scope="module")
-def capture_setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    folder = tmp_path_factory.mktemp("capture")
-    cap = make_capture(["port_scan"], train_seconds=120, gap_seconds=20, n_devices=3)
-    train, attack, _ = cap.split()
-    benign = write_pcap(train, folder / "benign.pcap")
-    features, _ = read_packets_as_table(benign)
-    model = Pipeline(KitNETDetector(epochs=3, random_state=0)).fit(features).save(folder / "model")
-    attack_records = write_pcap(attack, folder / "attack.pcap").read_bytes()[PCAP_HEADER_BYTES:]
-    return {"benign": benign, "model": model, "attack_records": attack_records, "n_packets": len(cap.packets)}
 
 
 def _wait_for(predicate: Any, timeout: float = 60.0) -> None:
