@@ -32,6 +32,8 @@ KNOWN_PRIVATE = {
     # The threshold wrappers reuse the detector base's argument check.
     ("vigil.calibration.online", "vigil.base._accepts"),
     ("vigil.calibration.thresholds", "vigil.base._accepts"),
+    # The ensemble combines its members' attributions with the detector base's share helper.
+    ("vigil.detectors.ensemble", "vigil.base._as_shares"),
     # The Kafka worker's command borrows the service command's option parsing.
     ("vigil.scale.cli", "vigil.service.cli._add_mqtt_options"),
     ("vigil.scale.cli", "vigil.service.cli._model_spec"),
