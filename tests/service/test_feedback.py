@@ -72,3 +72,27 @@ def test_history_and_undo_over_http_survive_a_restart(
         assert (undo.action, undo.undoes, undo.new) == ("undo", 1, fitted.threshold_)
     with Runtime(store, registry, config=config) as third:
         assert [c["action"] for c in third.device_threshold("p1")["history"]] == ["verdict", "undo"]
+
+
+def test_dashboard_shows_a_verdicts_threshold_change_and_undoes_it(
+    live_server: str, browser, runtime: Runtime, store: SqlAlertStore, fitted: Pipeline
+) -> None:
+    rng = np.random.default_rng(6)
+    runtime.submit(payload(*[record("p1", float(t), anomalous_readings(rng)) for t in range(3)]), "t").result(10)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(live_server + "/")
+    page.fill("#token", WRITE_TOKEN)
+    page.click("#token-form button")
+    page.locator("#alerts tbody tr", has_text="p1").first.click()
+    page.wait_for_selector("#detail:not([hidden])")
+    page.click("#reject")
+    raised = f"threshold {1.25 * fitted.threshold_:.3g}"
+    page.locator("#device-threshold", has_text=raised).wait_for()
+    page.locator("#threshold-history li", has_text="verdict by dashboard").wait_for()
+    assert "false positive on alert" in page.text_content("#threshold-history")
+    page.click("#undo-threshold")
+    page.locator("#threshold-history li", has_text="undo by dashboard").wait_for()
+    page.locator("#device-threshold", has_text=f"threshold {fitted.threshold_:.3g} ").wait_for()
+    assert page.locator("#undo-threshold").count() == 0
+    assert runtime.device_threshold("p1")["threshold"] == fitted.threshold_
+    page.close()

@@ -137,8 +137,41 @@ function svg(tag, attrs) {
   return node;
 }
 
+// The device's threshold as feedback set it, who changed it, when and why, and an undo of the latest change.
+async function refreshThreshold() {
+  const box = $("device-threshold"), list = $("threshold-history");
+  let view = null;
+  if (state.device) {
+    try { view = await api(`/devices/${encodeURIComponent(state.device)}/threshold`); } catch (err) { view = null; }
+  }
+  if (!view) { box.replaceChildren(); list.replaceChildren(); return; }
+  let text = `threshold ${fmtNum(view.threshold)} (model ${fmtNum(view.model_threshold)}, feedback at most ` +
+    `${fmtNum(view.bounds.ceiling)})`;
+  if (view.guard !== null) text += ` · readings above ${fmtNum(view.guard)} still alarm (guard)`;
+  const nodes = [el("span", { class: "threshold-value" }, text)];
+  if (view.undoable !== null) {
+    nodes.push(el("button", { id: "undo-threshold", onclick: () => undoThreshold(view.undoable) }, "Undo last change"));
+  }
+  box.replaceChildren(...nodes);
+  list.replaceChildren(...view.history.map((c) =>
+    el("li", {}, `${fmtTime(c.time)} ${c.action} by ${c.who}: ${fmtNum(c.old)} → ${fmtNum(c.new)} (${c.reason})`)));
+}
+
+async function undoThreshold(change) {
+  try {
+    await api(`/devices/${encodeURIComponent(state.device)}/threshold/undo`, {
+      method: "POST", body: JSON.stringify({ user: "dashboard", change }),
+    });
+    showError("");
+    await refreshThreshold();
+  } catch (err) {
+    showError(`undo refused: ${err.message}`);
+  }
+}
+
 async function refreshTimeline() {
   const chart = $("chart");
+  await refreshThreshold();
   if (!state.device) { chart.replaceChildren(); return; }
   const data = await api(`/devices/${encodeURIComponent(state.device)}/timeline`);
   const points = data.points;
