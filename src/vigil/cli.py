@@ -877,6 +877,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         detector=args.detector,
         progress=not args.quiet,
         network=not args.no_network and importlib.util.find_spec("dpkt") is not None,
+        alarms=args.alarms,
     )
     return 0
 
@@ -1006,6 +1007,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hours", type=float, default=4.0, help="simulated hours (4)")
     p.add_argument("--seed", type=int, default=7, help="simulator seed (7)")
     p.add_argument("--detector", default="pca", help="detector to deploy (pca)")
+    p.add_argument("--alarms", default="plain", choices=["plain", "recommended"], help="alarm rule to deploy (plain)")
     p.add_argument("--no-network", action="store_true", help="skip the plant's network traffic part")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--examples", metavar="DIR", help="also write the files the README's tour uses into DIR")

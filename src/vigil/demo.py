@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from vigil.alarms.rules import make_alarm_stage
 from vigil.alerts import Alert, AlertTracker, SqlAlertStore
 from vigil.calibration.thresholds import POTThreshold
 from vigil.data.simulator import Incident, PlantRecording, simulate_plant
@@ -84,7 +85,7 @@ def _replay(
                 DEVICE,
                 moment.to_pydatetime(),
                 float(scored.scores[i]),
-                scored.threshold,
+                float(scored.thresholds[i]),
                 bool(scored.anomalies[i]),
                 dict(zip(names, scored.shares[i].tolist(), strict=True)) if scored.anomalies[i] else {},
             )
@@ -320,8 +321,11 @@ def run_demo(
     detector: str = "pca",
     progress: bool = True,
     network: bool = False,
+    alarms: str = "plain",
 ) -> DemoResult:
     """Run the whole demo and write ``report.html``, ``alerts.db`` and ``model/`` under ``output``.
+
+    ``alarms`` names the alarm rule the deployed pipeline decides with (:data:`vigil.alarms.rules.ALARM_RULES`).
 
     With ``network`` the plant's device traffic is simulated too — a DDoS flood and an SSH brute force over
     normal traffic — and the packet detector's findings are printed after the telemetry summary.
@@ -336,7 +340,9 @@ def run_demo(
     live = recording.frame.iloc[recording.train_rows :]
     with _stage(f"[2/{steps}] training {detector} on {len(train)} s of normal operation", quiet):
         params = {"random_state": seed, **DEMO_PARAMS.get(detector, {})}
-        pipe = Pipeline(make_detector(detector, **params), threshold=POTThreshold(risk=1e-3)).fit(train)
+        pipe = Pipeline(
+            make_detector(detector, **params), threshold=POTThreshold(risk=1e-3), alarm=make_alarm_stage(alarms)
+        ).fit(train)
         model_dir = pipe.save(output / "model")
     store_path = output / "alerts.db"
     store_path.unlink(missing_ok=True)

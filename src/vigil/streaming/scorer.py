@@ -21,6 +21,8 @@ class ScoredBatch:
     anomalies: NDArray[np.bool_]
     shares: NDArray[np.float64]
     threshold: float
+    thresholds: NDArray[np.float64]
+    """The set level in force at each row (the alarm stage's, which may adapt); ``threshold`` is the static one."""
 
 
 class StreamScorer:
@@ -29,7 +31,8 @@ class StreamScorer:
     The pipeline is the one :meth:`Pipeline.fit` produced — there is no streaming copy of any model.
     A pipeline that needs ``context_rows`` of history (a windowed detector's, plus the pipeline's score
     ``smoothing``) sees the tail of the previous batch prepended, and only the new rows' scores are
-    returned, so batch and stream scores agree.
+    returned, so batch and stream scores agree. Decisions come from the pipeline's alarm stage, whose state
+    carries over from batch to batch, so streamed alarms equal :meth:`Pipeline.decide` over the whole series.
 
     Examples
     --------
@@ -46,6 +49,7 @@ class StreamScorer:
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
         self._history: pd.DataFrame | NDArray[np.float64] | None = None
+        self._state = pipeline.alarm_.start()
 
     def score(self, rows: pd.DataFrame | NDArray[np.float64]) -> ScoredBatch:
         context = self.pipeline.context_rows
@@ -62,5 +66,13 @@ class StreamScorer:
         if context:
             tail = joined[-context:] if not isinstance(joined, pd.DataFrame) else joined.iloc[-context:]
             self._history = tail
-        threshold = self.pipeline.threshold_
-        return ScoredBatch(scores=scores, anomalies=scores > threshold, shares=shares, threshold=threshold)
+        index = rows.index if isinstance(rows, pd.DataFrame) else None
+        times = index.to_numpy() if isinstance(index, pd.DatetimeIndex) else None
+        run = self.pipeline.decide(scores, state=self._state, timestamps=times)
+        return ScoredBatch(
+            scores=scores,
+            anomalies=run.active,
+            shares=shares,
+            threshold=self.pipeline.threshold_,
+            thresholds=run.thresholds,
+        )
