@@ -30,7 +30,6 @@ KNOWN_UPWARD = {
 
 KNOWN_PRIVATE = {
     # The threshold wrappers reuse the detector base's argument check.
-    ("vigil.calibration.online", "vigil.base._accepts"),
     ("vigil.calibration.thresholds", "vigil.base._accepts"),
     # The ensemble combines its members' attributions with the detector base's share helper.
     ("vigil.detectors.ensemble", "vigil.base._as_shares"),

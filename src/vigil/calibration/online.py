@@ -36,7 +36,8 @@ from typing import Any, ClassVar, Self
 import numpy as np
 from numpy.typing import NDArray
 
-from vigil.base import Interval, _accepts
+from vigil.base import Interval
+from vigil.calibration.thresholds import check_parameters
 from vigil.errors import InvalidInputError, NotFittedError
 
 __all__ = [
@@ -69,11 +70,7 @@ class OnlineThreshold:
 
     def fit(self, scores: Any, threshold: float) -> Self:
         """Learn the starting point from held-out normal ``scores`` and the static ``threshold``."""
-        for name, allowed in self._parameter_constraints.items():
-            value = getattr(self, name)
-            if not any(_accepts(c, value) for c in allowed):
-                msg = f"{type(self).__name__}({name}={value!r}) is invalid: expected {' or '.join(map(repr, allowed))}"
-                raise InvalidInputError(msg)
+        check_parameters(self)
         values = np.asarray(scores, dtype=np.float64)
         if values.ndim != 1 or values.size < 2 or not np.isfinite(values).all():
             msg = f"{type(self).__name__} needs at least 2 finite calibration scores, got shape {values.shape}"

@@ -22,9 +22,19 @@ __all__ = [
     "QuantileThreshold",
     "TargetFARThreshold",
     "Thresholder",
+    "check_parameters",
     "make_thresholder",
     "thresholder_from_dict",
 ]
+
+
+def check_parameters(obj: Any) -> None:
+    """Check every parameter of a thresholder against its ``_parameter_constraints``; name the bad one."""
+    for name, allowed in obj._parameter_constraints.items():
+        value = getattr(obj, name)
+        if not any(_accepts(c, value) for c in allowed):
+            msg = f"{type(obj).__name__}({name}={value!r}) is invalid: expected {' or '.join(map(repr, allowed))}"
+            raise InvalidInputError(msg)
 
 
 class Thresholder:
@@ -41,11 +51,7 @@ class Thresholder:
         return f"{type(self).__name__}({params})"
 
     def _check(self, scores: Any) -> NDArray[np.float64]:
-        for name, allowed in self._parameter_constraints.items():
-            value = getattr(self, name)
-            if not any(_accepts(c, value) for c in allowed):
-                msg = f"{type(self).__name__}({name}={value!r}) is invalid: expected {' or '.join(map(repr, allowed))}"
-                raise InvalidInputError(msg)
+        check_parameters(self)
         values = np.asarray(scores, dtype=np.float64)
         if values.ndim != 1 or values.size < 2:
             msg = f"{type(self).__name__} needs a 1-D array of at least 2 scores, got shape {values.shape}"
