@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from vigil.alarms import AlarmStage
 from vigil.calibration.thresholds import TargetFARThreshold
 from vigil.detectors.torch_base import TorchDetector, require_torch
 from vigil.errors import InvalidInputError
@@ -242,6 +243,8 @@ def _assemble(
     calibration = pipe._smooth(pipe.detector_.score_samples(held_scaled))
     pipe.thresholder_ = type(thresholder)(**thresholder.get_params()).fit(calibration)
     pipe.threshold_ = pipe.thresholder_.threshold_
+    pipe.calibration_scores_ = calibration
+    pipe.alarm_ = (pipe.alarm.clone() if pipe.alarm is not None else AlarmStage()).fit(calibration, pipe.threshold_)
     train_scores = pipe._smooth(pipe.detector_.score_samples(scaler.transform(trained)))
     pipe.train_score_quantiles_ = {str(q): float(np.quantile(train_scores, q)) for q in (0.5, 0.9, 0.99, 1.0)}
     pipe.version_ = pipe._fingerprint()
