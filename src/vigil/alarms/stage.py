@@ -391,7 +391,7 @@ def _seconds(timestamps: Any, n: int) -> NDArray[np.float64] | None:
     if values.shape != (n,):
         msg = f"timestamps must have one value per score ({n}), got shape {values.shape}"
         raise InvalidInputError(msg)
-    if np.issubdtype(values.dtype, np.datetime64):
+    if values.dtype.kind == "M":
         return values.astype("datetime64[ns]").astype(np.int64) / 1e9
     seconds = values.astype(np.float64)
     if not np.isfinite(seconds).all():

@@ -159,11 +159,11 @@ class RollingBaselineThreshold(OnlineThreshold):
         self.memory = memory
         self.floor = floor
 
-    def _log(self, score: float) -> float:
-        return math.log(max(score, self.floor * abs(self.base_), 1e-300))
+    def _lowest(self) -> float:
+        return max(self.floor * abs(self.base_), 1e-300)
 
     def _fit(self, scores: NDArray[np.float64]) -> None:
-        self.level0_ = float(np.mean([self._log(float(s)) for s in scores]))
+        self.level0_ = float(np.mean(np.log(np.maximum(scores, self._lowest()))))
 
     def start(self) -> State:
         self._check_fitted()
@@ -174,7 +174,7 @@ class RollingBaselineThreshold(OnlineThreshold):
 
     def learn(self, state: State, score: float) -> None:
         weight = 1.0 - 0.5 ** (1.0 / self.memory)
-        state["level"] += weight * (self._log(score) - state["level"])
+        state["level"] += weight * (math.log(max(score, self._lowest())) - state["level"])
 
     def _fitted_dict(self) -> dict[str, Any]:
         return {"base": self.base_, "level0": self.level0_}

@@ -70,6 +70,7 @@ def alarm_floods(
 
 
 def _runs(mask: NDArray[np.bool_]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Start and end (exclusive) indices of the runs of True in ``mask``."""
     edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
     return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
 
@@ -105,18 +106,33 @@ def range_pr_auc(y_true: ArrayLike, scores: ArrayLike, *, buffer: int = 0, n_thr
     >>> range_pr_auc(y, [0, 0, 0.1, 0.9, 0.8, 0.2, 0, 0], buffer=4) < 1.0
     True
     """
+    checked = _checked(y_true, scores)
+    if checked is None:
+        return float("nan")
+    truth, values = checked
+    return _range_pr_auc(truth, values, np.argsort(-values, kind="stable"), int(buffer), n_thresholds)
+
+
+def _checked(y_true: ArrayLike, scores: ArrayLike) -> tuple[NDArray[np.bool_], NDArray[np.float64]] | None:
+    """Labels and finite scores of equal length; None when there is no anomaly to find."""
     truth = np.asarray(y_true).reshape(-1) > 0
     values = np.asarray(scores, dtype=np.float64).reshape(-1)
     if truth.shape != values.shape:
         msg = f"y_true has {truth.size} rows but scores has {values.size}"
         raise InvalidInputError(msg)
     if not truth.any():
-        return float("nan")
+        return None
     if not np.isfinite(values).all():
         msg = f"scores[row {int(np.flatnonzero(~np.isfinite(values))[0])}] is not finite"
         raise InvalidInputError(msg)
-    soft = _soft_labels(truth, int(buffer))
-    order = np.argsort(-values, kind="stable")
+    return truth, values
+
+
+def _range_pr_auc(
+    truth: NDArray[np.bool_], values: NDArray[np.float64], order: NDArray[np.intp], buffer: int, n_thresholds: int
+) -> float:
+    """Range PR-AUC of checked inputs, given the rows in descending score order (shared across buffers)."""
+    soft = _soft_labels(truth, buffer)
     ranked = values[order]
     cum_tp = np.cumsum(soft[order])
     picks = np.linspace(0, values.size - 1, min(n_thresholds, values.size)).astype(np.int64)
@@ -139,7 +155,7 @@ def vus_pr(y_true: ArrayLike, scores: ArrayLike, *, max_buffer: int = 100, n_buf
     """Volume under the range-PR surface: the mean range PR-AUC over buffers ``0 … max_buffer`` rows.
 
     ``n_buffers`` buffer lengths are taken evenly over that span (the reference code takes every length;
-    21 evenly spaced ones agree with it to about 1e-3 and are 5× faster on long series).
+    an even grid of 21 keeps long series cheap). The scores are sorted once for all buffers.
 
     Examples
     --------
@@ -148,8 +164,13 @@ def vus_pr(y_true: ArrayLike, scores: ArrayLike, *, max_buffer: int = 100, n_buf
     >>> round(vus_pr(y, perfect, max_buffer=20), 3) > round(vus_pr(y, np.roll(perfect, 15), max_buffer=20), 3)
     True
     """
+    checked = _checked(y_true, scores)
+    if checked is None:
+        return float("nan")
+    truth, values = checked
+    order = np.argsort(-values, kind="stable")
     buffers = np.unique(np.linspace(0, max_buffer, n_buffers).round().astype(np.int64))
-    return float(np.mean([range_pr_auc(y_true, scores, buffer=int(b)) for b in buffers]))
+    return float(np.mean([_range_pr_auc(truth, values, order, int(b), 250) for b in buffers]))
 
 
 def budget_threshold(

@@ -33,7 +33,7 @@ from numpy.typing import ArrayLike, NDArray
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from vigil.errors import InvalidInputError
-from vigil.evaluation.alarm_metrics import alarm_floods, vus_pr
+from vigil.evaluation.alarm_metrics import _runs, alarm_floods, vus_pr
 
 __all__ = [
     "Counts",
@@ -366,12 +366,6 @@ def pr_auc(y_true: ArrayLike, scores: ArrayLike) -> float:
 # ----------------------------------------------------------------------------------------------------------
 # segments and events
 # ----------------------------------------------------------------------------------------------------------
-
-
-def _runs(mask: NDArray[np.bool_]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-    """Start and end (exclusive) indices of the runs of True in ``mask``."""
-    edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
-    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
 
 
 def _next_flag(pred: NDArray[np.bool_]) -> NDArray[np.intp]:
