@@ -19,7 +19,7 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	@touch $@
 
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[deep,tune,service,network,vision,scale,test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[deep,tune,service,network,vision,scale,plant,test]'
 	@touch $@
 
 install: $(STAMP)

@@ -22,6 +22,8 @@ DEAD_LETTER_KINDS: tuple[str, ...] = (
     "invalid_json",  # not JSON, or not UTF-8
     "invalid_record",  # JSON, but not the documented record shape (missing device, time or readings)
     "wrong_type",  # a reading that is not a number
+    "missing_value",  # a null reading (a failed sensor, a Bad quality) whose sensor's policy is to refuse it
+    "out_of_range",  # a reading outside its sensor's valid range, whose sensor's policy is to refuse it
     "non_finite",  # NaN or infinity
     "sensors_mismatch",  # missing or unexpected sensors for the device's model
     "unknown_device",  # no model is routed to this device

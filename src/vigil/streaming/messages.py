@@ -7,8 +7,15 @@ One record is a JSON object::
       "time": "2024-05-01T12:00:00.250+00:00",   # ISO 8601 with a UTC offset, or POSIX seconds
       "readings": {"temp_c": 41.2, "flow_m3h": 12.5},   # sensor name -> finite number
       "asset_type": "pump",                      # optional: the model to score with (else by device route)
-      "seq": 1042                                # optional: the device's message counter, echoed in messages
+      "seq": 1042,                               # optional: the device's message counter, echoed in messages
+      "quality": {"flow_m3h": "BadSensorFailure"}  # optional: why a reading is null (see below)
     }
+
+A reading is a number, or ``null`` for a sensor that has no value at that time (a failed sensor, a ``Bad``
+OPC UA status, a register that could not be read). ``quality`` says why, per null reading; it may name only
+sensors whose reading is null. What happens to a record with a null reading is the sensor's missing-value
+policy, applied by the runtime (by default the record becomes a ``missing_value`` dead letter with the
+reason): decoding never puts a number in its place.
 
 A payload is one record, a JSON array of records, or ``{"records": [...]}``.
 
@@ -63,7 +70,7 @@ __all__ = [
 #: Fields every record has (``device`` may come from the MQTT topic instead).
 REQUIRED_FIELDS: tuple[str, ...] = ("device", "time", "readings")
 #: Fields a record may have.
-OPTIONAL_FIELDS: tuple[str, ...] = ("asset_type", "seq")
+OPTIONAL_FIELDS: tuple[str, ...] = ("asset_type", "seq", "quality")
 #: Longest accepted device id.
 MAX_DEVICE_CHARS = 128
 #: What a device id may be made of: an ASCII letter or digit first, then letters, digits and ``. _ : @ ~ -``.
@@ -150,6 +157,8 @@ class Reading:
     asset_type : str or None
         The model to score with, when the record names one.
     seq : int or None
+    quality : dict or None
+        Sensor -> why its reading is null, as the source said.
     """
 
     device: str
@@ -157,6 +166,7 @@ class Reading:
     values: dict[str, Any]
     asset_type: str | None = None
     seq: int | None = None
+    quality: dict[str, str] | None = None
 
     @property
     def timestamp(self) -> float:
@@ -243,7 +253,7 @@ def parse_record(record: Any, *, device_hint: str | None = None, where: str = "r
     Examples
     --------
     >>> parse_record({"device": "p1", "time": 0, "readings": {"t": 1.5}})
-    Reading(device='p1', time=datetime.datetime(1970, 1, 1, 0, 0, tzinfo=datetime.timezone.utc), values={'t': 1.5}, asset_type=None, seq=None)
+    Reading(device='p1', time=datetime.datetime(1970, 1, 1, 0, 0, tzinfo=datetime.timezone.utc), values={'t': 1.5}, asset_type=None, seq=None, quality=None)
     >>> parse_record({"time": 0, "readings": {}}).reason
     "record is missing 'device'"
     >>> parse_record({"device": "p1", "time": "2024-05-01T12:00:00", "readings": {"t": 1}}).kind
@@ -279,7 +289,23 @@ def parse_record(record: Any, *, device_hint: str | None = None, where: str = "r
     seq = record.get("seq")
     if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool)):
         return Rejection("invalid_record", f"{where} ({device}): 'seq' must be an integer, got {seq!r}", device)
-    return Reading(device=device, time=moment, values=readings, asset_type=asset_type, seq=seq)
+    quality = record.get("quality")
+    if quality is not None:
+        problem = _check_quality(quality, readings)
+        if problem is not None:
+            return Rejection("invalid_record", f"{where} ({device}): {problem}", device)
+    return Reading(device=device, time=moment, values=readings, asset_type=asset_type, seq=seq, quality=quality)
+
+
+def _check_quality(quality: Any, readings: dict[str, Any]) -> str | None:
+    if not isinstance(quality, dict):
+        return f"'quality' must be an object of sensor -> reason, got {type(quality).__name__}"
+    for sensor, reason in quality.items():
+        if not isinstance(reason, str) or not reason:
+            return f"'quality'[{sensor!r}] must be a non-empty string, got {reason!r}"
+        if sensor not in readings or readings[sensor] is not None:
+            return f"'quality' names {sensor!r}, whose reading is not null (quality explains null readings only)"
+    return None
 
 
 def _parse_time(value: Any) -> datetime:

@@ -575,6 +575,10 @@ class Runtime:
         slot = self._slots[model]
         vector = _fast_vector(reading.values, slot.features, slot.feature_set)
         if vector is None:  # something is off: let validation.py find it and word the reason
+            missing = _missing_readings(reading)
+            if missing:
+                reason = f"readings (device={device}, {where}) have no value for {missing}"
+                return Rejection("missing_value", reason, device)
             try:
                 vector = check_record(reading.values, slot.features, where=f"readings (device={device}, {where})")
             except SchemaError as exc:
@@ -1054,3 +1058,10 @@ def _iso(ts: float) -> str:
     if not math.isfinite(ts):
         return ""
     return format_time(datetime.fromtimestamp(ts, tz=UTC))
+
+
+def _missing_readings(reading: Reading) -> str:
+    """The null readings of a record with the source's reason for each, as words; empty when there is none."""
+    quality = reading.quality or {}
+    missing = [name for name, value in reading.values.items() if value is None]
+    return ", ".join(f"{name!r} ({quality.get(name, 'null, no reason given')})" for name in missing)

@@ -1,0 +1,1 @@
+"""Sources: transports that turn a plant's protocol into Vigil records for the runtime."""
