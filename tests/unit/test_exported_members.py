@@ -25,6 +25,7 @@ MODULES = [
     "vigil.data.tables",
     "vigil.data.simulator",
     "vigil.alerts",
+    "vigil.alerts.asset_incidents",
     "vigil.alerts.model",
     "vigil.alerts.sink",
     "vigil.alerts.store",

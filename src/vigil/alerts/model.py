@@ -18,6 +18,7 @@ from vigil.errors import InvalidInputError
 from vigil.times import format_time, parse_time
 
 __all__ = [
+    "MODALITIES",
     "STATUSES",
     "VERDICTS",
     "Alert",
@@ -28,6 +29,9 @@ __all__ = [
 #: Every status an alert can have: ``open`` (still growing), ``closed`` (ended, no verdict yet),
 #: ``confirmed`` and ``false_positive`` (an operator's verdict).
 STATUSES: tuple[str, ...] = ("open", "closed", "confirmed", "false_positive")
+
+#: The kinds of evidence an alert can come from. An alert stored before Vigil recorded it has ``""``.
+MODALITIES: tuple[str, ...] = ("telemetry", "network", "camera")
 
 #: What an operator can record about an alert; ``note`` leaves the status unchanged.
 VERDICTS: tuple[str, ...] = ("confirmed", "false_positive", "note")
@@ -47,6 +51,7 @@ _ALERT_FIELDS = (
     "n_points",
     "feedback",
     "explanation",
+    "modality",
 )
 
 
@@ -106,6 +111,9 @@ class Alert:
         ``user``.
     explanation : str
         A human-readable sentence about what drove the alert.
+    modality : {"telemetry", "network", "camera"}
+        The kind of evidence: sensor readings, packet captures or camera frames (``""`` for an alert
+        stored before Vigil recorded it). Asset incidents group alerts of several modalities.
 
     Examples
     --------
@@ -133,10 +141,14 @@ class Alert:
     n_points: int = 1
     feedback: list[dict[str, str]] = field(default_factory=list)
     explanation: str = ""
+    modality: str = "telemetry"
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             msg = f"alert {self.id!r} has status {self.status!r}; expected one of {', '.join(STATUSES)}"
+            raise InvalidInputError(msg)
+        if self.modality not in MODALITIES and self.modality != "":
+            msg = f"alert {self.id!r} has modality {self.modality!r}; expected one of {', '.join(MODALITIES)}"
             raise InvalidInputError(msg)
         for name in ("start", "end", "peak_time"):
             setattr(self, name, parse_time(getattr(self, name), f"alert {self.id!r} {name}"))
@@ -160,6 +172,7 @@ class Alert:
             "n_points": int(self.n_points),
             "feedback": [dict(entry) for entry in self.feedback],
             "explanation": self.explanation,
+            "modality": self.modality,
         }
 
     @classmethod
@@ -194,6 +207,7 @@ class Alert:
             n_points=n_points,
             feedback=feedback,
             explanation=str(data["explanation"]),
+            modality=str(data["modality"]),
         )
 
 

@@ -3,7 +3,8 @@
 Every alert is upserted by its deterministic id, so replaying a stream updates rows instead of duplicating
 them, and an operator's verdict (``confirmed`` / ``false_positive``) and notes are appended to the alert's
 feedback history (:func:`merge_alert`: a verdict is never lost to a later tracker update). Refused
-messages (dead letters) are kept beside the alerts, in the same transaction as the batch they came with.
+messages (dead letters) are kept beside the alerts, in the same transaction as the batch they came with,
+and so are the asset incidents that the batch opened or changed (:mod:`vigil.alerts.asset_incidents`).
 
 The embedded default is one SQLite file in WAL mode with ``synchronous=FULL``: ``NORMAL`` would survive a
 crash of the process but can lose the last commits on power loss, and operators' verdicts cannot be
@@ -38,6 +39,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.pool import StaticPool
 
+from vigil.alerts.asset_incidents import INCIDENT_STATUSES, AssetIncident
 from vigil.alerts.model import STATUSES, VERDICTS, Alert
 from vigil.errors import InvalidInputError, VigilError
 from vigil.streaming.dead_letters import DEAD_LETTER_KINDS, DeadLetter
@@ -46,7 +48,9 @@ from vigil.times import format_time, parse_time
 __all__ = ["SCHEMA_VERSION", "AlertStore", "SqlAlertStore", "merge_alert", "open_store"]
 
 #: Version of the table layout: ``PRAGMA user_version`` on SQLite, the ``meta`` table on PostgreSQL.
-SCHEMA_VERSION = 1
+#: Version 2 added the alerts' ``modality`` and the ``incidents`` table; a version-1 store gains both when
+#: it is opened (its alerts' modality is ``""``: it was not recorded).
+SCHEMA_VERSION = 2
 
 #: ``PRAGMA application_id`` of a Vigil SQLite alert store ("VIGL"), so a foreign SQLite file is recognised.
 APPLICATION_ID = 0x5649474C
@@ -114,6 +118,7 @@ _alerts = sa.Table(
     sa.Column("n_points", sa.Integer, nullable=False),
     sa.Column("feedback", _Json, nullable=False),  # [{"time", "verdict", "note", "user"}, ...], oldest first
     sa.Column("explanation", sa.Text, nullable=False),
+    sa.Column("modality", sa.Text, nullable=False, server_default=""),
     sa.CheckConstraint(f"status IN ({', '.join(repr(s) for s in STATUSES)})", name="alerts_status"),
     sa.Index("alerts_start", "start_time"),
     sa.Index("alerts_device_start", "device", "start_time"),
@@ -134,6 +139,24 @@ _dead_letters = sa.Table(
     sqlite_autoincrement=True,  # ids are never reused, so "newest first" is "largest id first"
 )
 
+_incidents = sa.Table(
+    "incidents",
+    _metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("asset", sa.Text, nullable=False),
+    sa.Column("start_time", _Time, nullable=False),
+    sa.Column("end_time", _Time, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("alert_ids", _Json, nullable=False),  # in the order of the alerts' start
+    sa.Column("modalities", _Json, nullable=False),
+    sa.Column("devices", _Json, nullable=False),
+    sa.Column("merged_into", sa.Text, nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.CheckConstraint(f"status IN ({', '.join(repr(s) for s in INCIDENT_STATUSES)})", name="incidents_status"),
+    sa.Index("incidents_start", "start_time"),
+    sa.Index("incidents_asset_start", "asset", "start_time"),
+)
+
 # PostgreSQL only: SQLite keeps the version in PRAGMA user_version.
 _meta = sa.Table(
     "meta",
@@ -148,9 +171,36 @@ class AlertStore(Protocol):
 
     def upsert(self, alert: Alert) -> Alert: ...
 
-    def upsert_many(self, alerts: Sequence[Alert], dead_letters: Sequence[DeadLetter] = ()) -> list[Alert]: ...
+    def upsert_many(
+        self,
+        alerts: Sequence[Alert],
+        dead_letters: Sequence[DeadLetter] = (),
+        incidents: Sequence[AssetIncident] = (),
+    ) -> list[Alert]: ...
 
     def get(self, alert_id: str) -> Alert | None: ...
+
+    def get_many(self, alert_ids: Sequence[str]) -> list[Alert]: ...
+
+    def get_incident(self, incident_id: str) -> AssetIncident | None: ...
+
+    def list_incidents(
+        self,
+        asset: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = 100,
+        offset: int = 0,
+    ) -> builtins.list[AssetIncident]: ...
+
+    def count_incidents(
+        self,
+        asset: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int: ...
 
     def add_verdict(
         self, alert_id: str, verdict: str, note: str = "", user: str = "", *, time: datetime | None = None
@@ -341,7 +391,7 @@ class SqlAlertStore:
             if tables:
                 msg = f"{self.path!r} is a SQLite database of another application (tables: {', '.join(sorted(tables))})"
                 raise InvalidInputError(msg)
-            _metadata.create_all(conn, tables=[_alerts, _dead_letters])
+            _metadata.create_all(conn, tables=[_alerts, _dead_letters, _incidents])
             conn.exec_driver_sql(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
         elif app_id != APPLICATION_ID:
@@ -355,21 +405,37 @@ class SqlAlertStore:
             raise InvalidInputError(msg)
         else:  # the dead letters came after version 1 without a bump: a version-1 file gains the table
             _metadata.create_all(conn, tables=[_dead_letters])
+            if version < 2:
+                self._upgrade_to_2(conn)
+                conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _setup_postgres(self, conn: sa.Connection) -> None:
         # Two services starting together would race on CREATE ... IF NOT EXISTS: serialise them.
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"vigil-schema-{self.schema}"))))
         conn.execute(sa.schema.CreateSchema(str(self.schema), if_not_exists=True))
-        _metadata.create_all(conn, tables=[_meta, _alerts, _dead_letters])
-        version = conn.execute(sa.select(_meta.c.value).where(_meta.c.key == "schema_version")).scalar()
-        if version is None:
-            conn.execute(_meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
-        elif int(version) > SCHEMA_VERSION:
+        version = None
+        if sa.inspect(conn).has_table("meta", schema=self.schema):
+            version = conn.execute(sa.select(_meta.c.value).where(_meta.c.key == "schema_version")).scalar()
+        if version is not None and int(version) > SCHEMA_VERSION:
             msg = (
                 f"schema {self.schema!r} has alert store version {version}; this Vigil reads versions up to "
                 f"{SCHEMA_VERSION}: upgrade Vigil to open it"
             )
             raise InvalidInputError(msg)
+        if version is not None and int(version) < 2:
+            self._upgrade_to_2(conn)
+        _metadata.create_all(conn, tables=[_meta, _alerts, _dead_letters, _incidents])
+        if version is None:
+            conn.execute(_meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+        elif int(version) < SCHEMA_VERSION:
+            conn.execute(_meta.update().where(_meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
+
+    def _upgrade_to_2(self, conn: sa.Connection) -> None:
+        # Version 1 did not record where an alert came from: its alerts keep an empty modality rather
+        # than a guess. Raw DDL does not go through the schema map, hence the explicit schema.
+        alerts = "alerts" if self.dialect == "sqlite" else f'"{self.schema}".alerts'
+        conn.exec_driver_sql(f"ALTER TABLE {alerts} ADD COLUMN modality TEXT NOT NULL DEFAULT ''")
+        _metadata.create_all(conn, tables=[_incidents])
 
     # -- plumbing -----------------------------------------------------------------------------------
 
@@ -407,7 +473,41 @@ class SqlAlertStore:
             n_points=int(row.n_points),
             feedback=list(row.feedback),
             explanation=row.explanation,
+            modality=row.modality,
         )
+
+    @staticmethod
+    def _row_to_incident(row: Any) -> AssetIncident:
+        return AssetIncident(
+            id=row.id,
+            asset=row.asset,
+            start=row.start_time,
+            end=row.end_time,
+            status=row.status,
+            alert_ids=list(row.alert_ids),
+            modalities=list(row.modalities),
+            devices=list(row.devices),
+            merged_into=row.merged_into,
+            revision=int(row.revision),
+        )
+
+    @staticmethod
+    def _incident_row(incident: AssetIncident) -> dict[str, Any]:
+        if not isinstance(incident, AssetIncident):
+            msg = f"expected an AssetIncident, got {type(incident).__name__}"
+            raise InvalidInputError(msg)
+        return {
+            "id": incident.id,
+            "asset": incident.asset,
+            "start_time": incident.start,
+            "end_time": incident.end,
+            "status": incident.status,
+            "alert_ids": [str(i) for i in incident.alert_ids],
+            "modalities": [str(m) for m in incident.modalities],
+            "devices": [str(d) for d in incident.devices],
+            "merged_into": incident.merged_into,
+            "revision": int(incident.revision),
+        }
 
     @staticmethod
     def _alert_row(alert: Alert) -> dict[str, Any]:
@@ -432,6 +532,7 @@ class SqlAlertStore:
             "n_points": record["n_points"],
             "feedback": record["feedback"],
             "explanation": alert.explanation,
+            "modality": alert.modality,
         }
 
     def _letter_row(self, letter: DeadLetter) -> dict[str, Any]:
@@ -453,6 +554,15 @@ class SqlAlertStore:
         insert = postgresql.insert(_alerts) if self.dialect == "postgresql" else sqlite_dialect.insert(_alerts)
         columns = {c.name: insert.excluded[c.name] for c in _alerts.columns if c.name != "id"}
         return insert.on_conflict_do_update(index_elements=[_alerts.c.id], set_=columns)
+
+    def _incident_upsert_statement(self) -> Any:
+        table = _incidents
+        insert = postgresql.insert(table) if self.dialect == "postgresql" else sqlite_dialect.insert(table)
+        columns = {c.name: insert.excluded[c.name] for c in table.columns if c.name != "id"}
+        # Several sinks commit concurrently: a state older than the stored one never replaces it.
+        return insert.on_conflict_do_update(
+            index_elements=[table.c.id], set_=columns, where=table.c.revision < insert.excluded.revision
+        )
 
     @staticmethod
     def _where(
@@ -496,11 +606,18 @@ class SqlAlertStore:
         """
         return self.upsert_many([alert])[0]
 
-    def upsert_many(self, alerts: Sequence[Alert], dead_letters: Sequence[DeadLetter] = ()) -> builtins.list[Alert]:
-        """Upsert alerts and add dead letters in one transaction (one fsync), or none of them; return the alerts.
+    def upsert_many(
+        self,
+        alerts: Sequence[Alert],
+        dead_letters: Sequence[DeadLetter] = (),
+        incidents: Sequence[AssetIncident] = (),
+    ) -> builtins.list[Alert]:
+        """Upsert alerts and incidents and add dead letters in one transaction (one fsync), or none of them.
 
-        The sink calls this once per batch, so a batch's alerts and refused records are stored together.
-        Each alert follows :meth:`upsert`'s rules; an id given twice is merged in order.
+        The sink calls this once per batch, so a batch's alerts, refused records and the incidents they
+        changed are stored together. Each alert follows :meth:`upsert`'s rules; an id given twice is merged
+        in order. An incident replaces the stored one only if its ``revision`` is higher. Returns the
+        alerts as stored.
         """
         for alert in alerts:
             if not isinstance(alert, Alert):
@@ -508,6 +625,8 @@ class SqlAlertStore:
                 raise InvalidInputError(msg)
             self._alert_row(alert)  # refuse what JSON cannot hold before anything is written
         letters = [self._letter_row(letter) for letter in dead_letters]
+        rows = sorted((self._incident_row(i) for i in incidents), key=lambda row: row["revision"])
+        incident_rows = {row["id"]: row for row in rows}  # of one id given twice, the newest
         ids = list(dict.fromkeys(alert.id for alert in alerts))
         merged: builtins.list[Alert] = []
         with self._transaction(write=True) as conn:
@@ -522,6 +641,8 @@ class SqlAlertStore:
                 conn.execute(self._upsert_statement(), [self._alert_row(latest[i]) for i in ids])
             if letters:
                 conn.execute(_dead_letters.insert(), letters)
+            if incident_rows:
+                conn.execute(self._incident_upsert_statement(), list(incident_rows.values()))
         return merged
 
     def get(self, alert_id: str) -> Alert | None:
@@ -529,6 +650,16 @@ class SqlAlertStore:
         with self._transaction() as conn:
             row = conn.execute(sa.select(_alerts).where(_alerts.c.id == str(alert_id))).first()
         return None if row is None else self._row_to_alert(row)
+
+    def get_many(self, alert_ids: Sequence[str]) -> builtins.list[Alert]:
+        """Return the alerts with these ids that the store holds, in the order of ``alert_ids``."""
+        ids = list(dict.fromkeys(str(i) for i in alert_ids))
+        found: dict[str, Alert] = {}
+        with self._transaction() as conn:
+            for start in range(0, len(ids), _IN_CHUNK):
+                query = sa.select(_alerts).where(_alerts.c.id.in_(ids[start : start + _IN_CHUNK]))
+                found.update((row.id, self._row_to_alert(row)) for row in conn.execute(query))
+        return [found[i] for i in ids if i in found]
 
     def add_verdict(
         self,
@@ -629,6 +760,69 @@ class SqlAlertStore:
         with self._transaction() as conn:
             return [self._row_to_alert(row) for row in conn.execute(query)]
 
+    # -- asset incidents ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _incident_where(
+        asset: str | None, status: str | None, since: datetime | None, until: datetime | None
+    ) -> builtins.list[Any]:
+        clauses: builtins.list[Any] = []
+        if asset is not None:
+            if not isinstance(asset, str):
+                msg = f"asset must be a string, got {type(asset).__name__}"
+                raise InvalidInputError(msg)
+            clauses.append(_incidents.c.asset == asset)
+        if status is not None:
+            if status not in INCIDENT_STATUSES:
+                msg = f"status must be one of {', '.join(INCIDENT_STATUSES)}, got {status!r}"
+                raise InvalidInputError(msg)
+            clauses.append(_incidents.c.status == status)
+        if since is not None:
+            clauses.append(_incidents.c.end_time >= parse_time(since, "since"))
+        if until is not None:
+            clauses.append(_incidents.c.start_time < parse_time(until, "until"))
+        return clauses
+
+    def get_incident(self, incident_id: str) -> AssetIncident | None:
+        """Return the incident with this id, or None."""
+        with self._transaction() as conn:
+            row = conn.execute(sa.select(_incidents).where(_incidents.c.id == str(incident_id))).first()
+        return None if row is None else self._row_to_incident(row)
+
+    def list_incidents(
+        self,
+        asset: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = 100,
+        offset: int = 0,
+    ) -> builtins.list[AssetIncident]:
+        """Return asset incidents, newest start first, filtered as :meth:`list` filters alerts."""
+        self._check_paging(limit, offset)
+        query = (
+            sa.select(_incidents)
+            .where(*self._incident_where(asset, status, since, until))
+            .order_by(_incidents.c.start_time.desc(), _incidents.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        with self._transaction() as conn:
+            return [self._row_to_incident(row) for row in conn.execute(query)]
+
+    def count_incidents(
+        self,
+        asset: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        """Count the incidents that :meth:`list_incidents` would return without a limit."""
+        where = self._incident_where(asset, status, since, until)
+        query = sa.select(sa.func.count()).select_from(_incidents).where(*where)
+        with self._transaction() as conn:
+            return int(conn.execute(query).scalar_one())
+
     # -- dead letters -------------------------------------------------------------------------------
 
     def add_dead_letters(self, dead_letters: Sequence[DeadLetter]) -> None:
@@ -693,7 +887,7 @@ class SqlAlertStore:
             if self.dialect == "postgresql":
                 conn.execute(sa.schema.DropSchema(str(self.schema), cascade=True, if_exists=True))
             else:
-                _metadata.drop_all(conn, tables=[_alerts, _dead_letters])
+                _metadata.drop_all(conn, tables=[_alerts, _dead_letters, _incidents])
 
     @property
     def closed(self) -> bool:
