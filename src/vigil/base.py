@@ -178,6 +178,13 @@ class BaseDetector:
 
     def fit(self, X: Any, y: Any = None) -> Self:
         """Learn normal behaviour from ``X`` (rows × features); ``y`` is ignored by unsupervised detectors."""
+        values = self._start_fit(X)
+        self._fit(values, y)
+        return self._finish_fit(values)
+
+    def _start_fit(self, X: Any) -> NDArray[np.float64]:
+        """The checks and resets before ``_fit``; returns the validated rows. Fleet training
+        (:mod:`vigil.detectors.fleet`) runs these per member around one batched ``_fit``."""
         self._validate_params()
         values, names = check_array(X, where="X")
         if values.shape[0] < self._min_fit_rows():
@@ -191,7 +198,10 @@ class BaseDetector:
         self.n_features_in_ = values.shape[1]
         if names is not None:
             self.feature_names_in_ = names
-        self._fit(values, y)
+        return values
+
+    def _finish_fit(self, values: NDArray[np.float64]) -> Self:
+        """What follows ``_fit``: the training threshold from the fitted model's scores."""
         self.threshold_ = self._training_threshold(self._checked_scores(values))
         return self
 

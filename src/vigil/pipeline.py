@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
@@ -19,10 +20,29 @@ from vigil.features.scaling import make_scaler
 from vigil.persistence import FORMAT_VERSION, read_state, write_state
 from vigil.validation import check_array, check_features, check_fitted
 
-__all__ = ["ATTRIBUTION_METHODS", "Pipeline", "top_features"]
+__all__ = ["ATTRIBUTION_METHODS", "FitPlan", "Pipeline", "top_features"]
 
 ATTRIBUTION_METHODS = ("model", "occlusion")
 """How :meth:`Pipeline.contributions` attributes a score to features."""
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    """What :meth:`Pipeline.prepare_fit` decided: the scaled training rows and where the holdout starts."""
+
+    scaled: NDArray[np.float64]
+    split: int | None
+    """First held-out row; None when the detector learns from every row (too few to hold any out)."""
+    y: NDArray[Any] | None = None
+
+    @property
+    def detector_rows(self) -> NDArray[np.float64]:
+        """The rows the detector learns from."""
+        return self.scaled if self.split is None else self.scaled[: self.split]
+
+    @property
+    def detector_y(self) -> NDArray[Any] | None:
+        return self.y if self.y is None or self.split is None else self.y[: self.split]
 
 
 class Pipeline:
@@ -132,8 +152,27 @@ class Pipeline:
             out[k - 1 :] = np.lib.stride_tricks.sliding_window_view(values, k, axis=0).mean(axis=-1)
         return out
 
+    def clone(self) -> Pipeline:
+        """An unfitted pipeline with the same settings (the detector, threshold and alarm stage copied)."""
+        return Pipeline(
+            self.detector.clone(),
+            scaler=self.scaler,
+            threshold=None if self.threshold is None else type(self.threshold)(**self.threshold.get_params()),
+            holdout=self.holdout,
+            smoothing=self.smoothing,
+            calibrate=self.calibrate,
+            alarm=None if self.alarm is None else self.alarm.clone(),
+        )
+
     def fit(self, X: Any, y: Any = None) -> Self:
         """Fit scaler, detector and threshold on training rows ``X`` (time-ordered, mostly normal)."""
+        plan = self.prepare_fit(X, y)
+        return self.complete_fit(plan, self.detector.clone().fit(plan.detector_rows, plan.detector_y))
+
+    def prepare_fit(self, X: Any, y: Any = None) -> FitPlan:
+        """The first half of :meth:`fit`: check the settings and ``X``, fit the scaler, and say which scaled
+        rows the detector learns from. :meth:`complete_fit` takes the detector fitted on them; fleet
+        training (:func:`vigil.fleet.fit_pipelines`) fits many pipelines' detectors at once in between."""
         if not (isinstance(self.holdout, (int, float)) and 0.0 <= self.holdout < 1.0):
             msg = f"Pipeline(holdout={self.holdout!r}) must be a share in [0, 1)"
             raise InvalidInputError(msg)
@@ -146,27 +185,35 @@ class Pipeline:
         if self.alarm is not None and not isinstance(self.alarm, AlarmStage):
             msg = f"Pipeline(alarm={self.alarm!r}) must be an AlarmStage or None"
             raise InvalidInputError(msg)
-        calibrated = self._smooth if self.calibrate == "smoothed" else (lambda scores: scores)
         values, names = check_array(X, where="X", min_rows=4)
         self.n_features_in_ = values.shape[1]
         self.feature_names_in_ = names if names is not None else [f"x{j}" for j in range(values.shape[1])]
         self._named_input = names is not None
         self.scaler_ = make_scaler(self.scaler).fit(values)
         scaled = self.scaler_.transform(values)
-        thresholder = self.threshold if self.threshold is not None else TargetFARThreshold(far=0.01)
         n_holdout = round(self.holdout * len(scaled))
-        context = self.context_rows
+        split = None
         if n_holdout >= 2 and len(scaled) - n_holdout >= self.detector._min_fit_rows():
             # The detector never sees the held-out rows, so their scores are honest out-of-sample scores, and
             # the threshold is calibrated for exactly the model that will use it (no refit afterwards: a
-            # refitted model would score on another scale). Windowed detectors get the rows before the
-            # holdout as history, so every held-out row is scored from a full window.
+            # refitted model would score on another scale).
             split = len(scaled) - n_holdout
-            self.detector_ = self.detector.clone().fit(scaled[:split], None if y is None else np.asarray(y)[:split])
-            calibration_scores = calibrated(self.detector_.score_samples(scaled[max(split - context, 0) :]))
+        return FitPlan(scaled, split, None if y is None else np.asarray(y))
+
+    def complete_fit(self, plan: FitPlan, detector: BaseDetector) -> Self:
+        """The second half of :meth:`fit`: calibrate the threshold and the alarm stage with ``detector``,
+        fitted on ``plan.detector_rows``."""
+        calibrated = self._smooth if self.calibrate == "smoothed" else (lambda scores: scores)
+        scaled, split = plan.scaled, plan.split
+        self.detector_ = detector
+        thresholder = self.threshold if self.threshold is not None else TargetFARThreshold(far=0.01)
+        if split is not None:
+            # Windowed detectors get the rows before the holdout as history, so every held-out row is scored
+            # from a full window.
+            n_holdout = len(scaled) - split
+            calibration_scores = calibrated(self.detector_.score_samples(scaled[max(split - self.context_rows, 0) :]))
             calibration_scores = calibration_scores[-n_holdout:]
         else:
-            self.detector_ = self.detector.clone().fit(scaled, y)
             calibration_scores = calibrated(self.detector_.score_samples(scaled))
         self.thresholder_ = type(thresholder)(**thresholder.get_params()).fit(calibration_scores)
         self.threshold_ = self.thresholder_.threshold_

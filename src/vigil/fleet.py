@@ -1,0 +1,109 @@
+"""Fit one pipeline per asset (file, machine, device) at once: the detectors train as one fleet.
+
+Every member is what ``template.clone().fit(rows)`` makes of it (its own scaler, holdout, threshold and
+alarm stage); only the detectors' training is shared, as one batched computation
+(:mod:`vigil.detectors.fleet`) when the detector supports it, one at a time otherwise. A member whose rows
+are refused gets its error, naming it, and no pipeline; the others are unaffected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from vigil.detectors.fleet import FleetFit, fit_fleet, named_error, supports_fleet
+from vigil.errors import VigilError
+from vigil.pipeline import FitPlan, Pipeline
+
+__all__ = ["PipelineFleet", "fit_pipelines", "supports_fleet"]
+
+
+@dataclass
+class PipelineFleet:
+    """The outcome of :func:`fit_pipelines`.
+
+    Attributes
+    ----------
+    fitted : dict
+        Member name → fitted :class:`~vigil.pipeline.Pipeline`, in the order given.
+    failed : dict
+        Member name → the exception that left it without a pipeline (its message names the member).
+    batched : list of str
+        The members whose detectors trained in the batched computation.
+    """
+
+    fitted: dict[str, Pipeline] = field(default_factory=dict)
+    failed: dict[str, Exception] = field(default_factory=dict)
+    batched: list[str] = field(default_factory=list)
+
+    @property
+    def reasons(self) -> dict[str, str]:
+        """Member name → why it has no pipeline."""
+        return {name: str(exc) for name, exc in self.failed.items()}
+
+
+def fit_pipelines(
+    template: Pipeline, data: Mapping[str, Any], labels: Mapping[str, Any] | None = None
+) -> PipelineFleet:
+    """Fit a clone of ``template`` on each member's training rows, the detectors as one fleet.
+
+    Parameters
+    ----------
+    template : Pipeline
+        Unfitted; every member gets a clone (same detector parameters and seed).
+    data : mapping of str to array-like
+        Member name → its training rows (time-ordered, mostly normal).
+    labels : mapping of str to array-like, optional
+        Member name → its training labels, for detectors that use them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from vigil.detectors.forecasters import TCNForecasterDetector
+    >>> t = np.arange(240) / 4
+    >>> rows = {f"pump-{i}": np.column_stack([np.sin(t + i), np.cos(t)]) for i in range(2)}
+    >>> rows["pump-2"] = np.full((240, 2), np.nan)
+    >>> template = Pipeline(TCNForecasterDetector(window=8, filters=4, epochs=3, random_state=0))
+    >>> fleet = fit_pipelines(template, rows)
+    >>> list(fleet.fitted), fleet.batched
+    (['pump-0', 'pump-1'], ['pump-0', 'pump-1'])
+    >>> fleet.reasons["pump-2"]
+    'pump-2: X...NaN...'
+    """
+    result = PipelineFleet()
+    plans: dict[str, tuple[Pipeline, FitPlan]] = {}
+    for name, X in data.items():
+        pipe = template.clone()
+        try:
+            plans[name] = (pipe, pipe.prepare_fit(X, None if labels is None else labels.get(name)))
+        except VigilError as exc:
+            result.failed[name] = named_error(name, exc)
+    needs_labels = any(plan.detector_y is not None for _, plan in plans.values())
+    if needs_labels:  # a fleet is unsupervised: members with labels fit one at a time
+        detectors = _one_at_a_time(template, plans)
+    else:
+        detectors = fit_fleet(template.detector, {name: plan.detector_rows for name, (_, plan) in plans.items()})
+        result.batched = list(detectors.batched)
+    result.failed.update(detectors.failed)
+    for name, (pipe, plan) in plans.items():
+        detector = detectors.fitted.get(name)
+        if detector is None:
+            continue
+        try:
+            result.fitted[name] = pipe.complete_fit(plan, detector)
+        except VigilError as exc:
+            result.failed[name] = named_error(name, exc)
+    order = list(data)
+    result.failed = {name: result.failed[name] for name in order if name in result.failed}
+    return result
+
+
+def _one_at_a_time(template: Pipeline, plans: Mapping[str, tuple[Pipeline, FitPlan]]) -> FleetFit:
+    out = FleetFit()
+    for name, (_, plan) in plans.items():
+        try:
+            out.fitted[name] = template.detector.clone().fit(plan.detector_rows, plan.detector_y)
+        except VigilError as exc:
+            out.failed[name] = named_error(name, exc)
+    return out

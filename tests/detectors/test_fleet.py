@@ -1,0 +1,124 @@
+"""Fleet training gives each member what its own fit gives, and a bad member harms only itself."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vigil.detectors.fleet import fit_fleet, supports_fleet
+from vigil.detectors.forecasters import TCNForecasterDetector
+from vigil.detectors.pca import PCADetector
+from vigil.detectors.sequence_forecaster import SequenceTCNForecasterDetector
+from vigil.errors import InvalidInputError, NumericalError
+from vigil.fleet import fit_pipelines
+from vigil.pipeline import Pipeline
+
+pytestmark = pytest.mark.torch
+
+WINDOWED = TCNForecasterDetector(
+    window=8, filters=6, epochs=12, patience=2, learning_rate=3e-2, relative_drift=1.0, random_state=3
+)
+SEQUENCE = SequenceTCNForecasterDetector(window=8, filters=6, epochs=40, patience=3, relative_drift=1.0, random_state=3)
+
+
+def _series(seed: int, n: int, d: int = 3) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)[:, None] / 6.0
+    drift = np.linspace(0, 2, n)[:, None] * (np.arange(d) == 0)  # the first sensor drifts: the guard acts
+    return np.sin(t * (1 + 0.2 * np.arange(d)) + seed) + drift + 0.1 * rng.normal(size=(n, d))
+
+
+def _assets() -> dict[str, np.ndarray]:
+    # Different lengths (ragged last batches, different batch counts) and one asset with another sensor count.
+    return {"a": _series(0, 260), "b": _series(1, 180), "c": _series(2, 320), "wide": _series(3, 200, d=4)}
+
+
+def _assert_same_model(fleet_det, single, X) -> None:
+    assert fleet_det.epochs_trained_ == single.epochs_trained_
+    for (name, w), w_single in zip(
+        fleet_det.module_.state_dict().items(), single.module_.state_dict().values(), strict=True
+    ):
+        np.testing.assert_allclose(w.numpy(), w_single.numpy(), rtol=1e-4, atol=1e-5, err_msg=name)
+    np.testing.assert_allclose(fleet_det.score_samples(X), single.score_samples(X), rtol=1e-4)
+    assert fleet_det.threshold_ == pytest.approx(single.threshold_, rel=1e-4)
+
+
+@pytest.mark.parametrize("template", [WINDOWED, SEQUENCE], ids=["windowed", "sequence"])
+def test_each_member_equals_its_own_fit(template):
+    data = _assets()
+    fleet = fit_fleet(template, data)
+    assert list(fleet.fitted) == list(data) and not fleet.failed
+    assert fleet.batched == list(data)
+    epochs = set()
+    for name, X in data.items():
+        single = template.clone().fit(X)
+        _assert_same_model(fleet.fitted[name], single, X)
+        np.testing.assert_array_equal(fleet.fitted[name].relative_features_, single.relative_features_)
+        epochs.add(single.epochs_trained_)
+    # Members stopped at different epochs, so the masks and the shrinking stack were exercised.
+    assert len(epochs) > 1
+
+
+@pytest.mark.parametrize("template", [WINDOWED, SEQUENCE], ids=["windowed", "sequence"])
+def test_bad_members_get_their_own_error_and_the_others_train_as_without_them(template):
+    good = {"a": _series(0, 260), "b": _series(1, 180)}
+    constant = _series(2, 240)
+    constant[:, 1] = 4.0
+    nan = _series(3, 240)
+    nan[100, 2] = np.nan
+    data = {
+        "a": good["a"],
+        "too-short": _series(4, template._min_fit_rows() - 1),
+        "nan": nan,
+        "constant": constant,
+        "huge": _series(5, 240) * 1e30,  # finite in float64, its squared errors overflow: training diverges
+        "b": good["b"],
+    }
+    fleet = fit_fleet(template, data)
+    assert list(fleet.fitted) == ["a", "constant", "b"]
+    assert set(fleet.failed) == {"too-short", "nan", "huge"}
+    assert isinstance(fleet.failed["too-short"], InvalidInputError)
+    assert fleet.reasons["too-short"].startswith("too-short: ")
+    assert "needs at least" in fleet.reasons["too-short"]
+    assert isinstance(fleet.failed["nan"], InvalidInputError)
+    assert "NaN" in fleet.reasons["nan"] and fleet.reasons["nan"].startswith("nan: ")
+    assert isinstance(fleet.failed["huge"], NumericalError)
+    assert "diverged" in fleet.reasons["huge"]
+    with pytest.raises(NumericalError):
+        template.clone().fit(data["huge"])
+    alone = fit_fleet(template, good)
+    for name in ("a", "b", "constant"):
+        _assert_same_model(fleet.fitted[name], template.clone().fit(data[name]), data[name])
+    for name in good:  # to float rounding: the grouped convolutions block their sums by the fleet's size
+        _assert_same_model(fleet.fitted[name], alone.fitted[name], data[name])
+
+
+def test_detectors_without_a_batched_loop_fit_one_at_a_time():
+    assert not supports_fleet(PCADetector())
+    assert not supports_fleet(TCNForecasterDetector(dropout=0.1))
+    assert supports_fleet(WINDOWED) and supports_fleet(SEQUENCE)
+    data = {"a": _series(0, 100), "short": _series(1, 1)}
+    fleet = fit_fleet(PCADetector(n_components=1), data)
+    assert list(fleet.fitted) == ["a"] and fleet.batched == []
+    np.testing.assert_allclose(
+        fleet.fitted["a"].score_samples(data["a"]), PCADetector(n_components=1).fit(data["a"]).score_samples(data["a"])
+    )
+    assert fleet.reasons["short"].startswith("short: ")
+
+
+def test_fleet_pipelines_equal_one_at_a_time_pipelines(tmp_path):
+    data = {"a": _series(0, 300), "b": _series(1, 260), "empty": np.empty((0, 3))}
+    template = Pipeline(WINDOWED, smoothing=3)
+    fleet = fit_pipelines(template, data)
+    assert list(fleet.fitted) == ["a", "b"] and fleet.batched == ["a", "b"]
+    assert fleet.reasons["empty"].startswith("empty: ")
+    for name in ("a", "b"):
+        single = Pipeline(WINDOWED, smoothing=3).fit(data[name])
+        pipe = fleet.fitted[name]
+        assert pipe.threshold_ == pytest.approx(single.threshold_, rel=1e-4)
+        np.testing.assert_allclose(pipe.score_samples(data[name]), single.score_samples(data[name]), rtol=1e-4)
+        # Each member saves to its own directory and loads as an ordinary pipeline.
+        loaded = Pipeline.load(pipe.save(tmp_path / name))
+        np.testing.assert_array_equal(loaded.predict(data[name]), pipe.predict(data[name]))
+    # The template is left unfitted, as Pipeline.fit leaves its detector argument.
+    assert not hasattr(template, "detector_")
