@@ -20,6 +20,7 @@ import pandas as pd
 
 from vigil.errors import InvalidInputError
 from vigil.network.features import PacketFeatureExtractor, decays_for_training
+from vigil.network.incident_alarms import DEFAULT_RULE, IncidentAlarmRule, IncidentAlarms
 from vigil.network.incidents import NetworkIncident, type_incidents
 from vigil.network.packets import PacketTable
 from vigil.pipeline import Pipeline, top_features
@@ -83,7 +84,11 @@ class ScoredCapture:
 
     ``rows`` has one row per packet: ``packet`` (number in the file, 0-based), ``time`` (ISO 8601, UTC, µs),
     ``score``, ``threshold``, ``anomaly``, ``incident`` (the kind of the incident the packet belongs to,
-    empty when not flagged), ``src``, ``dst``, ``dport`` and ``top_features``.
+    empty when not flagged or held back), ``src``, ``dst``, ``dport`` and ``top_features``.
+
+    ``incidents`` are those the :class:`~vigil.network.incident_alarms.IncidentAlarmRule` annunciates;
+    ``held_back`` the typed episodes it did not (not persistent enough), kept so that nothing is dropped
+    silently.
 
     Examples
     --------
@@ -93,14 +98,23 @@ class ScoredCapture:
 
     rows: pd.DataFrame
     incidents: list[NetworkIncident] = field(default_factory=list)
+    held_back: list[NetworkIncident] = field(default_factory=list)
     read_stats: dict[str, Any] = field(default_factory=dict)
 
 
 def score_packets(
-    pipe: Pipeline, features: pd.DataFrame, metadata: pd.DataFrame, *, top_k: int = 3, **typing: Any
+    pipe: Pipeline,
+    features: pd.DataFrame,
+    metadata: pd.DataFrame,
+    *,
+    top_k: int = 3,
+    alarms: IncidentAlarms | None = None,
+    **typing: Any,
 ) -> ScoredCapture:
-    """Score packet features with a fitted pipeline and type the flagged packets as incidents.
+    """Score packet features with a fitted pipeline, type the flagged packets and apply the alarm rule.
 
+    ``alarms`` carries the rule and each host pair's count from earlier batches (a fresh
+    :class:`~vigil.network.incident_alarms.IncidentAlarms` with the default rule when ``None``);
     ``typing`` goes to :func:`~vigil.network.incidents.type_incidents` (``known_pairs``, ...).
     """
     scores = pipe.score_samples(features)
@@ -109,9 +123,9 @@ def score_packets(
     flagged = np.flatnonzero(decisions)
     if len(flagged):
         shares[flagged] = pipe.contributions(features.iloc[flagged])
-    incidents = type_incidents(
-        metadata, decisions, contributions=shares, feature_names=pipe.feature_names_in_, **typing
-    )
+    episodes = type_incidents(metadata, decisions, contributions=shares, feature_names=pipe.feature_names_in_, **typing)
+    alarms = IncidentAlarms(DEFAULT_RULE, threshold=pipe.threshold_) if alarms is None else alarms
+    incidents, held = alarms.annunciate(episodes, alarms.pair_alarms(metadata, scores))
     kind = np.full(len(features), "", dtype=object)
     for incident in incidents:
         kind[incident.packets] = incident.kind
@@ -133,24 +147,35 @@ def score_packets(
             "top_features": text,
         }
     )
-    return ScoredCapture(rows=rows, incidents=incidents, read_stats=dict(metadata.attrs.get("read_stats", {})))
+    return ScoredCapture(
+        rows=rows, incidents=incidents, held_back=held, read_stats=dict(metadata.attrs.get("read_stats", {}))
+    )
 
 
-def score_capture(pipe: Pipeline, path: str | PathLike[str] | BinaryIO, *, top_k: int = 3) -> ScoredCapture:
+def score_capture(
+    pipe: Pipeline,
+    path: str | PathLike[str] | BinaryIO,
+    *,
+    top_k: int = 3,
+    rule: IncidentAlarmRule = DEFAULT_RULE,
+) -> ScoredCapture:
     """Read, featurise and score a capture with a fitted pipeline; see :class:`ScoredCapture`."""
     features, metadata = read_packets_as_table(path, feature_names=pipe.feature_names_in_)
-    return score_packets(pipe, features, metadata, top_k=top_k)
+    return score_packets(pipe, features, metadata, top_k=top_k, alarms=IncidentAlarms(rule, threshold=pipe.threshold_))
 
 
 class CaptureScorer:
     """Score a live capture batch by batch, keeping the damped statistics across batches.
 
-    Incidents are typed per batch, so one that spans two batches is reported in both.
+    Incidents are typed per batch, so one that spans two batches is reported in both; the alarm rule's
+    per-pair counts (:class:`~vigil.network.incident_alarms.IncidentAlarms`) carry over from batch to batch.
 
     Parameters
     ----------
     pipe : Pipeline
         Fitted on packet features; the extractor is rebuilt from its feature names.
+    rule : IncidentAlarmRule
+        Which typed episodes are annunciated (default :data:`~vigil.network.incident_alarms.DEFAULT_RULE`).
     extractor : dict
         Other :class:`~vigil.network.features.PacketFeatureExtractor` parameters (``idle_timeout``, ...).
 
@@ -168,8 +193,11 @@ class CaptureScorer:
     ['port_scan']
     """
 
-    def __init__(self, pipe: Pipeline, *, max_known: int = 1_000_000, **extractor: Any) -> None:
+    def __init__(
+        self, pipe: Pipeline, *, max_known: int = 1_000_000, rule: IncidentAlarmRule = DEFAULT_RULE, **extractor: Any
+    ) -> None:
         self.pipe = pipe
+        self.alarms = IncidentAlarms(rule, threshold=pipe.threshold_)
         self.extractor = PacketFeatureExtractor.from_feature_names(pipe.feature_names_in_, **extractor)
         self.max_known = max_known
         self.known_pairs: set[tuple[str, str]] = set()
@@ -183,6 +211,7 @@ class CaptureScorer:
             features,
             metadata,
             top_k=top_k,
+            alarms=self.alarms,
             known_pairs=self.known_pairs,
             known_services=self.known_services,
         )

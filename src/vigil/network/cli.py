@@ -36,8 +36,8 @@ def write_capture_scores(model: str | Path, capture: str | Path, output: str | P
     """Score a capture with a saved pipeline; write one CSV row per packet and return a one-line summary.
 
     The CSV columns are ``packet, time, score, threshold, anomaly, incident, src, dst, dport, top_features``;
-    a JSON file of the typed incidents (evidence and suggested action) is written beside it
-    (``<output>.incidents.json``).
+    a JSON file of the typed incidents (evidence and suggested action), the alarm rule and the episodes it
+    held back is written beside it (``<output>.incidents.json``).
     """
     from vigil.network.capture import score_capture
     from vigil.pipeline import Pipeline
@@ -47,13 +47,20 @@ def write_capture_scores(model: str | Path, capture: str | Path, output: str | P
     destination = Path(output)
     destination.parent.mkdir(parents=True, exist_ok=True)
     scored.rows.to_csv(destination, index=False)
+    from vigil.network.incident_alarms import DEFAULT_RULE
+
     incidents = [i.as_dict() for i in scored.incidents]
+    held = [i.as_dict() for i in scored.held_back]
     side = destination.with_name(destination.name + ".incidents.json")
-    side.write_text(json.dumps({"read_stats": scored.read_stats, "incidents": incidents}, indent=2, default=str))
+    document = {"read_stats": scored.read_stats, "alarm_rule": DEFAULT_RULE.to_dict(), "incidents": incidents,
+                "held_back": held}  # fmt: skip
+    side.write_text(json.dumps(document, indent=2, default=str))
     kinds: dict[str, int] = {}
     for incident in scored.incidents:
         kinds[incident.kind] = kinds.get(incident.kind, 0) + 1
     typed = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"
+    if scored.held_back:
+        typed += f" ({len(scored.held_back)} episodes held back, not persistent)"
     skipped = scored.read_stats.get("non_ip", 0) + scored.read_stats.get("malformed", 0)
     cut = (
         "; the capture ends inside a packet (cut short): that last packet was not read"

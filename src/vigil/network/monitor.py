@@ -13,7 +13,8 @@ kind on the same device that starts within ``gap_seconds`` of the last one's end
 updated), so an attack that spans several read batches is one alert. An alert closes once the capture's
 clock has moved ``gap_seconds`` past its end, and every open alert closes when the monitor stops. Incidents
 with fewer than ``min_packets`` flagged packets (a handful of odd packets, typically while the damped
-statistics warm up at the start of a capture) raise no alert; they are counted in the status instead.
+statistics warm up at the start of a capture) raise no alert; they are counted in the status instead, as
+are the episodes the capture's alarm rule held back (:mod:`vigil.network.incident_alarms`).
 
 A malformed packet is counted and skipped by the reader; an unreadable capture (missing file, not a pcap,
 a corrupt record header) stops this monitor with its error in :meth:`CaptureMonitor.status`, never the
@@ -34,28 +35,13 @@ import pandas as pd
 
 from vigil.alerts import Alert, AlertEvent, AlertSink, AlertStore, Publisher, alert_id
 from vigil.network.capture import CaptureScorer, ScoredCapture
+from vigil.network.incident_alarms import incident_device
 from vigil.network.incidents import NetworkIncident
 from vigil.pipeline import Pipeline
 
 __all__ = ["CaptureMonitor", "incident_device"]
 
 log = logging.getLogger(__name__)
-
-_TARGETED = frozenset({"flood", "port_scan", "brute_force"})
-
-
-def incident_device(incident: NetworkIncident) -> str:
-    """The address an operator acts on: the attacked target, or the source for what a device itself does.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> incident_device(NetworkIncident("flood", 0.0, 1.0, np.arange(3), "many (40)", "10.0.0.12"))
-    '10.0.0.12'
-    >>> incident_device(NetworkIncident("host_scan", 0.0, 1.0, np.arange(3), "10.0.0.7", "many (12)"))
-    '10.0.0.7'
-    """
-    return incident.target if incident.kind in _TARGETED else incident.source
 
 
 @dataclass
@@ -135,6 +121,7 @@ class CaptureMonitor:
         self.packets = 0
         self.incidents = 0
         self.small_incidents = 0
+        self.held_back = 0
         self.error: str | None = None
         self.read_stats: dict[str, Any] = {}
         self._open: dict[tuple[str, str], _Open] = {}
@@ -168,6 +155,7 @@ class CaptureMonitor:
             "packets": self.packets,
             "incidents": self.incidents,
             "small_incidents": self.small_incidents,
+            "held_back": self.held_back,
             "open_alerts": len(self._open),
             "unsaved_events": self._waiting,
             "read": dict(self.read_stats),
@@ -200,6 +188,7 @@ class CaptureMonitor:
         times = pd.to_datetime(scored.rows["time"], utc=True)
         large = [incident for incident in scored.incidents if len(incident.packets) >= self.min_packets]
         self.small_incidents += len(scored.incidents) - len(large)
+        self.held_back += len(scored.held_back)
         events = [event for incident in large for event in self._track(incident, scores, times)]
         now = times.iloc[-1].timestamp()
         events += [self._close(key) for key, entry in list(self._open.items()) if now - entry.end > self.gap_seconds]
