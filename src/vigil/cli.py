@@ -355,6 +355,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         label=f"{args.dataset} · {args.detector}",
         on_part=recorder.record if recorder else None,
         attribution=args.attribution,
+        fleet=not args.one_at_a_time,
     )
     document = {
         "dataset": benchmark.name,
@@ -916,6 +917,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["model", "occlusion"],
         default="model",
         help="smd: root-cause ranking from the detector's own decomposition (model) or occlusion",
+    )
+    p.add_argument(
+        "--one-at-a-time",
+        action="store_true",
+        help="fit each part's model on its own instead of all parts' as one batched fleet "
+        "(the same models to float rounding; the fleet is faster for tcn-forecaster and tcn-sequence)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_pipeline_options(p)

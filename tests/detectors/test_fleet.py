@@ -122,3 +122,29 @@ def test_fleet_pipelines_equal_one_at_a_time_pipelines(tmp_path):
         np.testing.assert_array_equal(loaded.predict(data[name]), pipe.predict(data[name]))
     # The template is left unfitted, as Pipeline.fit leaves its detector argument.
     assert not hasattr(template, "detector_")
+
+
+def test_evaluating_parts_as_a_fleet_gives_the_same_figures():
+    from vigil.evaluation.runner import EvaluationPart, evaluate_parts
+
+    parts = []
+    for i in range(3):
+        X = _series(10 + i, 500)
+        y = np.zeros(200, dtype=bool)
+        y[120:150] = True
+        test = X[300:].copy()
+        test[120:150, 1] += 3.0
+        parts.append(EvaluationPart(f"part-{i}", X[:300], test, y))
+
+    def make():
+        return Pipeline(SEQUENCE)
+
+    fleet = evaluate_parts(parts, make, progress=False, fleet=True)
+    alone = evaluate_parts(parts, make, progress=False)
+    assert fleet["fleet_parts"] == 3 and "fleet_parts" not in alone
+    for key in ("f1", "far", "mar", "tp", "fp", "fn", "tn"):
+        assert fleet[key] == alone[key], key
+    for name in alone["per_part"]:
+        assert fleet["per_part"][name]["threshold"] == pytest.approx(alone["per_part"][name]["threshold"], rel=1e-4)
+    # A detector without a batched loop is evaluated part by part.
+    assert evaluate_parts(parts, lambda: Pipeline(PCADetector()), progress=False, fleet=True)["fleet_parts"] == 0

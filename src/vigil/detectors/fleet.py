@@ -215,18 +215,29 @@ class _StackedTCN:
     def forward_last(self, x: Any) -> Any:
         """Each member's forecast of the row after each of its windows: x (m, batch, window, d) → (m, batch, d).
 
-        The strided pass of ``TemporalConvForecaster.forward``: level i is computed at every
-        ``base``-th step of the level below, counted back from the last."""
+        The strided pass of ``TemporalConvForecaster.forward``: level i is computed at every ``base``-th step
+        of the level below, counted back from the last. Each convolution is one batched matrix product of
+        the taps (channels last): on a CPU that trains about a quarter faster than a grouped convolution."""
         torch = require_torch()
-        m, n, t, d = x.shape
-        h = x.permute(1, 0, 3, 2).reshape(n, m * d, t)
+        m, n = x.shape[:2]
+        h = x
         for i in range(self.levels):
+            w, b = self.params[f"blocks.{i}.conv.weight"], self.params[f"blocks.{i}.conv.bias"]
+            _, c_out, c_in, k = w.shape
             offset = (h.shape[2] - 1) % self.base
-            padded = torch.nn.functional.pad(h, (self.kernel - 1, 0))[:, :, offset:]
-            out = self._conv(padded, i, stride=self.base)
-            h = torch.relu(torch.relu(out) + self._skip(h[:, :, offset :: self.base], i))
-        last = h[:, :, -1].reshape(n, m, -1).transpose(0, 1)
-        return self._head(last, x[:, :, -1])
+            padded = torch.nn.functional.pad(h, (0, 0, k - 1, 0))[:, :, offset:]
+            steps = (padded.shape[2] - k) // self.base + 1
+            span = self.base * (steps - 1) + 1
+            taps = torch.cat([padded[:, :, j : j + span : self.base] for j in range(k)], dim=-1)
+            weights = w.permute(0, 3, 2, 1).reshape(m, k * c_in, c_out)
+            out = torch.baddbmm(b.unsqueeze(1), taps.reshape(m, -1, k * c_in), weights).reshape(m, n, steps, c_out)
+            skip = h[:, :, offset :: self.base]
+            if i == 0 and self.skip_first:
+                sw, sb = self.params["blocks.0.skip.weight"], self.params["blocks.0.skip.bias"]
+                skip = torch.baddbmm(sb.unsqueeze(1), skip.reshape(m, -1, c_in), sw[..., 0].transpose(1, 2))
+                skip = skip.reshape(m, n, steps, c_out)
+            h = torch.relu(torch.relu(out) + skip)
+        return self._head(h[:, :, -1], x[:, :, -1])
 
     def predict_sequence(self, x: Any) -> Any:
         """Each member's forecast at every step of its series: x (m, time, d) → (m, time, d)."""
@@ -364,26 +375,30 @@ def _train_windowed(members: list[_Member], result: FleetFit) -> list[_Member]:
         member.generator = generator
         member.extra["history"] = []
     batch_size, n_features = template.batch_size, members[0].values.shape[1]
-    sample = members[0].train.shape[1]
     stack = _StackedTCN([m.module for m in members])
     adam = _StackedAdam(stack.params, template.learning_rate)
     stopping = _EarlyStopping(len(members), template.patience)
     active = list(members)
     done: list[_Member] = []
+    # Every member's training windows in one tensor (zeros after a member's last), so that a step's batches
+    # are one gather; rebuilt when members leave.
+    windows, pool_of = None, []
     for _ in range(template.epochs):
         if not active:
             break
+        if pool_of != [m.name for m in active]:
+            windows, pool_of = _pool([m.train for m in active], device), [m.name for m in active]
         sizes = np.array([len(m.train) for m in active])
-        orders = [torch.randperm(len(m.train), generator=m.generator).to(device) for m in active]
+        orders = torch.zeros((len(active), int(sizes.max())), dtype=torch.long, device=device)
+        for i, member in enumerate(active):
+            orders[i, : sizes[i]] = torch.randperm(len(member.train), generator=member.generator).to(device)
+        rows = torch.arange(len(active), device=device)[:, None]
         failed = np.zeros(len(active), dtype=bool)
         for start in range(0, int(sizes.max()), batch_size):
             counts = np.clip(sizes - start, 0, batch_size)
             stepping = (counts > 0) & ~failed
             width = int(counts.max())
-            batch = torch.zeros((len(active), width, sample, n_features), device=device)
-            for i, member in enumerate(active):
-                if counts[i]:
-                    batch[i, : counts[i]] = member.train[orders[i][start : start + counts[i]]]
+            batch = windows[rows, orders[:, start : start + width]]
             errors = (stack.forward_last(batch[:, :, :-1]) - batch[:, :, -1]) ** 2
             if (counts == width).all():
                 losses = errors.mean(dim=(1, 2))
@@ -425,6 +440,15 @@ def _train_windowed(members: list[_Member], result: FleetFit) -> list[_Member]:
         trained.append(member)
         result.batched.append(member.name)
     return trained
+
+
+def _pool(tensors: list[Any], device: Any) -> Any:
+    """Tensors of shape (n_i, ...) stacked into one (len, max n_i, ...), zeros after each one's rows."""
+    torch = require_torch()
+    out = torch.zeros((len(tensors), max(len(t) for t in tensors), *tensors[0].shape[1:]), device=device)
+    for i, t in enumerate(tensors):
+        out[i, : len(t)] = t
+    return out
 
 
 def _validation_losses(stack: _StackedTCN, active: list[_Member], device: Any) -> NDArray[np.float64]:

@@ -74,6 +74,7 @@ def evaluate_parts(
     on_part: Callable[[EvaluationPart, Pipeline, np.ndarray], None] | None = None,
     attribution: str = "model",
     budget_per_day: float | None = None,
+    fleet: bool = False,
 ) -> dict[str, Any]:
     """Fit a fresh pipeline per part, score its test rows, and compute pooled and per-part metrics.
 
@@ -98,6 +99,11 @@ def evaluate_parts(
     second operating point: the lowest threshold whose alarms on the part's held-out *training* scores
     stay within N false-alarm events per day (`~vigil.evaluation.alarm_metrics.budget_threshold`), so the
     rule is chosen on training data; its event recall is the "event recall at a budget".
+
+    With ``fleet=True`` every part's pipeline is fitted first, their detectors as one batched computation
+    where the detector supports it (:func:`vigil.fleet.fit_pipelines`): the same models to float rounding,
+    in less time. ``fit_seconds`` is then the fleet's whole fit, and ``fleet_parts`` counts the parts whose
+    detectors trained batched. A part whose training rows are refused raises its error, as without a fleet.
     """
     groups: dict[str, tuple[Any, ...]] = {}
     oracle: dict[str, float] = {}
@@ -107,12 +113,21 @@ def evaluate_parts(
     category_counts: dict[str, tuple[int, int]] = {}
     budget_groups: dict[str, tuple[Any, ...]] = {}
     far_targets: dict[str, float] = {}
+    prefitted: dict[str, Pipeline] | None = None
+    fleet_parts = 0
+    if fleet and len({part.name for part in parts}) == len(parts):
+        prefitted, fleet_parts, fit_seconds = _fit_fleet(parts, make_pipeline)
+        if not fleet_parts:  # nothing trained batched: fit and score part by part, as without a fleet
+            prefitted, fit_seconds = None, 0.0
     bar = progress_bar(parts, desc=label, unit="part", enabled=progress)
     for part in bar:
         bar.set_postfix_str(part.name)
-        pipe = make_pipeline()
         start = time.perf_counter()
-        pipe.fit(part.X_train, part.y_train)
+        if prefitted is None:
+            pipe = make_pipeline()
+            pipe.fit(part.X_train, part.y_train)
+        else:
+            pipe = prefitted[part.name]
         fitted = time.perf_counter()
         scores = pipe.score_samples(part.X_test)
         scored = time.perf_counter()
@@ -201,9 +216,28 @@ def evaluate_parts(
         "score_seconds": score_seconds,
         "rows_scored": rows_scored,
         "n_parts": len(parts),
+        **({"fleet_parts": fleet_parts} if fleet else {}),
         "per_part": per_part,
     }
     return _round(result)
+
+
+def _fit_fleet(
+    parts: Sequence[EvaluationPart], make_pipeline: Callable[[], Pipeline]
+) -> tuple[dict[str, Pipeline], int, float]:
+    """Every part's pipeline fitted as one fleet: (pipelines by part name, parts trained batched, seconds)."""
+    from vigil.fleet import fit_pipelines, supports_fleet
+
+    template = make_pipeline()
+    if not supports_fleet(template.detector):
+        return {}, 0, 0.0
+    labels = {p.name: p.y_train for p in parts if p.y_train is not None} or None
+    start = time.perf_counter()
+    outcome = fit_pipelines(template, {p.name: p.X_train for p in parts}, labels)
+    seconds = time.perf_counter() - start
+    if outcome.failed:
+        raise next(iter(outcome.failed.values()))
+    return outcome.fitted, len(outcome.batched), seconds
 
 
 def environment() -> dict[str, str]:
