@@ -21,7 +21,7 @@ from vigil.progress import set_reporting
 
 __all__ = ["dispatch", "main"]
 
-_EXTENSION_COMMANDS = ("vigil.service.cli", "vigil.network.cli", "vigil.scale.cli")
+_EXTENSION_COMMANDS = ("vigil.service.cli", "vigil.network.cli", "vigil.scale.cli", "vigil.plant.cli")
 _TELEMETRY_BENCHMARKS = ("skab", "smd", "ton-iot")
 _NETWORK_BENCHMARKS = ("nsl-kdd", "modbus", "mqttset")
 _IMAGE_BENCHMARKS = ("magnetic-tile",)
