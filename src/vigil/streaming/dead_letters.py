@@ -20,6 +20,7 @@ __all__ = ["DEAD_LETTER_KINDS", "PAYLOAD_EXCERPT_CHARS", "DeadLetter"]
 #: Every ``kind`` a dead letter can have, so that counters have a bounded set of labels.
 DEAD_LETTER_KINDS: tuple[str, ...] = (
     "invalid_json",  # not JSON, or not UTF-8
+    "invalid_payload",  # a plant protocol's message that cannot be decoded (a Sparkplug B payload)
     "invalid_record",  # JSON, but not the documented record shape (missing device, time or readings)
     "wrong_type",  # a reading that is not a number
     "missing_value",  # a null reading (a failed sensor, a Bad quality) whose sensor's policy is to refuse it
