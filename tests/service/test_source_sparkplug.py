@@ -168,11 +168,11 @@ def test_a_null_or_non_numeric_metric_leaves_its_sensor_missing_with_the_reason(
     _, edge, decisions = plant()
     wait_for(lambda: len(decisions.of("pump-1.line-1")) == 1, 10, "the birth record")
     edge.data("pump-1", {"Flow": None})
-    wait_for(lambda: store.count_dead_letters("sensors_mismatch") == 1, 10, "a sensors_mismatch dead letter")
+    wait_for(lambda: store.count_dead_letters("missing_value") == 1, 10, "a missing_value dead letter")
     (letter,) = store.list_dead_letters()
     assert letter.device == "pump-1.line-1"
-    assert "sensor 'flow_m3h': metric 'Flow' is null" in letter.reason
-    assert '"flow_m3h"' not in letter.payload  # no value was filled in for the missing sensor
+    assert "'flow_m3h' (metric 'Flow' is null)" in letter.reason
+    assert '"flow_m3h": null' in letter.payload  # no value was filled in for the missing sensor
     edge.data("pump-1", {"Flow": 0.5})
     wait_for(lambda: len(decisions.of("pump-1.line-1")) == 2, 10, "scoring once the metric has a value again")
 

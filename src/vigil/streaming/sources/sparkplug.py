@@ -14,9 +14,9 @@ It subscribes to ``spBv1.0/<group>/#`` and keeps, per edge node, what the Sparkp
 - **Deaths**: an NDEATH whose ``bdSeq`` matches the node's birth (an older session's will is ignored), or a
   DDEATH, reports the node's or device's assets offline and drops their values.
 - A payload that is not Sparkplug B protobuf becomes an ``invalid_payload`` dead letter with the reason; a
-  metric that is null, of a non-numeric type, or absent from the birth leaves its sensor without a value,
-  and the record becomes a ``sensors_mismatch`` dead letter naming the metric and why
-  (:mod:`vigil.streaming.sources.submission`). The source keeps running in every case.
+  metric that is null, of a non-numeric type, or absent from the birth leaves its sensor without a value: a
+  null reading with the reason (:mod:`vigil.streaming.sources.submission`), which the runtime's missing-value
+  policy handles. The source keeps running in every case.
 
 Each edge node, or device of an edge node, is one asset (:class:`SparkplugAsset`): its Vigil device id, its
 metric → sensor mapping and its model. Unlisted nodes and devices are served as ``<node>.<device>`` with every

@@ -1,12 +1,11 @@
-"""The one path from a source's assembled readings to the runtime: a record, or a dead letter with the reason.
+"""From a source's assembled readings to the runtime's JSON record, with the reason for every missing value.
 
 A plant source (Sparkplug B, Modbus) knows more than the runtime about why a sensor has no value — a register
 that could not be read, a metric that is null or absent from its birth certificate. It hands a
-:class:`SourceRecord` that keeps those reasons beside the readings, and :func:`submit_record` decides once
-for every source: a complete record goes to :meth:`~vigil.streaming.runtime.Runtime.enqueue` as the
-documented JSON record (:mod:`vigil.streaming.messages`); a record with a missing sensor is refused as a
-``sensors_mismatch`` dead letter whose reason names each missing sensor and its cause. No value is ever
-filled in for a missing sensor.
+:class:`SourceRecord` that keeps those reasons beside the readings; :func:`submit_record` writes it as the
+documented record (:mod:`vigil.streaming.messages`), a missing sensor as a ``null`` reading with its reason in
+``quality``, and queues it with :meth:`~vigil.streaming.runtime.Runtime.enqueue`. The runtime applies the
+sensor's missing-value policy; no value is ever filled in here.
 """
 
 from __future__ import annotations
@@ -17,8 +16,6 @@ import queue
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-from vigil.streaming.messages import Rejection
 
 __all__ = ["SourceRecord", "record_body", "submit_record"]
 
@@ -65,16 +62,22 @@ class SourceRecord:
 
 
 def record_body(record: SourceRecord) -> bytes:
-    """The record as the runtime's JSON schema (the readings that exist, none invented).
+    """The record in the runtime's JSON schema: a missing sensor is ``null``, with its reason in ``quality``.
 
     Examples
     --------
     >>> record_body(SourceRecord("pump-1", 1.5, {"temp_c": 41.5}, asset_type="pump"))
     b'{"device": "pump-1", "time": 1.5, "readings": {"temp_c": 41.5}, "asset_type": "pump"}'
-    """
-    body: dict[str, Any] = {"device": record.asset, "time": record.time, "readings": dict(record.readings)}
+    >>> record_body(SourceRecord("pump-1", 1.5, {"temp_c": 41.5}, {"flow": "register 7: timeout"}))
+    b'{"device": "pump-1", "time": 1.5, "readings": {"temp_c": 41.5, "flow": null}, "quality": {"flow": "register 7: timeout"}}'
+    """  # noqa: E501
+    readings: dict[str, float | None] = dict(record.readings)
+    readings.update(dict.fromkeys(record.missing))
+    body: dict[str, Any] = {"device": record.asset, "time": record.time, "readings": readings}
     if record.asset_type is not None:
         body["asset_type"] = record.asset_type
+    if record.missing:
+        body["quality"] = dict(record.missing)
     # allow_nan stays on: a non-finite reading reaches the runtime, which refuses it with its own reason.
     return json.dumps(body).encode("utf-8")
 
@@ -86,21 +89,13 @@ def submit_record(
     *,
     on_done: Callable[[list[Any]], None] | None = None,
 ) -> bool:
-    """Queue a complete record for scoring, or an incomplete one as a dead letter; True if it was queued.
+    """Queue the record for the runtime; True if it was queued.
 
     Blocks while the runtime's queue is full (the source slows down rather than dropping readings); returns
     False only when the runtime is stopping.
     """
-    body = record_body(record)
     try:
-        if record.complete:
-            runtime.enqueue(body, source, on_done=on_done, timeout=None)
-        else:
-            reason = f"{record.asset}: no value for {len(record.missing)} sensor(s) from {source}: {record.reason()}"
-            rejection = Rejection("sensors_mismatch", reason, record.asset)
-            future = runtime.reject(rejection, source, body)
-            if on_done is not None:
-                future.add_done_callback(lambda done: on_done(done.result()))
+        runtime.enqueue(record_body(record), source, on_done=on_done, timeout=None)
     except queue.Full:
         log.warning("the runtime is stopping: a record of %s from %s was not queued", record.asset, source)
         return False
