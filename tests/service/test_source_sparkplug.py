@@ -23,7 +23,7 @@ pytestmark = pytest.mark.mqtt
 
 #: The edge node's metric names and their Vigil sensors (the model was fitted on SENSORS).
 METRICS = {"Temperature": "temp_c", "Pressure": "pressure_bar", "Flow": "flow_m3h", "Motor/Current": "current_a"}
-BY_SENSOR = {sensor: metric for metric, sensor in METRICS.items()}
+BY_SENSOR = {sensor: metric for metric, sensor in METRICS.items()}  # the asset's map: sensor -> metric
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -68,7 +68,7 @@ def plant(runtime: Runtime, broker: str, group: str) -> Iterator[Callable[..., t
     def start(*, rebirth_interval: float = 0.2, unlisted: bool = False) -> tuple:
         decisions = Decisions()
         assets = tuple(
-            SparkplugAsset("line-1", device, asset=f"{device}.line-1", metrics=METRICS, asset_type="pump")
+            SparkplugAsset("line-1", device, asset=f"{device}.line-1", sensors=BY_SENSOR, asset_type="pump")
             for device in ("pump-1", "pump-2")
         )
         options = SparkplugOptions(

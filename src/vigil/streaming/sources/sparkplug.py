@@ -76,8 +76,9 @@ class SparkplugAsset:
         The device id; None for the edge node's own metrics (NBIRTH/NDATA).
     asset : str, optional
         The Vigil device id; default ``<edge node>.<device>`` (or the edge node id).
-    metrics : mapping of str to str
-        Sparkplug metric name → Vigil sensor name. Empty: every numeric metric of the birth, under its name.
+    sensors : mapping of str to str
+        Vigil sensor name → Sparkplug metric name (as a plant file's ``[assets.NAME.map]``). Empty: every
+        numeric metric of the birth, under its own name.
     asset_type : str, optional
         The model that scores the asset (else the runtime's routes decide).
     """
@@ -85,7 +86,7 @@ class SparkplugAsset:
     edge_node: str
     device: str | None = None
     asset: str | None = None
-    metrics: Mapping[str, str] = field(default_factory=dict)
+    sensors: Mapping[str, str] = field(default_factory=dict)
     asset_type: str | None = None
 
     @property
@@ -417,7 +418,7 @@ class SparkplugIngest:
         if asset is None:
             self._counts["unlisted_ignored"] += 1
             return None
-        mapping = dict(asset.metrics) or {
+        mapping = dict(asset.sensors) or {
             name: name
             for name, datatype in entity.datatypes.items()
             if datatype in NUMERIC_DATATYPES and name != BDSEQ_METRIC and not name.startswith(CONTROL_PREFIXES)
@@ -437,7 +438,7 @@ class SparkplugIngest:
         where = topic.message_type.replace("DATA", "BIRTH")
         readings: dict[str, float] = {}
         missing: dict[str, str] = {}
-        for metric_name, sensor in mapping.items():
+        for sensor, metric_name in mapping.items():
             value = entity.values.get(metric_name)
             if value is None:
                 missing[sensor] = f"metric {metric_name!r} is not in the {where}"
