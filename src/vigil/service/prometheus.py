@@ -50,6 +50,18 @@ class RuntimeCollector(Collector):
         for kind in DEAD_LETTER_KINDS:
             dead.add_metric([kind], snap["dead_letters"].get(kind, 0))
         yield dead
+        partial = CounterMetricFamily(
+            "vigil_partial_readings", "Readings handled by their sensor's partial-record policy", labels=["kind"]
+        )
+        for kind in ("missing", "out_of_range", "numeric_string"):
+            partial.add_metric([kind], snap["partial_readings"].get(kind, 0))
+        yield partial
+        devices = self.runtime.devices()
+        yield GaugeMetricFamily(
+            "vigil_silent_assets",
+            "Declared assets that sent nothing for longer than their silence limit",
+            value=sum(1 for d in devices if d.get("silent")),
+        )
         yield CounterMetricFamily(
             "vigil_redeliveries", "Records identical to one already processed, acknowledged", value=snap["redeliveries"]
         )

@@ -31,7 +31,7 @@ import queue
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from vigil.alarms import AlarmState
+from vigil.alarms import AlarmPolicy, AlarmState
 from vigil.alerts import Alert, AlertEvent, AlertSink, AlertStore, Publisher
 from vigil.errors import InvalidInputError, NumericalError, SchemaError, VigilError
 from vigil.streaming.dead_letters import DeadLetter
@@ -58,6 +58,7 @@ from vigil.streaming.model_slot import (
 )
 from vigil.streaming.runtime_metrics import RuntimeMetrics
 from vigil.streaming.runtime_types import Decision, Outcome, Redelivery, RuntimeConfig
+from vigil.streaming.sensor_policy import SensorPolicy, apply_policies
 from vigil.times import format_time
 from vigil.validation import check_record
 
@@ -95,6 +96,7 @@ class _Pending:
     reading: Reading
     vector: Sequence[float]
     received: float
+    note: str = ""
 
 
 @dataclass
@@ -115,6 +117,12 @@ class _Device:
     # before a restart, so the same times coming again are redeliveries too).
     seen: dict[float, int] = field(default_factory=dict)
     committed_from: float | None = None
+    # Declared assets (a plant file) exist before their first record; one silent for longer than
+    # ``silent_after`` seconds is reported until it sends again.
+    declared: bool = False
+    silent_after: float | None = None
+    last_seen: float | None = None  # monotonic time of the last accepted record (or of the declaration)
+    silent_since: float | None = None  # POSIX time the silence started (its last record, or the declaration)
 
     def remember(self, ts: float, digest: int) -> None:
         self.seen[ts] = digest
@@ -160,6 +168,12 @@ class Runtime:
     allow_no_models : bool
         Run with no telemetry model at all (a service that only watches cameras or captures); every
         telemetry record is then refused as ``unknown_device``. Default: no models is an error.
+    sensor_policies : mapping of str to mapping of str to SensorPolicy
+        Per model, each sensor's valid range and partial-record policy
+        (:mod:`vigil.streaming.sensor_policy`); sensors without one refuse null readings and text.
+    alarm_policies : mapping of str to AlarmPolicy
+        Per model, annunciation rules that replace those saved with its versions (the plant file's
+        ``[asset_types.T.alarm]``).
 
     Examples
     --------
@@ -187,8 +201,12 @@ class Runtime:
         config: RuntimeConfig | None = None,
         sinks: Sequence[Publisher] = (),
         allow_no_models: bool = False,
+        sensor_policies: Mapping[str, Mapping[str, SensorPolicy]] | None = None,
+        alarm_policies: Mapping[str, AlarmPolicy] | None = None,
     ) -> None:
         self.store = store
+        self.sensor_policies = {m: dict(p) for m, p in (sensor_policies or {}).items()}
+        self.alarm_policies = dict(alarm_policies or {})
         self.registry = registry
         self.config = config if config is not None else RuntimeConfig()
         self.metrics = RuntimeMetrics()
@@ -205,6 +223,7 @@ class Runtime:
             raise InvalidInputError(msg)
         self._slots: dict[str, ModelSlot] = {name: self._load_slot(name) for name in names}
         self._devices: dict[str, _Device] = {}
+        self._declared: list[_Device] = []
         self._route_cache: dict[tuple[str, str | None], str | None] = {}
         self._refused: set[tuple[str, str | None]] = set()  # (model, version) activated elsewhere that failed to load
         self._queue: queue.Queue[_Submission | _Control] = queue.Queue(maxsize=self.config.queue_size)
@@ -349,6 +368,32 @@ class Runtime:
         """Return once everything queued before this call has been processed and committed."""
         self.call(lambda: None, timeout)
 
+    def declare(self, device: str, model: str, *, silent_after: float | None = None) -> None:
+        """Know ``device`` before it sends anything (an asset of a plant file), scored by ``model``.
+
+        It is listed by :meth:`devices` at once; when ``silent_after`` is given, a device that has sent no
+        accepted record for that many seconds (since its last one, or since now) is logged and listed as
+        silent until it sends again.
+        """
+        self._slot(model)
+
+        def add() -> None:
+            state = self._devices.get(device)
+            if state is None:
+                state = _Device(device, model, timeline=deque(maxlen=self.config.timeline_points))
+                self._devices[device] = state
+            if not state.declared:
+                self._declared.append(state)
+            state.declared = True
+            state.silent_after = silent_after
+            if state.last_seen is None:
+                state.last_seen = time.monotonic()
+
+        if self.running:
+            self.call(add)
+        else:
+            add()
+
     # -- models ----------------------------------------------------------------------------------------
 
     def activate(self, name: str, version: str, *, reason: str = "activated") -> str | None:
@@ -433,6 +478,9 @@ class Runtime:
                     "score_mean": device.mean if device.n else None,
                     "score_std": math.sqrt(device.m2 / (device.n - 1)) if device.n > 1 else None,
                     "flag_rate": device.flagged / device.n if device.n else None,
+                    "declared": device.declared,
+                    "silent": device.silent_since is not None,
+                    "silent_since": None if device.silent_since is None else _iso(device.silent_since),
                 }
             )
         return sorted(out, key=lambda d: d["device"])
@@ -528,8 +576,8 @@ class Runtime:
                     letters.append(letter)
                     row[r_index] = letter
                     continue
-                model, reading, vector = accepted
-                groups.setdefault(model, []).append(_Pending(s_index, r_index, reading, vector, sub.received))
+                model, reading, vector, note = accepted
+                groups.setdefault(model, []).append(_Pending(s_index, r_index, reading, vector, sub.received, note))
 
         events: list[AlertEvent] = []
         scored: Counter[str] = Counter()
@@ -560,7 +608,7 @@ class Runtime:
 
     def _accept(
         self, record: Any, device_hint: str | None, where: str
-    ) -> tuple[str, Reading, Sequence[float]] | Rejection | Redelivery:
+    ) -> tuple[str, Reading, Sequence[float], str] | Rejection | Redelivery:
         reading = parse_record(record, device_hint=device_hint, where=where)
         if isinstance(reading, Rejection):
             return reading
@@ -573,14 +621,34 @@ class Runtime:
                 reason = f"{where}: no model is routed to device {device!r}"
             return Rejection("unknown_device", reason, device)
         slot = self._slots[model]
-        vector = _fast_vector(reading.values, slot.features, slot.feature_set)
+        values, note = reading.values, ""
+        policies = self.sensor_policies.get(model)
+        if policies is not None:
+            result = apply_policies(values, reading.quality, policies)
+            self.metrics.record_partial(result.counts)
+            if result.rejection is not None:
+                kind, why = result.rejection
+                return Rejection(kind, f"readings (device={device}, {where}): {why}", device)
+            if result.missing:
+                # No served detector scores a record without some of its sensors: its threshold was
+                # calibrated on all of them. The record is refused, and says why.
+                lacking = ", ".join(f"{name!r} ({why})" for name, why in result.missing.items())
+                reason = (
+                    f"readings (device={device}, {where}): no value for {lacking}; on_missing is 'score_without' "
+                    f"but model {model} ({type(slot.pipeline.detector).__name__}) cannot score without them"
+                )
+                return Rejection("missing_value", reason, device)
+            values = result.values or {}
+            note = "; ".join(result.notes)
+        vector = _fast_vector(values, slot.features, slot.feature_set)
         if vector is None:  # something is off: let validation.py find it and word the reason
             missing = _missing_readings(reading)
             if missing:
+                self.metrics.record_partial({"missing": sum(v is None for v in reading.values.values())})
                 reason = f"readings (device={device}, {where}) have no value for {missing}"
                 return Rejection("missing_value", reason, device)
             try:
-                vector = check_record(reading.values, slot.features, where=f"readings (device={device}, {where})")
+                vector = check_record(values, slot.features, where=f"readings (device={device}, {where})")
             except SchemaError as exc:
                 return Rejection("sensors_mismatch", str(exc), device)
             except InvalidInputError as exc:
@@ -609,7 +677,11 @@ class Runtime:
             return Rejection(kind, reason, device)
         state.last_ts = ts
         state.remember(ts, digest)
-        return model, reading, vector
+        state.last_seen = time.monotonic()
+        if state.silent_since is not None:
+            log.info("asset %s is sending again after %.0f s of silence", device, time.time() - state.silent_since)
+            state.silent_since = None
+        return model, reading, vector, note
 
     def _route(self, device: str, asset_type: str | None) -> str | None:
         key = (device, asset_type)
@@ -710,7 +782,7 @@ class Runtime:
             slot.calibration.observe(device, ts, score)
             slot.recent_scores.append(score)
             slot.recent_rows.append((device, ts, item.vector))
-            note = notes.get(i, "")
+            note = "; ".join(n for n in (item.note, notes.get(i, "")) if n)
             self._devices[device].observe(ts, score, threshold, is_anomaly, note)
             if slot.last_event_ts is None or ts > slot.last_event_ts:
                 slot.last_event_ts = ts
@@ -724,6 +796,7 @@ class Runtime:
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
+        self._watch_silence(now)
         if now - self._last_flush >= 1.0:
             self._last_flush = now
             events: list[AlertEvent] = []
@@ -744,6 +817,22 @@ class Runtime:
         if now - self._last_drift_check >= self.config.drift_check_seconds:
             self._last_drift_check = now
             self._watch_drift()
+
+    def _watch_silence(self, now: float) -> None:
+        for state in self._declared:
+            if state.silent_after is None or state.silent_since is not None or state.last_seen is None:
+                continue
+            quiet = now - state.last_seen
+            if quiet > state.silent_after:
+                state.silent_since = time.time() - quiet
+                last = "nothing yet" if state.last_ts is None else f"its last record at {_iso(state.last_ts)}"
+                log.warning(
+                    "asset %s is silent: no record for %.0f s (limit %g s; %s)",
+                    state.name,
+                    quiet,
+                    state.silent_after,
+                    last,
+                )
 
     def _watch_drift(self) -> None:
         """Log when a model's recent scores start or stop looking unlike its training scores."""
@@ -783,7 +872,12 @@ class Runtime:
         return slot
 
     def _load_slot(self, name: str) -> ModelSlot:
-        return load_slot(self.registry, name, self.config)
+        slot = load_slot(self.registry, name, self.config)
+        policy = self.alarm_policies.get(name)
+        if policy is not None:
+            # The rules only decide how flagged scores become alarms; the set levels stay those fitted.
+            slot.pipeline.alarm_.policy_ = policy
+        return slot
 
     def _install(self, new: ModelSlot) -> None:
         old = self._slots[new.name]

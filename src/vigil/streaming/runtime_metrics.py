@@ -90,6 +90,9 @@ class RuntimeMetrics:
         Refused messages and records, by dead-letter kind.
     alerts : Counter
         Alert events, by kind (``opened``, ``updated``, ``closed``).
+    partial_readings : Counter
+        Readings handled by a sensor's partial-record policy, by what they were (``missing``,
+        ``out_of_range``, ``numeric_string``), whether the record was then refused or scored.
     redeliveries : int
         Records identical to one already processed, acknowledged without scoring them again.
     latency : LatencyHistogram
@@ -102,6 +105,7 @@ class RuntimeMetrics:
         self.scored: Counter[str] = Counter()
         self.dead_letters: Counter[str] = Counter()
         self.alerts: Counter[str] = Counter()
+        self.partial_readings: Counter[str] = Counter()
         self.redeliveries = 0
         self.latency = LatencyHistogram()
         self.store_errors = 0
@@ -145,6 +149,10 @@ class RuntimeMetrics:
                 self.last_progress = now
                 self.recent.append((now, n, n_dead))
 
+    def record_partial(self, counts: dict[str, int]) -> None:
+        with self._lock:
+            self.partial_readings.update({k: n for k, n in counts.items() if n})
+
     def record_store_error(self) -> None:
         with self._lock:
             self.store_errors += 1
@@ -184,6 +192,7 @@ class RuntimeMetrics:
                 "scored": dict(self.scored),
                 "dead_letters": dict(self.dead_letters),
                 "alerts": dict(self.alerts),
+                "partial_readings": dict(self.partial_readings),
                 "redeliveries": self.redeliveries,
                 "latency": self.latency.copy(),
                 "store_errors": self.store_errors,
