@@ -27,6 +27,15 @@ CONFIGS = [
     ("patch-gauss", {"grid": 16, "shrinkage": 0.01}),
     ("patch-gauss", {"grid": 16, "shrinkage": 0.2}),
     ("defect-seg", {}),
+    ("patchcore", {}),
+    ("patchcore", {"layers": (7, 10)}),
+    ("patchcore", {"layers": (4, 7, 10)}),
+    ("patchcore", {"resolution": 320}),
+    ("patchcore", {"resolution": 320, "layers": (7, 10)}),
+    ("patchcore", {"memory_size": 20_000}),
+    ("patchcore", {"neighbours": 1}),
+    ("padim", {}),
+    ("padim", {"layers": (7, 10)}),
 ]
 
 
@@ -34,9 +43,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--resize", choices=["stretch", "crop", "pad"], default="stretch")
     parser.add_argument("--configs", type=int, nargs="+", default=None, help="indices into CONFIGS (default: all)")
     args = parser.parse_args()
-    data, index = load_magnetic_tile(args.data_dir, size=args.size)
+    data, index = load_magnetic_tile(args.data_dir, size=args.size, resize=args.resize)
     train = (index["split_grouped"].to_numpy() == "train") & ~data.labels
     held = train & (index["tile_group"].to_numpy() % 10 == 3)
     fit = train & ~held
@@ -52,14 +62,19 @@ def main() -> None:
     kinds = np.asarray(["good"] * len(normal) + kinds)
     rows = []
     for name, params in [CONFIGS[i] for i in args.configs] if args.configs else CONFIGS:
+        start_all = time.perf_counter()
         start = time.perf_counter()
         det = make_image_detector(name, **params, random_state=0).fit(data.images[fit])
         seconds = time.perf_counter() - start
         scores = det.score_samples(X)
+        score_seconds = time.perf_counter() - start_all - seconds
         row = {
             "detector": name,
             "params": params,
             "fit_seconds": round(seconds),
+            "images_per_second": round(len(X) / score_seconds, 1),
+            "size": args.size,
+            "resize": args.resize,
             "all": roc_auc(kinds != "good", scores),
         }
         for kind in DEFECT_KINDS:

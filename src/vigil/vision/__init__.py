@@ -2,8 +2,9 @@
 
 The detectors need PyTorch (``pip install 'vigil[deep,vision]'``) and are imported from their modules
 (:mod:`vigil.vision.patch`, :mod:`vigil.vision.autoencoder`, :mod:`vigil.vision.classifier`,
-:mod:`vigil.vision.segmenter`, :mod:`vigil.vision.ensemble`) or made by name with :func:`make_image_detector`;
-reading image files needs Pillow (``vigil[vision]``).
+:mod:`vigil.vision.segmenter`, :mod:`vigil.vision.ensemble`, and on pretrained features
+:mod:`vigil.vision.patchcore` and :mod:`vigil.vision.padim`, which need ``vigil[pretrained]``) or made by name
+with :func:`make_image_detector`; reading image files needs Pillow (``vigil[vision]``).
 """
 
 from __future__ import annotations

@@ -173,8 +173,7 @@ class ImageDetector(BaseDetector):
         self.image_shape_ = (h, w, c)
         self.n_features_in_ = h * w * c
         self._fit_images(images, y, groups)
-        scores, _ = self._checked(images, want_maps=False)
-        self.threshold_ = self._training_threshold(scores)
+        self.threshold_ = self._training_threshold(self._calibration_scores(images))
         return self
 
     def _prepare_images(self, X: Any, where: str = "X") -> NDArray[np.float32]:
@@ -241,6 +240,13 @@ class ImageDetector(BaseDetector):
         return np.where(totals > 0, maps / np.where(totals > 0, totals, 1.0), uniform)
 
     # ------------------------------------------------------------------ hooks
+    def _calibration_scores(self, images: NDArray[np.float32]) -> NDArray[np.float64]:
+        """Scores of good images the threshold is the quantile of; default: the training images as they are.
+
+        Detectors that memorise their training patches override it (their own images would score too low).
+        """
+        return self._checked(images, want_maps=False)[0]
+
     def _fit_images(self, images: NDArray[np.float32], y: Any, groups: Any) -> None:
         raise NotImplementedError
 

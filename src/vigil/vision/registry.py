@@ -32,6 +32,8 @@ _MODULES: tuple[tuple[str, str], ...] = (
     ("vigil.vision.classifier", "torch"),
     ("vigil.vision.segmenter", "torch"),
     ("vigil.vision.ensemble", "torch"),
+    ("vigil.vision.patchcore", "efficientnet_lite_pytorch"),
+    ("vigil.vision.padim", "efficientnet_lite_pytorch"),
 )
 _loaded = False
 
@@ -69,7 +71,7 @@ def available_image_detectors() -> dict[str, type[ImageDetector]]:
     Examples
     --------
     >>> sorted(available_image_detectors())
-    ['cnn-classifier', 'defect-seg', 'image-ae', 'image-ensemble', 'patch-gauss']
+    ['cnn-classifier', 'defect-seg', 'image-ae', 'image-ensemble', 'padim', 'patch-gauss', 'patchcore']
     """
     _load()
     return dict(sorted(_REGISTRY.items()))
