@@ -220,7 +220,11 @@ class BaseDetector:
         )
 
     def _checked_scores(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
-        scores = np.asarray(self._score(values), dtype=np.float64)
+        return self._check_scores(self._score(values), values)
+
+    def _check_scores(self, raw: Any, values: NDArray[np.float64]) -> NDArray[np.float64]:
+        """``raw`` as float64 scores, refused unless one finite score per row of ``values``."""
+        scores = np.asarray(raw, dtype=np.float64)
         if scores.shape != (values.shape[0],):
             msg = f"{type(self).__name__} returned scores of shape {scores.shape} for {values.shape[0]} rows"
             raise NumericalError(msg)

@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vigil.detectors.fleet import FleetFit, fit_fleet, named_error, supports_fleet
+from vigil.detectors.fleet import FleetFit, FleetScores, fit_fleet, named_error, score_fleet, supports_fleet
 from vigil.errors import VigilError
 from vigil.pipeline import FitPlan, Pipeline
 
-__all__ = ["PipelineFleet", "fit_pipelines", "supports_fleet"]
+__all__ = ["PipelineFleet", "fit_pipelines", "score_pipelines", "supports_fleet"]
 
 
 @dataclass
@@ -44,7 +44,11 @@ class PipelineFleet:
 
 
 def fit_pipelines(
-    template: Pipeline, data: Mapping[str, Any], labels: Mapping[str, Any] | None = None
+    template: Pipeline,
+    data: Mapping[str, Any],
+    labels: Mapping[str, Any] | None = None,
+    *,
+    max_members: int | None = None,
 ) -> PipelineFleet:
     """Fit a clone of ``template`` on each member's training rows, the detectors as one fleet.
 
@@ -56,6 +60,8 @@ def fit_pipelines(
         Member name → its training rows (time-ordered, mostly normal).
     labels : mapping of str to array-like, optional
         Member name → its training labels, for detectors that use them.
+    max_members : int, optional
+        Most members trained in one batched computation (see :func:`vigil.detectors.fleet.fit_fleet`).
 
     Examples
     --------
@@ -83,7 +89,8 @@ def fit_pipelines(
     if needs_labels:  # a fleet is unsupervised: members with labels fit one at a time
         detectors = _one_at_a_time(template, plans)
     else:
-        detectors = fit_fleet(template.detector, {name: plan.detector_rows for name, (_, plan) in plans.items()})
+        rows = {name: plan.detector_rows for name, (_, plan) in plans.items()}
+        detectors = fit_fleet(template.detector, rows, max_members=max_members)
         result.batched = list(detectors.batched)
     result.failed.update(detectors.failed)
     for name, (pipe, plan) in plans.items():
@@ -106,4 +113,25 @@ def _one_at_a_time(template: Pipeline, plans: Mapping[str, tuple[Pipeline, FitPl
             out.fitted[name] = template.detector.clone().fit(plan.detector_rows, plan.detector_y)
         except VigilError as exc:
             out.failed[name] = named_error(name, exc)
+    return out
+
+
+def score_pipelines(pipelines: Mapping[str, Pipeline], data: Mapping[str, Any]) -> FleetScores:
+    """Score each member's rows with its own fitted pipeline, the detectors' forward passes batched.
+
+    Equal to ``pipelines[name].score_samples(data[name])`` for each member to float rounding; a member
+    whose rows are refused gets its error (naming it) in ``failed``.
+    """
+    out = FleetScores()
+    scaled = {}
+    for name, X in data.items():
+        try:
+            scaled[name] = pipelines[name].transform(X)
+        except VigilError as exc:
+            out.failed[name] = named_error(name, exc)
+    raw = score_fleet({name: pipelines[name].detector_ for name in scaled}, scaled)
+    out.failed.update(raw.failed)
+    out.scores = {name: pipelines[name].smooth(scores) for name, scores in raw.scores.items()}
+    order = list(data)
+    out.failed = {name: out.failed[name] for name in order if name in out.failed}
     return out

@@ -259,8 +259,16 @@ class Pipeline:
 
     def score_samples(self, X: Any) -> NDArray[np.float64]:
         """One anomaly score per row; higher = more anomalous."""
-        scaled = self._transform(X)
-        return self._smooth(self.detector_.score_samples(scaled))
+        scaled = self.transform(X)  # first: it says "not fitted" before a missing detector_ could
+        return self.smooth(self.detector_.score_samples(scaled))
+
+    def transform(self, X: Any) -> NDArray[np.float64]:
+        """``X`` checked against the fit (features, names) and scaled: what the detector scores."""
+        return self._transform(X)
+
+    def smooth(self, scores: Any) -> NDArray[np.float64]:
+        """The detector's scores of consecutive rows, smoothed as :meth:`score_samples` smooths them."""
+        return self._smooth(np.asarray(scores, dtype=np.float64))
 
     def predict(self, X: Any) -> NDArray[np.bool_]:
         """True where the score exceeds the calibrated (static) threshold; :meth:`decide` gives the alarms."""

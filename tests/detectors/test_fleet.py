@@ -49,10 +49,12 @@ def test_each_member_equals_its_own_fit(template):
     fleet = fit_fleet(template, data)
     assert list(fleet.fitted) == list(data) and not fleet.failed
     assert fleet.batched == list(data)
+    in_pairs = fit_fleet(template, data, max_members=2)  # bounded memory: groups of two, one after the other
     epochs = set()
     for name, X in data.items():
         single = template.clone().fit(X)
         _assert_same_model(fleet.fitted[name], single, X)
+        _assert_same_model(in_pairs.fitted[name], single, X)
         np.testing.assert_array_equal(fleet.fitted[name].relative_features_, single.relative_features_)
         epochs.add(single.epochs_trained_)
     # Members stopped at different epochs, so the masks and the shrinking stack were exercised.
@@ -148,3 +150,18 @@ def test_evaluating_parts_as_a_fleet_gives_the_same_figures():
         assert fleet["per_part"][name]["threshold"] == pytest.approx(alone["per_part"][name]["threshold"], rel=1e-4)
     # A detector without a batched loop is evaluated part by part.
     assert evaluate_parts(parts, lambda: Pipeline(PCADetector()), progress=False, fleet=True)["fleet_parts"] == 0
+
+
+@pytest.mark.parametrize("template", [WINDOWED, SEQUENCE], ids=["windowed", "sequence"])
+def test_batched_scoring_equals_each_pipeline_scoring_alone(template):
+    from vigil.fleet import score_pipelines
+
+    fleet = fit_pipelines(Pipeline(template, smoothing=2), {"a": _series(0, 260), "b": _series(1, 200)})
+    test = {"a": _series(5, 300), "b": _series(6, 90), "bad": _series(7, 50)}
+    test["bad"][3, 0] = np.inf
+    pipelines = {**fleet.fitted, "bad": fleet.fitted["a"]}
+    scored = score_pipelines(pipelines, test)
+    assert list(scored.scores) == ["a", "b"] and list(scored.failed) == ["bad"]
+    assert str(scored.failed["bad"]).startswith("bad: ")
+    for name in ("a", "b"):
+        np.testing.assert_allclose(scored.scores[name], pipelines[name].score_samples(test[name]), rtol=1e-5)

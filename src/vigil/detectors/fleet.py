@@ -33,10 +33,12 @@ from vigil.base import BaseDetector
 from vigil.detectors.torch_base import require_torch
 from vigil.errors import NumericalError, VigilError
 
-__all__ = ["FleetFit", "fit_fleet", "named_error", "supports_fleet"]
+__all__ = ["FleetFit", "FleetScores", "fit_fleet", "named_error", "score_fleet", "supports_fleet"]
 
 # Windows per member in one batched forward pass when measuring validation loss (as TorchDetector's 256).
 _EVAL_CHUNK = 256
+# Members scored in one batched pass: bounds the memory of scoring a large fleet's long series.
+_SCORING_MEMBERS = 64
 
 
 def _kind(detector: BaseDetector) -> str | None:
@@ -102,7 +104,7 @@ class _Member:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def fit_fleet(template: BaseDetector, data: Mapping[str, Any]) -> FleetFit:
+def fit_fleet(template: BaseDetector, data: Mapping[str, Any], *, max_members: int | None = None) -> FleetFit:
     """Fit a clone of ``template`` on each member's rows, as one batched computation where possible.
 
     Parameters
@@ -111,6 +113,9 @@ def fit_fleet(template: BaseDetector, data: Mapping[str, Any]) -> FleetFit:
         The unfitted detector every member gets a clone of (same parameters, same ``random_state``).
     data : mapping of str to array-like
         Member name (an asset, a file, a machine) → its training rows.
+    max_members : int, optional
+        Most members in one batched computation (consecutive groups of this many train one after the
+        other): bounds the memory of a large fleet's activations. None: all at once.
 
     Returns
     -------
@@ -149,7 +154,9 @@ def fit_fleet(template: BaseDetector, data: Mapping[str, Any]) -> FleetFit:
             result.failed[name] = named_error(name, exc)
             continue
         groups.setdefault(values.shape[1], []).append(_Member(name, detector, values))
-    for members in groups.values():
+    size = max_members if max_members is not None and max_members > 0 else max(len(data), 1)
+    batches = [members[i : i + size] for members in groups.values() for i in range(0, len(members), size)]
+    for members in batches:
         train = _train_windowed if kind == "windowed" else _train_sequence
         for member in train(members, result):
             try:
@@ -560,3 +567,89 @@ def _train_sequence(members: list[_Member], result: FleetFit) -> list[_Member]:
         trained.append(member)
         result.batched.append(member.name)
     return trained
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+@dataclass
+class FleetScores:
+    """The outcome of :func:`score_fleet`: each member's scores, or the error that refused its rows."""
+
+    scores: dict[str, NDArray[np.float64]] = field(default_factory=dict)
+    failed: dict[str, Exception] = field(default_factory=dict)
+
+
+def score_fleet(detectors: Mapping[str, Any], data: Mapping[str, Any]) -> FleetScores:
+    """Score each member's rows with its own fitted detector, as batched forward passes where possible.
+
+    ``detectors`` and ``data`` map member names to a fitted detector and its rows. Each member's scores
+    equal ``detectors[name].score_samples(data[name])`` to float rounding; rows it refuses (NaN, a wrong
+    feature count, too few rows) give that member its error and leave the others alone.
+    """
+    torch = require_torch()
+    out = FleetScores()
+    groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
+    for name, X in data.items():
+        det = detectors[name]
+        kind = _kind(det)
+        try:
+            if kind is None:
+                out.scores[name] = det.score_samples(X)
+                continue
+            values = det._prepare(X)
+            if kind == "sequence":
+                det._check_score_rows(values)
+                inputs = det._inputs(values)
+            else:
+                inputs = det._windows(values)
+        except VigilError as exc:
+            out.failed[name] = named_error(name, exc)
+            continue
+        key = (kind, type(det), repr(sorted(det.get_params().items())), values.shape[1])
+        groups.setdefault(key, []).append((name, det, values, inputs))
+    with torch.inference_mode():
+        for (kind, *_), members in groups.items():
+            for start in range(0, len(members), _SCORING_MEMBERS):
+                chunk = members[start : start + _SCORING_MEMBERS]
+                residuals = _windowed_residuals(chunk) if kind == "windowed" else _sequence_residuals(chunk)
+                for (name, det, values, _), res in zip(chunk, residuals, strict=True):
+                    try:
+                        out.scores[name] = det._check_scores(det._rows_from_residuals(res).mean(axis=1), values)
+                    except VigilError as exc:
+                        out.failed[name] = named_error(name, exc)
+    order = list(data)
+    out.scores = {name: out.scores[name] for name in order if name in out.scores}
+    out.failed = {name: out.failed[name] for name in order if name in out.failed}
+    return out
+
+
+def _windowed_residuals(members: list[tuple[Any, ...]]) -> list[NDArray[np.float64]]:
+    torch = require_torch()
+    device = next(members[0][1].module_.parameters()).device
+    stack = _StackedTCN([m[1].module_ for m in members])
+    windows = [m[3] for m in members]
+    sizes = np.array([len(w) for w in windows])
+    parts: list[list[NDArray[np.float64]]] = [[] for _ in members]
+    for start in range(0, int(sizes.max()), _EVAL_CHUNK):
+        counts = np.clip(sizes - start, 0, _EVAL_CHUNK)
+        batch = np.zeros((len(members), int(counts.max()), *windows[0].shape[1:]), dtype=np.float32)
+        for i, w in enumerate(windows):
+            batch[i, : counts[i]] = w[start : start + counts[i]]
+        x = torch.from_numpy(batch).to(device)
+        res = (stack.forward_last(x[:, :, :-1]) - x[:, :, -1]).double().cpu().numpy()
+        for i in np.flatnonzero(counts):
+            parts[i].append(res[i, : counts[i]])
+    return [np.concatenate(p, axis=0) for p in parts]
+
+
+def _sequence_residuals(members: list[tuple[Any, ...]]) -> list[NDArray[np.float64]]:
+    torch = require_torch()
+    device = next(members[0][1].module_.parameters()).device
+    stack = _StackedTCN([m[1].module_ for m in members])
+    series = [m[3] for m in members]
+    batch = np.zeros((len(members), max(len(s) for s in series), series[0].shape[1]), dtype=np.float32)
+    for i, s in enumerate(series):
+        batch[i, : len(s)] = s
+    x = torch.from_numpy(batch).to(device)
+    # Causal: the zeros after a member's last row change none of its predictions.
+    res = (stack.predict_sequence(x[:, :-1]) - x[:, 1:]).double().cpu().numpy()
+    return [res[i, : len(s) - 1] for i, s in enumerate(series)]

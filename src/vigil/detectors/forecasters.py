@@ -73,7 +73,11 @@ class ForecastDetector(TorchDetector):
         return centred * (centred @ self.residual_precision_)
 
     def _relative_errors(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
-        residuals = self._batched(self._residuals, self.module_, self._windows(values))
+        return self._rows_from_residuals(self._batched(self._residuals, self.module_, self._windows(values)))
+
+    def _rows_from_residuals(self, residuals: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Per-row, per-sensor score terms from the residuals of every window (batched scoring in
+        :mod:`vigil.detectors.fleet` computes the residuals of many members at once)."""
         return rows_from_windows(self._score_terms(residuals), self._sample_rows())
 
 

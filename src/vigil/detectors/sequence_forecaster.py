@@ -279,6 +279,13 @@ class SequenceTCNForecasterDetector(ForecastDetector):
 
     # ------------------------------------------------------------------ scoring
     def _relative_errors(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
+        self._check_score_rows(values)
+        torch = require_torch()
+        device = next(self.module_.parameters()).device
+        series = torch.from_numpy(self._inputs(values)).to(device)
+        return self._rows_from_residuals(self._all_residuals(self.module_, series).double().cpu().numpy())
+
+    def _check_score_rows(self, values: NDArray[np.float64]) -> None:
         rows = self._sample_rows()
         if values.shape[0] < rows:
             msg = (
@@ -287,10 +294,9 @@ class SequenceTCNForecasterDetector(ForecastDetector):
                 "fewer at a time"
             )
             raise InvalidInputError(msg)
-        torch = require_torch()
-        device = next(self.module_.parameters()).device
-        series = torch.from_numpy(self._inputs(values)).to(device)
-        residuals = self._all_residuals(self.module_, series).double().cpu().numpy()
+
+    def _rows_from_residuals(self, residuals: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Per-row, per-sensor score terms from the residuals of every row but the last."""
         terms = self._score_terms(residuals[self.context_rows - 1 :])
         # Rows without a full history take the score of the first row that has one (as windowed detectors do).
         head = np.repeat(terms[:1], self.context_rows, axis=0)
