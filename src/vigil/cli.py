@@ -49,7 +49,11 @@ def _add_pipeline_options(
 ) -> None:
     group = parser.add_argument_group("model")
     group.add_argument(
-        "--detector", required=default_detector is None, default=default_detector, help="see `vigil detectors`"
+        "--detector",
+        required=default_detector is None,
+        default=default_detector,
+        help="see `vigil detectors`; auto chooses detector, settings and alarm rule on the training rows"
+        + (f" (default: {default_detector})" if default_detector else ""),
     )
     group.add_argument(
         "--param",
@@ -90,13 +94,26 @@ def _add_pipeline_options(
         help="with --smoothing: set the threshold from the smoothed (default) or the raw held-out scores",
     )
     group.add_argument("--seed", type=int, default=0, help="random_state of the detector (0)")
+    group.add_argument(
+        "--candidates",
+        metavar="LIST",
+        help="--detector auto: comma-separated labels of the candidates to choose among (default: all of them)",
+    )
+    group.add_argument(
+        "--auto-budget",
+        type=float,
+        metavar="SECONDS",
+        help="--detector auto: start no further candidate once this many seconds are spent",
+    )
     alarms = parser.add_argument_group("alarms (see docs/alarms.md)")
     alarms.add_argument(
         "--alarms",
-        default=default_alarms,
+        default=None,
         choices=["plain", "recommended"],
-        help=f"alarm rule to start from (default: {default_alarms}); the flags below override its parts",
+        help=f"alarm rule to start from (default: {default_alarms}; with --detector auto: chosen among them); "
+        "the flags below override its parts",
     )
+    parser.set_defaults(default_alarms=default_alarms)
     alarms.add_argument("--on-delay", metavar="K/N", help="raise an alarm when K of the last N readings are flagged")
     alarms.add_argument("--off-delay", type=int, metavar="M", help="clear after M readings at or below the clear level")
     alarms.add_argument("--deadband", type=float, metavar="D", help="clear level = set level × (1 − D)")
@@ -121,7 +138,7 @@ def _alarm_stage(args: argparse.Namespace):
     from vigil.alarms.rules import make_alarm_stage, parse_on_delay
 
     return make_alarm_stage(
-        args.alarms,
+        _alarm_rule(args),
         on_delay=None if args.on_delay is None else parse_on_delay(args.on_delay),
         off_delay=args.off_delay,
         deadband=args.deadband,
@@ -132,12 +149,76 @@ def _alarm_stage(args: argparse.Namespace):
     )
 
 
+def _alarm_rule(args: argparse.Namespace) -> str:
+    return args.alarms if args.alarms is not None else args.default_alarms
+
+
+def _alarm_given(args: argparse.Namespace) -> bool:
+    """Whether the command line fixes the alarm stage (a rule or any of its parts), rather than auto choosing it."""
+    parts = (args.on_delay, args.off_delay, args.deadband, args.holdoff, args.adapt, args.alarm_guard)
+    return args.alarms is not None or any(v is not None for v in parts) or bool(args.adapt_param)
+
+
+def _threshold_params(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "target-far": {"far": args.far},
+        "quantile": {"quantile": args.quantile, "factor": args.factor},
+        "pot": {"risk": args.risk},
+    }[args.threshold]
+
+
+def _auto_factory(args: argparse.Namespace):
+    """``--detector auto``: a pipeline that chooses its detector, settings and alarm rule when fitted."""
+    from vigil.calibration.thresholds import make_thresholder
+    from vigil.tuning.auto import CANDIDATES, AutoPipeline, candidates_named
+
+    candidates = CANDIDATES if args.candidates is None else candidates_named(_split_columns(args.candidates))
+    if args.param:
+        msg = "--detector auto chooses the detector's parameters itself: leave out --param, or name a detector"
+        raise InvalidInputError(msg)
+    if args.smoothing != 1 or args.calibrate != "smoothed":
+        msg = "--detector auto chooses the score smoothing itself: leave out --smoothing and --calibrate"
+        raise InvalidInputError(msg)
+    threshold_params = _threshold_params(args)
+    stage = _alarm_stage(args) if _alarm_given(args) else None
+    budget = args.auto_budget
+
+    def make():
+        return AutoPipeline(
+            scaler=args.scaler,
+            threshold=make_thresholder(args.threshold, **threshold_params),
+            holdout=args.holdout,
+            alarm=None if stage is None else stage.clone(),
+            candidates=candidates,
+            seed=args.seed,
+            budget_seconds=budget,
+            progress=not getattr(args, "quiet", False),
+        )
+
+    config = {
+        "detector": "auto",
+        "candidates": [c.to_dict() for c in candidates],
+        "scaler": args.scaler,
+        "threshold": {"kind": args.threshold, **threshold_params},
+        "holdout": args.holdout,
+        "alarm": {"rule": _alarm_rule(args) if stage is not None else "chosen"},
+        "budget_seconds": budget,
+    }
+    make()
+    return make, config
+
+
 def _pipeline_factory(args: argparse.Namespace):
     from vigil.calibration.thresholds import make_thresholder
     from vigil.errors import InvalidInputError
     from vigil.pipeline import Pipeline
     from vigil.registry import detector_class
 
+    if args.detector == "auto":
+        return _auto_factory(args)
+    if args.candidates is not None or args.auto_budget is not None:
+        msg = "--candidates and --auto-budget belong to --detector auto"
+        raise InvalidInputError(msg)
     cls = detector_class(args.detector)
     params = dict(args.param)
     unknown = sorted(set(params) - set(cls._param_names()))
@@ -146,11 +227,7 @@ def _pipeline_factory(args: argparse.Namespace):
         raise InvalidInputError(msg)
     if "random_state" in cls._param_names() and "random_state" not in params:
         params["random_state"] = args.seed
-    threshold_params = {
-        "target-far": {"far": args.far},
-        "quantile": {"quantile": args.quantile, "factor": args.factor},
-        "pot": {"risk": args.risk},
-    }[args.threshold]
+    threshold_params = _threshold_params(args)
     stage = _alarm_stage(args)
 
     def make():
@@ -173,7 +250,7 @@ def _pipeline_factory(args: argparse.Namespace):
         "smoothing": args.smoothing,
         "calibrate": args.calibrate,
         "alarm": {
-            "rule": args.alarms,
+            "rule": _alarm_rule(args),
             "policy": (stage.policy.to_dict() if stage.policy is not None else {}),
             "adapt": stage.threshold.to_dict() if stage.threshold is not None else {"kind": "fixed"},
             "guard": stage.guard,
@@ -301,6 +378,9 @@ def _cmd_detectors(args: argparse.Namespace) -> int:
         pass
     else:
         rows += [(n, "image", c.summary) for n, c in available_image_detectors().items()]
+    rows.append(
+        ("auto", "select", "Chooses a detector, its settings and alarm rule on validation folds of the training rows")
+    )
     width = max(len(n) for n, _, _ in rows)
     for name, kind, summary in rows:
         print(f"{name:<{width}}  {kind:<6}  {summary}")
@@ -372,8 +452,18 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         document.pop("per_part")
     _save_scores(recorder, args, document)
     _print_result(document)
+    _print_choices(document)
     _write_json(args.json, document)
     return 0
+
+
+def _print_choices(document: dict[str, Any]) -> None:
+    """What --detector auto chose, per part (the reasons are in the JSON's per_part selection records)."""
+    counts = document.get("auto_choice_counts")
+    if counts:
+        print("  auto chose (detector / alarm rule, parts):")
+        for choice, n in counts.items():
+            print(f"    {choice}: {n}")
 
 
 def _save_scores(recorder: Any, args: argparse.Namespace, document: dict[str, Any]) -> None:
@@ -461,7 +551,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate_parts(
         [part], make, progress=not args.quiet, label="evaluating", on_part=recorder.record if recorder else None
     )
-    result.pop("per_part")
+    part_result = result.pop("per_part")
+    selection = next(iter(part_result.values())).get("selection")
+    if selection is not None:
+        from vigil.tuning.auto import describe_selection
+
+        print(describe_selection(selection))
+        result["selection"] = selection
     document = {
         "dataset": test.source,
         "detector": args.detector,
@@ -599,6 +695,10 @@ def _fit_capture(args: argparse.Namespace, make: Any) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
+    if args.detector == "auto" and (Path(args.train).is_dir() or _is_capture(args.train)):
+        what = "an image folder" if Path(args.train).is_dir() else "a packet capture"
+        msg = f"{args.train} is {what}: --detector auto chooses among telemetry detectors; name a detector"
+        raise InvalidInputError(msg)
     if Path(args.train).is_dir():
         from vigil.vision.cli import fit_image_folder
 
@@ -616,6 +716,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         )
         return 0
     make, _ = _pipeline_factory(args)
+    if args.ray and args.detector == "auto":
+        msg = "--ray fits a named detector: --detector auto selects on one machine (leave out --ray or name one)"
+        raise InvalidInputError(msg)
     if args.ray:
         from vigil.scale.archive import feature_columns
         from vigil.scale.ray_training import fit_with_ray
@@ -646,8 +749,18 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         "features": pipe.feature_names_in_,
     }
     (out / "input.json").write_text(json.dumps(layout, indent=2) + "\n")
+    selection = getattr(pipe, "selection_", None)
+    if selection is not None:
+        from vigil.tuning.auto import describe_selection
+
+        print(describe_selection(selection))
+    name = (
+        args.detector
+        if selection is None
+        else f"auto ({selection['chosen']['label']}, {selection['chosen']['alarm_rule']} alarms)"
+    )
     print(
-        f"fitted {args.detector} on {len(X)} rows × {X.shape[1]} columns; "
+        f"fitted {name} on {len(X)} rows × {X.shape[1]} columns; "
         f"threshold {pipe.threshold_:.4g}; model {pipe.version_} saved to {out}"
     )
     return 0
@@ -956,6 +1069,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--output", required=True, help="model directory to write")
     p.add_argument("--label", help="label column; rows labelled anomalous are left out of training")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     images = p.add_argument_group("image folder")
     images.add_argument("--size", type=int, default=128, help="working size in pixels, square (128)")
     images.add_argument("--mode", choices=["L", "RGB"], default="L", help="grey (L, default) or colour")
@@ -963,7 +1077,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--resize", choices=["stretch", "crop", "pad"], default="stretch", help="resize policy (stretch)"
     )
     _add_table_options(p)
-    _add_pipeline_options(p, default_alarms="recommended")
+    _add_pipeline_options(p, default_detector="auto", default_alarms="recommended")
     _add_ray_options(p)
     p.set_defaults(func=_cmd_fit)
 

@@ -325,6 +325,9 @@ class Pipeline:
             "named_input": self._named_input,
             "train_score_quantiles": self.train_score_quantiles_,
         }
+        if getattr(self, "selection_", None) is not None:
+            # How --detector auto chose this configuration (vigil.tuning.auto), kept with the model.
+            document["selection"] = self.selection_
         write_state(directory, document, {"scaler_center": self.scaler_.center_, "scaler_scale": self.scaler_.scale_})
         self.detector_.save(directory / "detector")
         return directory
@@ -357,6 +360,8 @@ class Pipeline:
             pipe._named_input = bool(document["named_input"])
             pipe.n_features_in_ = len(pipe.feature_names_in_)
             pipe.train_score_quantiles_ = dict(document.get("train_score_quantiles", {}))
+            if "selection" in document:
+                pipe.selection_ = dict(document["selection"])
             pipe.version_ = str(document["version"])
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             msg = f"{directory} is not a valid saved pipeline: {exc!r}"

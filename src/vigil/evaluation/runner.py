@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import platform
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,6 +120,7 @@ def evaluate_parts(
         prefitted, fleet_parts, fit_seconds = _fit_fleet(parts, make_pipeline)
         if not fleet_parts:  # nothing trained batched: fit and score part by part, as without a fleet
             prefitted, fit_seconds = None, 0.0
+    choices: dict[str, str] = {}
     bar = progress_bar(parts, desc=label, unit="part", enabled=progress)
     for part in bar:
         bar.set_postfix_str(part.name)
@@ -150,6 +152,10 @@ def evaluate_parts(
             budget_groups[part.name] = (part.y_test, stage.run(scores, timestamps=timestamps).active, None, timestamps)
         oracle[part.name] = best_f1(part.y_test, scores)["f1"] if part.y_test.any() else float("nan")
         per_part_extra[part.name] = {"threshold": pipe.threshold_, "model_version": pipe.version_}
+        selection = getattr(pipe, "selection_", None)
+        if selection is not None:  # --detector auto: what it chose on this part's training rows, and why
+            per_part_extra[part.name]["selection"] = selection
+            choices[part.name] = f"{selection['chosen']['label']} / {selection['chosen']['alarm_rule']}"
         categories = part.extra.get("attack_type_test")
         if categories is not None:
             kinds = np.asarray(categories).astype(str)
@@ -204,6 +210,9 @@ def evaluate_parts(
             "false_alarms_per_day": 24 * at["false_alarms_per_hour"],
             "detection_delay_median": at["detection_delay_median"],
         }
+    if choices:
+        extras["auto_choices"] = choices
+        extras["auto_choice_counts"] = dict(sorted(Counter(choices.values()).items(), key=lambda kv: -kv[1]))
     if category_counts:
         extras["per_category_recall"] = {k: hit / total for k, (hit, total) in sorted(category_counts.items())}
     result = {
