@@ -425,6 +425,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         _print_image_result(result)
         return 0
     make, config = _pipeline_factory(args)
+    costs = _costs(args)
     benchmark = load_benchmark(args.dataset, data_dir=args.data_dir)
     parts = [EvaluationPart(p.name, p.X_train, p.X_test, p.y_test, p.time_test, extra=p.extra) for p in benchmark.parts]
     recorder = ScoreRecorder() if args.scores else None
@@ -436,6 +437,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         on_part=recorder.record if recorder else None,
         attribution=args.attribution,
         fleet=not args.one_at_a_time,
+        costs=costs,
     )
     document = {
         "dataset": benchmark.name,
@@ -450,9 +452,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     }
     if not args.per_part:
         document.pop("per_part")
+        if "operating_points" in document:
+            document["operating_points"].pop("per_part")
     _save_scores(recorder, args, document)
     _print_result(document)
     _print_choices(document)
+    _print_costs(document)
     _write_json(args.json, document)
     return 0
 
@@ -491,6 +496,38 @@ def _read(path: str, args: argparse.Namespace, *, label: str | None, columns: Se
         sort_time=args.sort_time,
         drop_duplicate_times=args.drop_duplicate_times,
     )
+
+
+def _add_cost_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("operating points (expected cost per day of each candidate threshold)")
+    group.add_argument("--cost-false-alarm", type=float, metavar="C", help="cost of handling one false alarm")
+    group.add_argument("--cost-fault-hour", type=float, metavar="C", help="cost of one hour of undetected fault")
+    group.add_argument(
+        "--faults-per-day", type=float, default=1.0, metavar="F", help="faults expected per day and asset (1)"
+    )
+
+
+def _costs(args: argparse.Namespace) -> dict[str, float] | None:
+    given = (args.cost_false_alarm is not None, args.cost_fault_hour is not None)
+    if not any(given):
+        return None
+    if not all(given):
+        msg = "the operating-point view needs both --cost-false-alarm and --cost-fault-hour"
+        raise InvalidInputError(msg)
+    return {
+        "cost_false_alarm": args.cost_false_alarm,
+        "cost_fault_hour": args.cost_fault_hour,
+        "faults_per_day": args.faults_per_day,
+    }
+
+
+def _print_costs(document: dict[str, Any]) -> None:
+    from vigil.evaluation.operating_points import cost_table
+
+    view = document.get("operating_points")
+    if view and view.get("rows"):
+        print()
+        print(cost_table(view))
 
 
 def _add_ray_options(parser: argparse.ArgumentParser) -> None:
@@ -549,8 +586,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     part = EvaluationPart(test.source, X_train, test.X, test.y, test.time)
     recorder = ScoreRecorder() if args.scores else None
     result = evaluate_parts(
-        [part], make, progress=not args.quiet, label="evaluating", on_part=recorder.record if recorder else None
+        [part],
+        make,
+        progress=not args.quiet,
+        label="evaluating",
+        on_part=recorder.record if recorder else None,
+        costs=_costs(args),
     )
+    if "operating_points" in result:
+        result["operating_points"].pop("per_part")
     part_result = result.pop("per_part")
     selection = next(iter(part_result.values())).get("selection")
     if selection is not None:
@@ -573,6 +617,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     }
     _save_scores(recorder, args, document)
     _print_result(document)
+    _print_costs(document)
     _write_json(args.json, document)
     return 0
 
@@ -1039,6 +1084,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_pipeline_options(p)
+    _add_cost_options(p)
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("evaluate", help="evaluate a detector on your own labelled CSV")
@@ -1059,6 +1105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_table_options(p)
     _add_pipeline_options(p)
+    _add_cost_options(p)
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("fit", help="fit a pipeline (scaler + detector + threshold) and save it")

@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 
 from vigil.errors import InvalidInputError
 
-__all__ = ["KINDS", "inject_anomalies"]
+__all__ = ["KINDS", "inject_anomalies", "inject_validation_faults"]
 
 KINDS = ("spike", "level_shift", "drift", "stuck", "noise")
 
@@ -90,3 +90,34 @@ def inject_anomalies(
             out[rows, sensors] += rng.normal(size=(size, len(sensors))) * magnitude * spread[sensors]
         labels[rows] = True
     return out, labels
+
+
+def inject_validation_faults(
+    block: NDArray[np.float64],
+    *,
+    scale: NDArray[np.float64] | None = None,
+    kinds: Sequence[str] = KINDS,
+    magnitude: float = 3.0,
+    random_state: int | None = None,
+) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """Faults sized for a validation block of any length: about one per 300 rows (at least one), each at most
+    half its slot and 200 rows, so a short block of held-out training rows still holds one.
+
+    Examples
+    --------
+    >>> X = np.random.default_rng(0).normal(size=(80, 2))
+    >>> faulty, labels = inject_validation_faults(X, random_state=0)
+    >>> 1 <= int(labels.sum()) <= 40
+    True
+    """
+    n_events = max(1, len(block) // 300)
+    longest = max(6, min(200, len(block) // (2 * n_events)))
+    return inject_anomalies(
+        block,
+        scale=scale,
+        n_events=n_events,
+        magnitude=magnitude,
+        length=(min(5, longest), longest),
+        kinds=kinds,
+        random_state=random_state,
+    )

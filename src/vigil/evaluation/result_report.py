@@ -13,6 +13,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 
 from vigil.errors import InvalidInputError
 from vigil.evaluation.metrics import segments
+from vigil.evaluation.operating_points import COST_HEADER, cost_caption, cost_rows
 from vigil.evaluation.report import Report
 from vigil.evaluation.scores_file import PartScores, read_scores
 
@@ -156,6 +157,17 @@ def _bench_section(report: Report, path: Path, result: dict[str, Any]) -> None:
                 for name, m in per_part.items()
             ],
         )
+    view = result.get("operating_points")
+    if view and view.get("rows"):
+        report.paragraph("Operating points: " + cost_caption(view))
+        report.table(COST_HEADER, cost_rows(view))
+    choices = result.get("auto_choice_counts")
+    if choices:
+        report.paragraph(
+            "--detector auto chose, per part on that part's training rows (the reasons are in the JSON's "
+            "per-part selection records):"
+        )
+        report.table(["detector / alarm rule", "parts"], [[choice, n] for choice, n in choices.items()])
     scores_path = result.get("scores_file")
     if scores_path:
         resolved = (path.parent / scores_path) if not Path(scores_path).is_absolute() else Path(scores_path)

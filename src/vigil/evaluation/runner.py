@@ -18,9 +18,11 @@ import numpy as np
 import pandas as pd
 
 import vigil
+from vigil.errors import InvalidInputError
 from vigil.evaluation.alarm_metrics import budget_threshold
 from vigil.evaluation.interpretation import hit_rate
 from vigil.evaluation.metrics import best_f1, evaluate_groups
+from vigil.evaluation.operating_points import operating_points, pool_operating_points, validation_faults
 from vigil.pipeline import Pipeline
 from vigil.progress import progress as progress_bar
 
@@ -76,6 +78,7 @@ def evaluate_parts(
     attribution: str = "model",
     budget_per_day: float | None = None,
     fleet: bool = False,
+    costs: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Fit a fresh pipeline per part, score its test rows, and compute pooled and per-part metrics.
 
@@ -105,6 +108,11 @@ def evaluate_parts(
     where the detector supports it (:func:`vigil.fleet.fit_pipelines`): the same models to float rounding,
     in less time. ``fit_seconds`` is then the fleet's whole fit, and ``fleet_parts`` counts the parts whose
     detectors trained batched. A part whose training rows are refused raises its error, as without a fleet.
+
+    With ``costs`` (``cost_false_alarm``, ``cost_fault_hour`` and optionally ``faults_per_day``),
+    ``operating_points`` gives the expected cost per day of the calibrated threshold and of other candidate
+    levels, from each part's held-out training rows with synthetic faults
+    (:mod:`vigil.evaluation.operating_points`), per part and as means over parts.
     """
     groups: dict[str, tuple[Any, ...]] = {}
     oracle: dict[str, float] = {}
@@ -121,6 +129,7 @@ def evaluate_parts(
         if not fleet_parts:  # nothing trained batched: fit and score part by part, as without a fleet
             prefitted, fit_seconds = None, 0.0
     choices: dict[str, str] = {}
+    views: dict[str, dict[str, Any]] = {}
     bar = progress_bar(parts, desc=label, unit="part", enabled=progress)
     for part in bar:
         bar.set_postfix_str(part.name)
@@ -150,6 +159,8 @@ def evaluate_parts(
             )
             stage = pipe.alarm_.clone().fit(pipe.calibration_scores_, level)
             budget_groups[part.name] = (part.y_test, stage.run(scores, timestamps=timestamps).active, None, timestamps)
+        if costs is not None:
+            views[part.name] = _operating_view(pipe, part, costs)
         oracle[part.name] = best_f1(part.y_test, scores)["f1"] if part.y_test.any() else float("nan")
         per_part_extra[part.name] = {"threshold": pipe.threshold_, "model_version": pipe.version_}
         selection = getattr(pipe, "selection_", None)
@@ -210,6 +221,12 @@ def evaluate_parts(
             "false_alarms_per_day": 24 * at["false_alarms_per_hour"],
             "detection_delay_median": at["detection_delay_median"],
         }
+    if costs is not None:
+        usable = {name: view for name, view in views.items() if "rows" in view}
+        extras["operating_points"] = {
+            **(pool_operating_points(usable) if usable else {"rows": []}),
+            "per_part": views,
+        }
     if choices:
         extras["auto_choices"] = choices
         extras["auto_choice_counts"] = dict(sorted(Counter(choices.values()).items(), key=lambda kv: -kv[1]))
@@ -247,6 +264,17 @@ def _fit_fleet(
     if outcome.failed:
         raise next(iter(outcome.failed.values()))
     return outcome.fitted, len(outcome.batched), seconds
+
+
+def _operating_view(pipe: Pipeline, part: EvaluationPart, costs: dict[str, float]) -> dict[str, Any]:
+    """The part's cost view from its held-out training rows; a part too short for it says why."""
+    try:
+        faulty, truth = validation_faults(pipe, part.X_train)
+        return operating_points(
+            pipe.calibration_scores_, faulty, truth, pipe.alarm_, pipe.threshold_, seconds_per_row=_step(part), **costs
+        )
+    except InvalidInputError as exc:
+        return {"refused": str(exc)}
 
 
 def environment() -> dict[str, str]:

@@ -34,7 +34,7 @@ from vigil.alarms.stage import AlarmStage
 from vigil.calibration.thresholds import Thresholder
 from vigil.errors import InvalidInputError
 from vigil.evaluation.cv import forward_chaining_folds
-from vigil.evaluation.injection import inject_anomalies
+from vigil.evaluation.injection import inject_validation_faults
 from vigil.evaluation.metrics import evaluate_groups
 from vigil.pipeline import Pipeline
 from vigil.progress import progress as progress_bar
@@ -182,18 +182,8 @@ def _build(
 
 
 def _faults(block: np.ndarray, scale: np.ndarray, draw: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    # About one fault per 300 rows, each at most half its slot and 200 rows: a short block still holds one.
-    n_events = max(1, len(block) // 300)
-    longest = max(6, min(200, len(block) // (2 * n_events)))
-    return inject_anomalies(
-        block,
-        scale=scale,
-        n_events=n_events,
-        magnitude=3.0,
-        length=(min(5, longest), longest),
-        kinds=_FAULT_FAMILIES[draw % len(_FAULT_FAMILIES)],
-        random_state=seed,
-    )
+    kinds = _FAULT_FAMILIES[draw % len(_FAULT_FAMILIES)]
+    return inject_validation_faults(block, scale=scale, kinds=kinds, random_state=seed)
 
 
 def _frame(rows: np.ndarray, like: Any) -> Any:
