@@ -228,6 +228,7 @@ class CaptureMonitor:
             incident_type=incident.kind,
             n_points=len(rows),
             explanation=incident.summary(),
+            modality="network",
         )
         self._open[key] = _Open(alert, incident.end)
         log.warning("network incident on %s: %s", device, incident.summary())

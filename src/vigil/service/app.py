@@ -9,6 +9,8 @@ W      ``POST /ingest``                    one record, an array or ``{"records":
 R      ``GET /alerts``                     filter by device, status, time; paged
 R      ``GET /alerts/{id}``                one alert with its explanation and feedback
 W      ``POST /alerts/{id}/verdict``       confirmed / false_positive / note
+R      ``GET /incidents``                  asset incidents across modalities, with their alerts
+R      ``GET /incidents/{id}``             one incident with all its evidence (every member alert)
 R      ``GET /models``                     served models, their versions, per-device thresholds
 W      ``POST /models/{name}/activate``    hot-swap a stored version in
 W      ``POST /models/{name}/rollback``    back to the previous version
@@ -39,6 +41,7 @@ from typing import Annotated, Any, Literal
 from vigil.errors import InvalidInputError, ModelFormatError, NotFittedError, VigilError
 from vigil.service._optional import require
 from vigil.service.auth import TokenAuth
+from vigil.service.incidents_api import incidents_router
 from vigil.service.prometheus import CONTENT_TYPE, render_metrics
 from vigil.streaming.dead_letters import DeadLetter
 from vigil.streaming.messages import Rejection
@@ -355,6 +358,8 @@ def create_app(
         """Refused messages and records, newest first, with their reasons."""
         letters = store.list_dead_letters(kind=kind, limit=limit, offset=offset)
         return {"total": store.count_dead_letters(kind), "dead_letters": [d.to_dict() for d in letters]}
+
+    app.include_router(incidents_router(store, read))
 
     # -- models --------------------------------------------------------------------------------------
 

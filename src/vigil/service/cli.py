@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vigil.alerts.asset_incidents import DEFAULT_INCIDENT_WINDOW
 from vigil.errors import InvalidInputError
 
 __all__ = ["add_commands", "main"]
@@ -56,6 +57,9 @@ def _add_mqtt_options(parser: argparse.ArgumentParser, *, serve: bool) -> None:
         group.add_argument(
             "--dead-letter-topic", default="vigil/dead-letters", help="where dead letters go ('' for none)"
         )
+        group.add_argument(
+            "--incident-topic", default="vigil/incidents", help="where asset incident events go ('' for none)"
+        )
 
 
 def _mqtt_options(args: argparse.Namespace, **overrides: Any) -> Any:
@@ -96,6 +100,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             session_expiry=args.session_expiry,
             alert_topic=args.alert_topic or None,
             dead_letter_topic=args.dead_letter_topic or None,
+            incident_topic=args.incident_topic or None,
         )
     runtime = RuntimeConfig(
         max_batch=args.max_batch,
@@ -118,6 +123,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         capture_model=Path(args.capture_model) if args.capture_model else None,
         capture_gap_seconds=args.capture_gap,
         camera_model=Path(args.camera_model) if args.camera_model else None,
+        incident_window=args.incident_window,
+        assets=Path(args.assets) if args.assets else None,
     )
     return run_service(config)
 
@@ -228,6 +235,21 @@ def add_commands(subparsers: Any) -> None:
     group.add_argument("--capture-model", metavar="MODEL_DIR", help="model fitted with `vigil fit BENIGN.pcap`")
     group.add_argument(
         "--capture-gap", type=float, default=30.0, help="capture seconds that separate two network alerts (30)"
+    )
+    group = p.add_argument_group("asset incidents")
+    group.add_argument(
+        "--incident-window",
+        type=float,
+        default=DEFAULT_INCIDENT_WINDOW,
+        metavar="SECONDS",
+        help="alerts of one asset from several modalities at most this far apart form one incident "
+        f"({DEFAULT_INCIDENT_WINDOW:g})",
+    )
+    group.add_argument(
+        "--assets",
+        metavar="FILE",
+        help='JSON asset map: {"devices": {"10.0.0.12": "pump2", ...}, "line_devices": ["line-1"]} '
+        "(default: a device id's part before '/' is its asset)",
     )
     group = p.add_argument_group("cameras")
     group.add_argument(

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from vigil.alerts import AlertEvent
+from vigil.alerts import AlertEvent, IncidentEvent
 from vigil.errors import InvalidInputError
 from vigil.service._optional import require
 from vigil.streaming.dead_letters import DeadLetter
@@ -61,8 +61,8 @@ class MqttOptions:
         Seconds the broker keeps the session of a disconnected client (MQTT 5).
     receive_maximum : int
         Unacknowledged QoS 1 messages the broker may send at once (MQTT 5).
-    alert_topic, dead_letter_topic : str or None
-        Where alert events and dead letters are published; None publishes nothing.
+    alert_topic, dead_letter_topic, incident_topic : str or None
+        Where alert events, dead letters and asset incident events are published; None publishes nothing.
     username, password : str, optional
         Override the URL's user and password (prefer ``password_file`` to a password in a URL).
     ca_file, cert_file, key_file : str, optional
@@ -80,6 +80,7 @@ class MqttOptions:
     receive_maximum: int = 2000
     alert_topic: str | None = "vigil/alerts"
     dead_letter_topic: str | None = "vigil/dead-letters"
+    incident_topic: str | None = "vigil/incidents"
     username: str | None = None
     password: str | None = None
     ca_file: str | None = None
@@ -250,6 +251,13 @@ class MqttIngest:
             self.runtime.reject(rejection, source, message.payload).add_done_callback(lambda _: acknowledge([]))
 
     # -- sink ----------------------------------------------------------------------------------------
+
+    def publish_incidents(self, events: Sequence[IncidentEvent]) -> None:
+        """Publish committed asset incident events, ``{"event": kind, "incident": {...}}`` (QoS 1)."""
+        if self.options.incident_topic:
+            for event in events:
+                payload = json.dumps({"event": event.kind, "incident": event.incident.to_dict()})
+                self.client.publish(self.options.incident_topic, payload, qos=1)
 
     def publish(self, events: Sequence[AlertEvent], dead_letters: Sequence[DeadLetter]) -> None:
         """Publish committed alert events and dead letters (QoS 1)."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vigil.alerts import Publisher, open_store
+from vigil.alerts import DEFAULT_INCIDENT_WINDOW, AssetMap, IncidentCorrelator, Publisher, open_store
 from vigil.errors import InvalidInputError
 from vigil.service._optional import require
 from vigil.service.app import DEFAULT_MAX_BODY_BYTES, create_app
@@ -63,6 +63,8 @@ class ServiceConfig:
     capture_model: Path | None = None  # a pipeline fitted on packet features
     capture_gap_seconds: float = 30.0
     camera_model: Path | None = None  # an image model (`vigil fit FOLDER`) for /ingest/image/{camera}
+    incident_window: float = DEFAULT_INCIDENT_WINDOW  # seconds: alerts of one asset this close are one incident
+    assets: Path | None = None  # a JSON asset map (AssetMap.from_file); device ids' asset parts if None
 
 
 class Service:
@@ -112,6 +114,10 @@ class Service:
                 from vigil.vision.inspection import CameraInspector
 
                 self.camera = CameraInspector(config.camera_model, self.store, sinks)
+            self.incidents = self._correlator(config)
+            # One correlator behind every source's sink: an asset's alerts meet whatever their modality.
+            for source in [self.runtime, *self.captures, *([self.camera] if self.camera else [])]:
+                source.sink.correlator = self.incidents
             self.app = create_app(
                 self.runtime,
                 auth=self.auth,
@@ -137,6 +143,13 @@ class Service:
             CaptureMonitor(pipe, source, self.store, sinks=sinks, gap_seconds=config.capture_gap_seconds)
             for source in config.captures
         ]
+
+    def _correlator(self, config: ServiceConfig) -> IncidentCorrelator:
+        assets = AssetMap.from_file(config.assets) if config.assets is not None else AssetMap()
+        correlator = IncidentCorrelator(assets, window_seconds=config.incident_window)
+        for incident in self.store.list_incidents(status="open", limit=None):  # left open by the previous run
+            correlator.resume(incident, self.store.get_many(incident.alert_ids))
+        return correlator
 
     def status(self) -> dict[str, Any]:
         out = self.mqtt.status() if self.mqtt is not None else {}

@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from vigil.alerts import AlertEvent
+from vigil.alerts import AlertEvent, IncidentEvent
 from vigil.errors import InvalidInputError
 from vigil.streaming.dead_letters import DeadLetter
 
@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 class WebhookSink:
     """A runtime sink that POSTs ``{"event": ..., "alert": {...}}`` for each alert event to every URL.
+
+    Asset incident events are POSTed as ``{"event": "incident_opened", "incident": {...}}`` (likewise
+    ``incident_grown``, ``incident_closed``, ``incident_merged``), so a receiver tells them apart by the event.
 
     Parameters
     ----------
@@ -59,11 +62,17 @@ class WebhookSink:
 
     def publish(self, events: Sequence[AlertEvent], dead_letters: Sequence[DeadLetter]) -> None:
         for event in events:
-            body = json.dumps({"event": event.kind, "alert": event.alert.to_dict()}).encode()
-            try:
-                self._queue.put_nowait(body)
-            except queue.Full:
-                self.dropped += 1
+            self._enqueue({"event": event.kind, "alert": event.alert.to_dict()})
+
+    def publish_incidents(self, events: Sequence[IncidentEvent]) -> None:
+        for event in events:
+            self._enqueue({"event": f"incident_{event.kind}", "incident": event.incident.to_dict()})
+
+    def _enqueue(self, document: dict) -> None:
+        try:
+            self._queue.put_nowait(json.dumps(document).encode())
+        except queue.Full:
+            self.dropped += 1
 
     def close(self, timeout: float = 10.0) -> None:
         """Deliver what is queued (within ``timeout``) and stop."""

@@ -143,6 +143,7 @@ class CameraInspector:
                 f"frame {name} from {camera} looks defective{where}: score {score:.3g} over the threshold "
                 f"{threshold:.3g} of {self.layout['detector']}"
             ),
+            modality="camera",
         )
         if not self.sink.deliver([AlertEvent("opened", alert)], timeout=self.store_timeout):
             # Not stored, so not acknowledged: the service answers 503 and the sender keeps the frame.
