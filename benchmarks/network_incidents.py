@@ -12,6 +12,7 @@
    as before the rule), the chosen on-delay and the default rule. An incident is *inside* an attack window
    when it overlaps [start, end + 30 s] of an injected attack (the damped statistics take some seconds to
    settle after an attack ends); each attack is *typed* when an incident inside its window has its kind.
+3. The same with a command-and-control beacon added (``--attacks syn_flood,port_scan,brute_force,c2_beacon``).
 """
 
 from __future__ import annotations
@@ -100,12 +101,12 @@ def _windows(events: list[dict[str, Any]]) -> list[tuple[str, float, float]]:
     return [(e["kind"], float(e["start"]), float(e["end"]) + SETTLE_SECONDS) for e in events]
 
 
-def readme(folder: Path, rules: dict[str, IncidentAlarmRule]) -> dict[str, Any]:
-    synth = folder / "synth"
+def readme(folder: Path, rules: dict[str, IncidentAlarmRule], attacks: str | None = None) -> dict[str, Any]:
+    synth = folder / f"synth-{attacks or 'readme'}"
     with contextlib.redirect_stdout(io.StringIO()):
-        vigil(["synth-capture", "-o", str(synth)])
+        vigil(["synth-capture", "-o", str(synth), *(["--attacks", attacks] if attacks else [])])
     events = json.loads((synth / "events.json").read_text())
-    scored = _Scored(_fit(synth / "benign.pcap", folder / "readme"), synth / "capture.pcap")
+    scored = _Scored(_fit(synth / "benign.pcap", synth / "model"), synth / "capture.pcap")
     windows = _windows(events)
     hours = float(np.ptp(scored.metadata["time"].to_numpy())) / 3600.0
     out: dict[str, Any] = {"events": events, "capture_hours": hours, "rules": {}}
@@ -128,11 +129,12 @@ def readme(folder: Path, rules: dict[str, IncidentAlarmRule]) -> dict[str, Any]:
             "held_back": len(held),
             "attacks_typed": {kind: EXPECTED[kind] in kinds for kind, kinds in typed.items()},
             "kinds_inside": typed,
+            "c2_beacons": [i.evidence for i in shown if i.kind == "c2_beacon"],
             "rule_seconds": seconds,
         }
         kinds = dict(Counter(i.kind for i in outside))
-        print(f"README capture, {name}: {len(inside)} incidents inside the attack windows, {len(outside)} "
-              f"outside ({kinds}); typed {out['rules'][name]['attacks_typed']}")  # fmt: skip
+        print(f"{attacks or 'README'} capture, {name}: {len(inside)} incidents inside the attack windows, "
+              f"{len(outside)} outside ({kinds}); typed {out['rules'][name]['attacks_typed']}")  # fmt: skip
     return out
 
 
@@ -148,10 +150,12 @@ def main() -> None:
         if choice["chosen_on_delay"] is not None:
             rules["chosen"] = _rule(choice["chosen_on_delay"])
         result = readme(folder, rules)
+        beacon = readme(folder, rules, "syn_flood,port_scan,brute_force,c2_beacon")
     document = {
         "command": "python benchmarks/network_incidents.py " + shlex.join(sys.argv[1:]),
         "choice": choice,
         "readme_capture": result,
+        "readme_capture_with_c2_beacon": beacon,
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(document, indent=1, default=str) + "\n")

@@ -19,6 +19,8 @@ MODULES = [
     "vigil.network.kitnet",
     "vigil.network.synthetic",
     "vigil.network.incidents",
+    "vigil.network.incident_alarms",
+    "vigil.network.beacons",
     "vigil.network.capture",
     "vigil.network.capture_bench",
     "vigil.network.ton_iot_bench",

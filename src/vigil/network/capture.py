@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from vigil.errors import InvalidInputError
+from vigil.network.beacons import BeaconTracker
 from vigil.network.features import PacketFeatureExtractor, decays_for_training
 from vigil.network.incident_alarms import DEFAULT_RULE, IncidentAlarmRule, IncidentAlarms
 from vigil.network.incidents import NetworkIncident, type_incidents
@@ -198,6 +199,7 @@ class CaptureScorer:
     ) -> None:
         self.pipe = pipe
         self.alarms = IncidentAlarms(rule, threshold=pipe.threshold_)
+        self.beacons = BeaconTracker()
         self.extractor = PacketFeatureExtractor.from_feature_names(pipe.feature_names_in_, **extractor)
         self.max_known = max_known
         self.known_pairs: set[tuple[str, str]] = set()
@@ -212,6 +214,7 @@ class CaptureScorer:
             metadata,
             top_k=top_k,
             alarms=self.alarms,
+            beacons=self.beacons,
             known_pairs=self.known_pairs,
             known_services=self.known_services,
         )

@@ -17,6 +17,11 @@ kind                rule (first that matches)
 ``unusual_traffic`` none of the above, or fewer than ``min_packets`` flagged packets
 ==================  ===========================================================================================
 
+Before episodes are cut, ``c2_beacon`` channels are taken out: an internal host's regular, unanswered
+connection attempts to one remote host and port, with at least one of its packets flagged
+(:mod:`vigil.network.beacons`; the evidence gives period, jitter, attempts and destination). Its attempts
+are seconds to minutes apart, so no episode would hold more than one of them.
+
 Each incident carries the evidence behind its type (peers, ports, rates, SYN share, bytes), the model's top
 features, and a suggested action naming the device or address to act on.
 """
@@ -31,11 +36,13 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from vigil.network.beacons import Beacon, BeaconTracker
 from vigil.network.packets import TCP_FLAGS
 
 __all__ = ["INCIDENT_KINDS", "NetworkIncident", "type_incidents"]
 
-INCIDENT_KINDS = ("flood", "port_scan", "host_scan", "brute_force", "exfiltration", "new_peer", "unusual_traffic")
+INCIDENT_KINDS = ("flood", "port_scan", "host_scan", "brute_force", "exfiltration", "c2_beacon", "new_peer",
+                  "unusual_traffic")  # fmt: skip
 _SYN, _ACK = TCP_FLAGS["SYN"], TCP_FLAGS["ACK"]
 _AUTH_PORTS = {21: "FTP", 22: "SSH", 23: "Telnet", 80: "HTTP", 443: "HTTPS", 445: "SMB", 1883: "MQTT",
                3389: "RDP", 5900: "VNC", 8080: "HTTP", 8883: "MQTT/TLS"}  # fmt: skip
@@ -230,6 +237,7 @@ def type_incidents(
     min_packets: int = 10,
     known_pairs: Collection[tuple[str, str]] = (),
     known_services: Collection[tuple[str, int, int]] = (),
+    beacons: BeaconTracker | None = None,
 ) -> list[NetworkIncident]:
     """Group flagged packets into incidents and type each (see the module docstring).
 
@@ -249,6 +257,8 @@ def type_incidents(
     known_pairs, known_services : collections of tuples, optional
         (src, dst) pairs and (dst, dport, proto) services seen *before* ``metadata`` starts (earlier batches
         of a live capture), so that ``new_peer`` means new to the capture, not to the batch.
+    beacons : BeaconTracker, optional
+        The channels' attempt history from earlier batches (a fresh one when ``None``); it is updated.
 
     Examples
     --------
@@ -264,8 +274,13 @@ def type_incidents(
               "min_sessions": min_sessions, "exfil_bytes": exfil_bytes, "min_packets": min_packets}  # fmt: skip
     decisions = np.asarray(decisions, dtype=bool)
     times = metadata["time"].to_numpy(dtype=np.float64)
-    flagged = np.flatnonzero(decisions)
-    incidents = []
+    tracker = BeaconTracker() if beacons is None else beacons
+    found = tracker.find(metadata, decisions)
+    incidents = [_beacon_incident(b, contributions, feature_names) for b in found]
+    remaining = decisions.copy()
+    for beacon in found:
+        remaining[beacon.packets] = False
+    flagged = np.flatnonzero(remaining)
     for rows in _episodes(times, flagged, gap_seconds):
         first = int(rows[0])
         earlier = metadata.iloc[:first]
@@ -274,10 +289,6 @@ def type_incidents(
         ep = metadata.iloc[rows]
         kind, source, target, evidence = _classify(ep, seen_pairs, seen_services, params)
         action = evidence.pop("action")
-        top: list[tuple[str, float]] = []
-        if contributions is not None and feature_names is not None:
-            mean = contributions[rows].mean(axis=0)
-            top = [(str(feature_names[j]), float(mean[j])) for j in np.argsort(-mean)[:3]]
         incidents.append(
             NetworkIncident(
                 kind=kind,
@@ -287,8 +298,41 @@ def type_incidents(
                 source=str(source),
                 target=str(target),
                 evidence=evidence,
-                top_features=top,
+                top_features=_top_features(rows, contributions, feature_names),
                 action=action,
             )
         )
-    return incidents
+    return sorted(incidents, key=lambda i: i.start)
+
+
+def _top_features(
+    rows: NDArray[np.intp], contributions: NDArray[np.float64] | None, feature_names: Sequence[str] | None
+) -> list[tuple[str, float]]:
+    if contributions is None or feature_names is None:
+        return []
+    mean = contributions[rows].mean(axis=0)
+    return [(str(feature_names[j]), float(mean[j])) for j in np.argsort(-mean)[:3]]
+
+
+def _beacon_incident(
+    beacon: Beacon, contributions: NDArray[np.float64] | None, feature_names: Sequence[str] | None
+) -> NetworkIncident:
+    evidence = beacon.evidence()
+    span = max(float(beacon.times[-1] - beacon.times[0]), 1.0)
+    evidence["packets_per_second"] = len(beacon.times) / span
+    action = (
+        f"isolate {beacon.source} and block {beacon.destination} port {beacon.port}: it calls out every "
+        f"{beacon.period:.0f} s (jitter {100 * beacon.jitter:.0f} %) and gets no answer, the check-in of a "
+        "botnet's command-and-control client"
+    )
+    return NetworkIncident(
+        kind="c2_beacon",
+        start=float(beacon.times[0]),
+        end=float(beacon.times[-1]),
+        packets=beacon.packets,
+        source=beacon.source,
+        target=beacon.destination,
+        evidence=evidence,
+        top_features=_top_features(beacon.packets, contributions, feature_names),
+        action=action,
+    )

@@ -143,7 +143,8 @@ class PacketTable:
         return format_address(int(self.dst_hi[i]), int(self.dst_lo[i]))
 
     def metadata(self) -> pd.DataFrame:
-        """One row per packet: index, time, src, dst, sport, dport, proto, flags, length (addresses as text)."""
+        """One row per packet: index, time, src, dst, sport, dport, proto, flags, length, payload (addresses
+        as text)."""
         cache: dict[tuple[int, int], str] = {}
 
         def text(hi: NDArray[np.uint64], lo: NDArray[np.uint64]) -> list[str]:
@@ -166,5 +167,6 @@ class PacketTable:
                 "proto": self.proto,
                 "flags": self.flags,
                 "length": self.length,
+                "payload": self.payload,
             }
         )

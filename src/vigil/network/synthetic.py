@@ -7,7 +7,9 @@ periodic replies), DNS lookups to the gateway and NTP. Attacks are added on top 
 - ``port_scan``: one host probes a device's ports 1-1024 in turn, closed ports answer RST (vertical scan);
 - ``host_scan``: one host probes telnet (23) on every address of the subnet (horizontal scan, Mirai's spread);
 - ``brute_force``: one host opens short SSH sessions to the gateway in a burst, one login try each;
-- ``exfiltration``: a sensor uploads large packets to an outside address.
+- ``exfiltration``: a sensor uploads large packets to an outside address;
+- ``c2_beacon``: an infected sensor checks in with a command-and-control address every 10 s (± 3 %
+  jitter): a TCP SYN to port 4444 that is refused (RST) or goes unanswered and is retransmitted once.
 
 Everything is vectorised numpy and deterministic given ``seed``. :func:`write_pcap` writes the result as a
 classic pcap (Ethernet/IPv4/TCP|UDP) with the standard library only.
@@ -30,13 +32,14 @@ from vigil.network.packets import TCP_FLAGS, PacketTable, format_address, ipv4_h
 
 __all__ = ["ATTACK_KINDS", "SyntheticCapture", "make_capture", "write_pcap"]
 
-ATTACK_KINDS = ("syn_flood", "port_scan", "host_scan", "brute_force", "exfiltration")
+ATTACK_KINDS = ("syn_flood", "port_scan", "host_scan", "brute_force", "exfiltration", "c2_beacon")
 _SYN, _ACK, _RST, _PSH, _FIN = (TCP_FLAGS[f] for f in ("SYN", "ACK", "RST", "PSH", "FIN"))
 _NET = 0x0A000000  # 10.0.0.0/24
 GATEWAY = _NET | 1
 BROKER = _NET | 2
 ATTACKER = _NET | 66
 OUTSIDE = (203 << 24) | (0 << 16) | (113 << 8) | 9  # 203.0.113.9 (documentation range)
+CONTROLLER = (198 << 24) | (51 << 16) | (100 << 8) | 23  # 198.51.100.23 (documentation range)
 
 
 @dataclass(frozen=True, eq=False)
@@ -172,12 +175,27 @@ def _exfiltration(rng: np.random.Generator, start: float, seconds: float, rate: 
     return PacketTable.concat([upload, acks]), {"attacker": "10.0.0.13", "target": "203.0.113.9"}
 
 
+def _c2_beacon(rng: np.random.Generator, start: float, seconds: float, rate: float) -> tuple[PacketTable, dict]:
+    period = 1.0 / rate
+    t = start + np.arange(int(seconds * rate)) * period + rng.normal(0, 0.03 * period, int(seconds * rate))
+    t = np.clip(t, start, start + seconds)
+    device = _NET | 14
+    port = 41000 + np.arange(len(t))
+    refused = rng.random(len(t)) < 0.5
+    parts = [_table(t, 60, device, CONTROLLER, port, 4444, 6, _SYN, 0)]
+    parts.append(_table(t[refused] + 0.08, 54, CONTROLLER, device, 4444, port[refused], 6, _RST | _ACK, 0))
+    # an unanswered SYN is retransmitted once, a second later (from the same port)
+    parts.append(_table(t[~refused] + 1.0, 60, device, CONTROLLER, port[~refused], 4444, 6, _SYN, 0))
+    return PacketTable.concat(parts), {"attacker": "10.0.0.14", "target": "198.51.100.23"}
+
+
 _ATTACKS = {
     "syn_flood": (_syn_flood, 3.0, 2000.0),
     "port_scan": (_port_scan, 4.0, 250.0),
     "host_scan": (_host_scan, 4.0, 50.0),
     "brute_force": (_brute_force, 10.0, 10.0),
     "exfiltration": (_exfiltration, 10.0, 400.0),
+    "c2_beacon": (_c2_beacon, 120.0, 0.1),
 }
 
 
