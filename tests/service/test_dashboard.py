@@ -114,3 +114,57 @@ def test_dashboard_reflows_to_a_phone_width(live_server: str, browser, runtime: 
     assert boxes["alerts"]["y"] + boxes["alerts"]["height"] <= boxes["detail"]["y"] + 1
     assert boxes["detail"]["y"] + boxes["detail"]["height"] <= boxes["timeline"]["y"] + 1
     page.close()
+
+
+def test_dashboard_lists_asset_incidents_with_their_alerts(
+    live_server: str, browser, runtime: Runtime, store: SqlAlertStore, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from vigil.alerts import Alert, AlertEvent, AlertSink, IncidentCorrelator, alert_id
+
+    correlator = IncidentCorrelator(window_seconds=60)
+    runtime.sink.correlator = correlator
+    feed(runtime)  # a telemetry alert on p1 at 40-49 s
+    start = datetime.fromtimestamp(45, tz=UTC)
+    scan = Alert(
+        id=alert_id("p1/plc", "kitnet-1", start),
+        device="p1/plc",
+        start=start,
+        end=start + timedelta(seconds=4),
+        peak_time=start,
+        score=8.0,
+        threshold=1.0,
+        model_version="kitnet-1",
+        top_features=[("HH_jit_L0.1_mean", 0.7)],
+        incident_type="port_scan",
+        status="closed",
+        explanation="10.0.0.66 probed 1024 ports <img src=x onerror=window.__xss=1>",
+        modality="network",
+    )
+    assert AlertSink(store, correlator=correlator).deliver([AlertEvent("opened", scan)])  # the capture's path
+    (incident,) = store.list_incidents()
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    page.goto(live_server + "/")
+    page.fill("#token", READ_TOKEN)
+    page.click("#token-form button")
+    card = page.locator(f"#incidents li.incident[data-id='{incident.id}']")
+    card.wait_for()
+    assert card.locator(".asset").text_content() == "p1"
+    assert card.locator(".incident-head .modality").all_text_contents() == ["network", "telemetry"]
+    members = card.locator("li.member")
+    assert members.count() == 2
+    assert members.locator(".modality").all_text_contents() == ["telemetry", "network"]
+    assert members.locator(".device").all_text_contents() == ["p1", "p1/plc"]
+    assert "flow_m3h" in members.nth(0).text_content()
+    assert "probed 1024 ports" in members.nth(1).text_content()
+    assert "1 in all" in page.text_content("#incident-count")
+
+    members.nth(1).click()  # a member opens as any alert does
+    page.wait_for_selector("#detail:not([hidden])")
+    page.wait_for_function(f"document.querySelector('#detail-id').textContent === '{scan.id}'")
+    assert "probed 1024 ports" in page.text_content("#detail-explanation")
+    page.screenshot(path=str(tmp_path / "incidents.png"), full_page=True)
+    assert page.evaluate("window.__xss") is None  # the explanation is shown as text, never as markup
+    page.close()

@@ -73,6 +73,30 @@ async function refreshAlerts() {
   $("alerts").tBodies[0].replaceChildren(...rows);
 }
 
+// Asset incidents: one card per incident, its alerts (any modality) listed with what each one saw.
+async function refreshIncidents() {
+  const data = await api("/incidents?limit=20");
+  $("incident-count").textContent = `${data.total} in all`;
+  const cards = data.incidents.map((incident) =>
+    el("li", { class: `incident ${incident.status}`, "data-id": incident.id },
+      el("div", { class: "incident-head" },
+        el("strong", { class: "asset" }, incident.asset),
+        el("span", { class: `status ${incident.status}` }, incident.status),
+        ...incident.modalities.map((m) => el("span", { class: `modality ${m}` }, m)),
+        el("span", { class: "muted" }, `${fmtTime(incident.start)} → ${fmtTime(incident.end)}`),
+        incident.merged_into ? el("span", { class: "muted" }, `merged into ${incident.merged_into}`) : ""),
+      el("ul", { class: "members" },
+        ...incident.alerts.map((alert) =>
+          el("li", { class: "member", "data-alert": alert.id, onclick: () => selectAlert(alert.id) },
+            el("span", { class: `modality ${alert.modality}` }, alert.modality || "unknown"),
+            el("span", { class: "device" }, alert.device),
+            el("span", { class: "what" }, alert.incident_type),
+            el("span", { class: "explanation-text", title: alert.explanation }, alert.explanation)))),
+    ),
+  );
+  $("incidents").replaceChildren(...(cards.length ? cards : [el("li", { class: "muted" }, "none")]));
+}
+
 async function selectAlert(id) {
   state.selected = id;
   const alert = await api(`/alerts/${encodeURIComponent(id)}`);
@@ -80,7 +104,7 @@ async function selectAlert(id) {
   $("detail-id").textContent = alert.id;
   $("detail-explanation").textContent = alert.explanation;
   const fields = [
-    ["device", alert.device], ["status", alert.status], ["from", fmtTime(alert.start)], ["to", fmtTime(alert.end)],
+    ["device", alert.device], ["modality", alert.modality || "unknown"], ["status", alert.status], ["from", fmtTime(alert.start)], ["to", fmtTime(alert.end)],
     ["points", alert.n_points], ["peak score", fmtNum(alert.score)], ["threshold", fmtNum(alert.threshold)],
     ["model", alert.model_version], ["incident", alert.incident_type],
   ];
@@ -241,6 +265,7 @@ async function refreshAll() {
   await refreshHealth();
   try {
     await refreshAlerts();
+    await refreshIncidents();
     await refreshDevices();
     await refreshTimeline();
     await refreshModels();
