@@ -364,6 +364,13 @@ def _print_image_result(result: dict[str, Any]) -> None:
     for kind, value in (result.get("roc_auc_per_type") or {}).items():
         print(f"    {kind:<16} {_num(value)}")
     print(f"  pixel ROC-AUC      {_num(result.get('pixel_roc_auc'))}")
+    print(f"  AUPRO (FPR ≤ 0.3)  {_num(result.get('aupro'))}")
+    print(
+        f"  at the threshold calibrated on good images: false-reject rate {_num(result.get('far_at_threshold'))}, "
+        f"recall {_num(result.get('recall_at_threshold'))}"
+    )
+    for kind, value in (result.get("recall_at_threshold_per_type") or {}).items():
+        print(f"    recall {kind:<9} {_num(value)}")
     print(f"  images per second  {_num(result.get('images_per_second'), 1)}")
 
 
@@ -417,6 +424,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             json_path=args.json,
             split=args.split,
             size=args.size,
+            resize=args.resize,
             params=dict(args.param),
             seed=args.seed,
             report_path=args.report,
@@ -1066,6 +1074,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="magnetic-tile: grouped (default), differnet (the published, leaky split), supervised",
     )
     p.add_argument("--size", type=int, default=128, help="magnetic-tile: working resolution in pixels (128)")
+    p.add_argument(
+        "--resize",
+        choices=["stretch", "crop", "pad"],
+        default="stretch",
+        help="magnetic-tile: how a tile becomes size × size; pad keeps its aspect ratio (stretch)",
+    )
     p.add_argument("--report", help="magnetic-tile: write an HTML report with heat-map overlays here")
     p.add_argument("--json", help="write the full result as JSON to this file")
     p.add_argument("--per-part", action="store_true", help="include per-file/machine/device figures in the JSON")

@@ -138,6 +138,24 @@ def test_bench_end_to_end_on_a_fake_data_set(tmp_path):
     assert leaky["split_note"].startswith("LEAKY")
 
 
+def test_bench_keeps_aspect_ratio_and_reports_what_an_operator_acts_on(tmp_path):
+    pytest.importorskip("efficientnet_lite_pytorch")
+    _fake_tiles(tmp_path / "magnetic_tile")
+    result = run_image_bench(
+        "magnetic-tile",
+        "patchcore",
+        data_dir=tmp_path,
+        size=32,
+        resize="pad",
+        params={"resolution": 64, "memory_size": 300},
+        quiet=True,
+    )
+    assert result["resize"] == "pad" and result["roc_auc"] > 0.7
+    assert 0.0 <= result["aupro"] <= 1.0 and 0.5 < result["pixel_roc_auc"] <= 1.0
+    assert set(result["recall_at_threshold_per_type"]) == {"cutpaste", "hole"}
+    assert 0.0 <= result["far_at_threshold"] <= 1.0 and np.isfinite(result["threshold"])
+
+
 def test_bench_rejects_bad_requests(tmp_path):
     with pytest.raises(InvalidInputError, match="unknown image benchmark"):
         run_image_bench("mvtec", "patch-gauss", data_dir=tmp_path)

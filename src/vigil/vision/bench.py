@@ -12,12 +12,15 @@ Protocols (the split columns of the data set's ``index.csv``; see its ``MANIFEST
     ``split_supervised_grouped``: the same test groups for every class, with labelled defects in training;
     what the supervised ``cnn-classifier`` needs (unsupervised detectors use only its good training images).
 
-Images are read from the JPEGs with :func:`~vigil.vision.io.read_image_folder` (grey, ``resize="stretch"``
-to ``size`` × ``size``). Reported: image ROC-AUC overall and per defect type (each type against the test
-good images), pixel ROC-AUC from the masks where the detector localises (computed at no more than 128 px:
-larger maps are average-pooled and masks max-pooled to 128), the false-alarm rate and recall at the
-detector's own training threshold, fit seconds, and inference images per second (decoded, resized images
-→ score and map, in batches, after a warm-up; the torch thread count and load average are recorded).
+Images are read from the JPEGs with :func:`~vigil.vision.io.read_image_folder` (grey, ``size`` × ``size``,
+``resize="stretch"`` by default; ``"pad"`` keeps each tile's aspect ratio). Reported: image ROC-AUC overall
+and per defect type (each type against the test good images); where the detector localises, pixel ROC-AUC
+and AUPRO (:mod:`vigil.vision.pixel_metrics`) from the masks, over the tile's own pixels (the filler of a
+padded image counts on neither side), computed at no more than 128 px (larger maps are average-pooled and
+masks max-pooled to 128); at the detector's own threshold, calibrated on good training images only, the
+false-reject rate (good test tiles flagged; ``far_at_threshold``) and the recall overall and per defect type;
+fit seconds, and inference images per second (decoded, resized images → score and map, in batches, after a
+warm-up; the torch thread count and load average are recorded).
 """
 
 from __future__ import annotations
@@ -97,6 +100,15 @@ def load_magnetic_tile(
 
     root = dataset_path(data_dir, "magnetic_tile")
     index = pd.read_csv(dataset_path(data_dir, "magnetic_tile", "index.csv"))
+    if not {"width", "height"} <= set(index.columns):
+        from vigil.vision.io import require_pillow
+
+        image = require_pillow()
+        sizes = []
+        for path in index["path"]:
+            with image.open(root / path) as picture:
+                sizes.append(picture.size)
+        index = index.assign(width=[w for w, _ in sizes], height=[h for _, h in sizes])
     data = read_image_folder(root, size=size, mode="L", resize=resize, masks=True, paths=index["path"].tolist())
     return data, index
 
@@ -110,6 +122,21 @@ def _pool_to(array: NDArray[Any], size: int, how: str) -> NDArray[Any]:
     tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[:, None]
     pool = torch.nn.functional.adaptive_max_pool2d if how == "max" else torch.nn.functional.adaptive_avg_pool2d
     return pool(tensor, (min(h, size), min(w, size)))[:, 0].numpy()
+
+
+def _tile_pixels(index: pd.DataFrame, size: int, resize: str) -> NDArray[np.float32]:
+    """1 where a working pixel shows the tile, 0 on the filler that ``resize="pad"`` adds, per index row."""
+    from vigil.vision.io import _geometry
+
+    valid = np.ones((len(index), size, size), dtype=np.float32)
+    if resize != "pad":
+        return valid
+    for row, (h, w) in enumerate(zip(index["height"], index["width"], strict=True)):
+        (sh, sw), (oy, ox) = _geometry((int(h), int(w)), (size, size), "pad")
+        top, left = max(0, -oy), max(0, -ox)
+        valid[row] = 0.0
+        valid[row, top : top + sh, left : left + sw] = 1.0
+    return valid
 
 
 def _throughput(detector: Any, images: NDArray[Any], localizes: bool) -> tuple[float, float]:
@@ -133,6 +160,7 @@ def run_image_bench(
     size: int = 128,
     params: Mapping[str, Any] | None = None,
     seed: int = 0,
+    resize: str = "stretch",
     report_path: str | PathLike[str] | None = None,
     quiet: bool = False,
     data: tuple[ImageSet, pd.DataFrame] | None = None,
@@ -152,6 +180,8 @@ def run_image_bench(
         The protocol (module docstring). ``differnet`` is leaky and labelled so in the result.
     size : int
         Working resolution (square, pixels).
+    resize : {"stretch", "crop", "pad"}
+        How a tile becomes ``size`` × ``size`` (:mod:`vigil.vision.io`); ``"pad"`` keeps its aspect ratio.
     params : mapping, optional
         Detector parameters (lists become tuples).
     seed : int
@@ -168,8 +198,9 @@ def run_image_bench(
     -------
     dict
         ``dataset``, ``detector``, ``split``, ``split_note``, ``roc_auc``, ``roc_auc_per_type``,
-        ``pixel_roc_auc`` (None when the detector does not localise), ``pixel_roc_auc_per_type``, ``pr_auc``,
-        ``far_at_threshold``, ``recall_at_threshold``, ``images_per_second``, ``fit_seconds``,
+        ``pixel_roc_auc`` (None when the detector does not localise), ``pixel_roc_auc_per_type``, ``aupro``,
+        ``pr_auc``, ``far_at_threshold`` (the false-reject rate), ``recall_at_threshold``,
+        ``recall_at_threshold_per_type``, ``threshold``, ``images_per_second``, ``fit_seconds``,
         ``n_train``, ``n_test``, ``n_test_per_type``, ``size``, ``resize``, ``params``, ``seed``,
         ``torch_threads``, ``cpu_count``, ``load_average``, ``environment``.
 
@@ -196,8 +227,8 @@ def run_image_bench(
         raise InvalidInputError(msg)
 
     if data is None:
-        _log(quiet, f"[1/3] reading {dataset} at {size} px …")
-        data = load_magnetic_tile(data_dir, size=size)
+        _log(quiet, f"[1/3] reading {dataset} at {size} px ({resize}) …")
+        data = load_magnetic_tile(data_dir, size=size, resize=resize)
     images_set, index = data
     if images_set.images.shape[1] != size:
         msg = f"the data passed in are {images_set.images.shape[1]} px, not size={size}"
@@ -231,14 +262,19 @@ def run_image_bench(
     per_type = {
         k: roc_auc(test_set.labels[good | (test_set.types == k)], scores[good | (test_set.types == k)]) for k in kinds
     }
-    pixel_auc, pixel_per_type = None, {}
+    pixel_auc, pixel_per_type, pro = None, {}, None
     if maps is not None and test_set.masks is not None:
+        from vigil.vision.pixel_metrics import aupro, pixel_roc_auc
+
         pooled_maps = _pool_to(maps, _PIXEL_AUC_SIZE, "mean")
         pooled_masks = _pool_to(test_set.masks, _PIXEL_AUC_SIZE, "max") > 0.5
-        pixel_auc = roc_auc(pooled_masks.ravel(), pooled_maps.ravel())
+        # A pooled pixel is the tile's own when most of what it averages is.
+        valid = _pool_to(_tile_pixels(index[test], size, resize), _PIXEL_AUC_SIZE, "mean") > 0.5
+        pixel_auc = pixel_roc_auc(pooled_masks, pooled_maps, valid)
         for k in kinds:
             pick = good | (test_set.types == k)
-            pixel_per_type[k] = roc_auc(pooled_masks[pick].ravel(), pooled_maps[pick].ravel())
+            pixel_per_type[k] = pixel_roc_auc(pooled_masks[pick], pooled_maps[pick], valid[pick])
+        pro = aupro(pooled_masks, pooled_maps, valid)
     flagged = scores > model.threshold_
     result: dict[str, Any] = {
         "dataset": dataset,
@@ -249,16 +285,19 @@ def run_image_bench(
         "roc_auc_per_type": per_type,
         "pixel_roc_auc": pixel_auc,
         "pixel_roc_auc_per_type": pixel_per_type,
+        "aupro": pro,
         "pr_auc": pr_auc(test_set.labels, scores),
         "far_at_threshold": float(flagged[good].mean()),
         "recall_at_threshold": float(flagged[~good].mean()),
+        "recall_at_threshold_per_type": {k: float(flagged[test_set.types == k].mean()) for k in kinds},
+        "threshold": float(model.threshold_),
         "images_per_second": per_second,
         "fit_seconds": fit_seconds,
         "n_train": int(train.sum()),
         "n_test": int(test.sum()),
         "n_test_per_type": {k: int((test_set.types == k).sum()) for k in ["good", *kinds]},
         "size": size,
-        "resize": "stretch",
+        "resize": resize,
         "params": model.get_params(),
         "seed": seed,
         "torch_threads": torch.get_num_threads(),
