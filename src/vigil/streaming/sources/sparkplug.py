@@ -321,8 +321,8 @@ class SparkplugIngest:
             return self._device_birth(topic, node, payload)
         if kind == "DDEATH":
             entity = node.devices.pop(topic.device or "", None)
-            if entity is not None:
-                self._offline(self._asset_for(topic.edge_node, topic.device), "DDEATH", gap=True)
+            if entity is not None and self._offline(self._asset_for(topic.edge_node, topic.device), "DDEATH", gap=True):
+                log.warning("Sparkplug device %s/%s is offline: DDEATH", topic.edge_node, topic.device)
             return []
         entity = node.own if kind == "NDATA" else node.devices.get(topic.device or "")
         if entity is None:  # DDATA of a device whose DBIRTH was not seen
@@ -472,20 +472,23 @@ class SparkplugIngest:
             state.gap_started = None
         state.online, state.since, state.reason = True, now, ""
 
-    def _offline(self, asset: SparkplugAsset | None, reason: str, *, gap: bool) -> None:
+    def _offline(self, asset: SparkplugAsset | None, reason: str, *, gap: bool) -> bool:
+        """Report the asset offline; True if it was online."""
         state = None if asset is None else self._assets.get(asset.name)
         if asset is None or state is None or not state.online:
-            return
-        log.warning("Sparkplug asset %s is offline: %s", asset.name, reason)
+            return False
         state.online, state.since, state.reason = False, time.time(), reason
         if gap:
             state.gap_started = state.since
+        return True
 
     def _forget(self, edge_node: str, node: _Node, reason: str, *, gap: bool) -> None:
         """Drop a node's values (they may be stale) and report its assets offline until its next birth."""
-        self._offline(self._asset_for(edge_node, None), reason, gap=gap)
+        went = int(self._offline(self._asset_for(edge_node, None), reason, gap=gap))
         for device in node.devices:
-            self._offline(self._asset_for(edge_node, device), reason, gap=gap)
+            went += self._offline(self._asset_for(edge_node, device), reason, gap=gap)
+        if went:  # one line per node, not one per device
+            log.warning("Sparkplug edge node %s: %d asset(s) offline: %s", edge_node, went, reason)
         node.born = False
         node.own = _Entity()
         node.devices = {}
