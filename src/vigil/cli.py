@@ -434,7 +434,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return 0
     make, config = _pipeline_factory(args)
     costs = _costs(args)
-    benchmark = load_benchmark(args.dataset, data_dir=args.data_dir)
+    subset = _split_columns(args.parts) or None
+    benchmark = load_benchmark(args.dataset, data_dir=args.data_dir, parts=subset)
     parts = [EvaluationPart(p.name, p.X_train, p.X_test, p.y_test, p.time_test, extra=p.extra) for p in benchmark.parts]
     recorder = ScoreRecorder() if args.scores else None
     result = evaluate_parts(
@@ -450,7 +451,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     document = {
         "dataset": benchmark.name,
         "detector": args.detector,
-        "protocol": benchmark.protocol,
+        "protocol": benchmark.protocol + (f" SUBSET: only the parts {', '.join(subset)} were run." if subset else ""),
         **result,
         "config": config,
         "attribution": args.attribution,
@@ -1083,6 +1084,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", help="magnetic-tile: write an HTML report with heat-map overlays here")
     p.add_argument("--json", help="write the full result as JSON to this file")
     p.add_argument("--per-part", action="store_true", help="include per-file/machine/device figures in the JSON")
+    p.add_argument(
+        "--parts", metavar="LIST", help="skab/smd/ton-iot: run only these comma-separated parts (a labelled subset)"
+    )
     p.add_argument("--scores", help="save every part's scores to this .npz (for vigil report's plots)")
     p.add_argument(
         "--attribution",
