@@ -74,6 +74,9 @@ def test_the_choice_never_depends_on_test_rows_or_labels():
         return _without_seconds(result["per_part"]["p"]["selection"])
 
     reference = chosen(test, y)
+    result = evaluate_parts([EvaluationPart("p", train, test, y)], lambda: AutoPipeline(candidates=FAST, draws=3))
+    label = f"{reference['chosen']['label']} / {reference['chosen']['alarm_rule']}"
+    assert result["auto_choices"] == {"p": label} and result["auto_choice_counts"] == {label: 1}
     assert chosen(test, rng.permutation(y)) == reference  # shuffled test labels
     assert chosen(test, np.zeros_like(y)) == reference  # no anomaly labelled at all
     assert chosen(test.iloc[::-1].reset_index(drop=True) * 3.0, y) == reference  # other test rows
@@ -160,3 +163,20 @@ def test_an_unknown_candidate_label_is_refused(train_csv, tmp_path, capsys):
     code = main(["fit", str(train_csv), "-o", str(tmp_path / "m"), "--candidates", "pca,gpt"])
     assert code == 2
     assert "unknown auto candidates ['gpt']" in capsys.readouterr().err
+
+
+def test_evaluate_with_auto_prints_and_records_the_choice(tmp_path, capsys):
+    X = _plant(1100)
+    X["label"] = 0
+    X.loc[950:990, "flow"] += 3.0
+    X.loc[950:990, "label"] = 1
+    path = tmp_path / "plant.csv"
+    X.to_csv(path, index=False)
+    out_json = tmp_path / "r.json"
+    argv = ["evaluate", "--train", str(path), "--train-rows", "800", "--label", "label", "--detector", "auto"]
+    assert main([*argv, "--candidates", "pca,mahalanobis", "--quiet", "--json", str(out_json)]) == 0
+    printed = capsys.readouterr().out
+    document = json.loads(out_json.read_text())
+    assert "auto: chose " in printed
+    assert document["selection"]["chosen"]["label"] in {"pca", "mahalanobis"}
+    assert document["config"]["detector"] == "auto" and document["config"]["alarm"] == {"rule": "chosen"}
