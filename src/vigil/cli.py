@@ -492,7 +492,14 @@ def _save_scores(recorder: Any, args: argparse.Namespace, document: dict[str, An
     print(f"wrote {saved}", file=sys.stderr)
 
 
-def _read(path: str, args: argparse.Namespace, *, label: str | None, columns: Sequence[str] | None = None):
+def _read(
+    path: str,
+    args: argparse.Namespace,
+    *,
+    label: str | None,
+    columns: Sequence[str] | None = None,
+    group: str | None = None,
+):
     from vigil.data.tables import read_table
 
     return read_table(
@@ -504,6 +511,7 @@ def _read(path: str, args: argparse.Namespace, *, label: str | None, columns: Se
         columns=columns,
         sort_time=args.sort_time,
         drop_duplicate_times=args.drop_duplicate_times,
+        group=group,
     )
 
 
@@ -784,6 +792,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         return 0
     if _is_capture(args.train):
         return _fit_capture(args, make)
+    if args.group_by:
+        return _fit_groups(args, make)
     table = _read(args.train, args, label=args.label)
     X = table.X
     if table.y is not None and table.y.any():
@@ -817,6 +827,39 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         f"fitted {name} on {len(X)} rows × {X.shape[1]} columns; "
         f"threshold {pipe.threshold_:.4g}; model {pipe.version_} saved to {out}"
     )
+    return 0
+
+
+def _fit_groups(args: argparse.Namespace, make: Any) -> int:
+    from vigil.fleet import fit_groups
+    from vigil.streaming.model_registry import ModelRegistry
+
+    table = _read(args.train, args, label=args.label, group=args.group_by)
+    X, groups = table.X, table.group
+    if table.y is not None and table.y.any():
+        X, groups = table.X.loc[~table.y].reset_index(drop=True), groups[~table.y]
+        print(f"left {int(table.y.sum())} labelled anomalous rows out of training", file=sys.stderr)
+    fleet = fit_groups(X, groups, make())
+    registry = ModelRegistry(args.output)
+    skipped = dict(fleet.reasons)
+    added = 0
+    for name, pipe in fleet.fitted.items():
+        meta = {"trained_on": args.train, "group_by": args.group_by, "asset": name}
+        try:
+            registry.add(name, pipe, activate=True, meta=meta, reason=f"vigil fit --group-by {args.group_by}")
+        except InvalidInputError as exc:  # an asset name that cannot be a model name
+            skipped[name] = f"{name}: {exc}"
+            continue
+        added += 1
+    print(
+        f"fitted {args.detector} for {added} of {added + len(skipped)} {args.group_by} values "
+        f"({len(fleet.batched)} trained as one fleet); models saved to registry {args.output}"
+    )
+    for reason in skipped.values():
+        print(f"skipped {reason}", file=sys.stderr)
+    if not added:
+        msg = f"{args.train}: no {args.group_by} could be fitted"
+        raise InvalidInputError(msg)
     return 0
 
 
@@ -1132,8 +1175,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="training CSV, a benign packet capture (.pcap/.pcapng), or a folder of good images (its good/ "
         "subfolder when it has one) for an image detector",
     )
-    p.add_argument("-o", "--output", required=True, help="model directory to write")
+    p.add_argument("-o", "--output", required=True, help="model directory to write (a registry with --group-by)")
     p.add_argument("--label", help="label column; rows labelled anomalous are left out of training")
+    p.add_argument(
+        "--group-by",
+        help="column naming each row's asset: fit one model per asset (as one fleet where the detector "
+        "supports it) into the model registry at --output, each active under the asset's name",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     images = p.add_argument_group("image folder")
     images.add_argument("--size", type=int, default=128, help="working size in pixels, square (128)")

@@ -12,11 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from vigil.detectors.fleet import FleetFit, FleetScores, fit_fleet, named_error, score_fleet, supports_fleet
-from vigil.errors import VigilError
+from vigil.errors import InvalidInputError, VigilError
 from vigil.pipeline import FitPlan, Pipeline
 
-__all__ = ["PipelineFleet", "fit_pipelines", "score_pipelines", "supports_fleet"]
+__all__ = ["PipelineFleet", "fit_groups", "fit_pipelines", "score_pipelines", "supports_fleet"]
 
 
 @dataclass
@@ -135,3 +138,25 @@ def score_pipelines(pipelines: Mapping[str, Pipeline], data: Mapping[str, Any]) 
     order = list(data)
     out.failed = {name: out.failed[name] for name in order if name in out.failed}
     return out
+
+
+def fit_groups(X: pd.DataFrame, groups: Any, template: Pipeline, *, max_members: int | None = None) -> PipelineFleet:
+    """One pipeline per distinct value of ``groups`` (an asset column: one value per row of ``X``), fitted
+    on that value's rows in their order, the detectors as one fleet (see :func:`fit_pipelines`).
+
+    Examples
+    --------
+    >>> from vigil.detectors.pca import PCADetector
+    >>> rng = np.random.default_rng(0)
+    >>> X = pd.DataFrame(rng.normal(size=(60, 2)), columns=["temp", "rpm"])
+    >>> fleet = fit_groups(X, ["pump-1", "pump-2", "pump-3"] * 19 + ["pump-4"] * 3, Pipeline(PCADetector()))
+    >>> list(fleet.fitted), fleet.reasons["pump-4"]
+    (['pump-1', 'pump-2', 'pump-3'], 'pump-4: X has 3 rows, at least 4 needed')
+    """
+    keys = np.asarray(groups).astype(str)
+    if keys.shape != (len(X),):
+        msg = f"groups has {keys.size} values for {len(X)} rows; give one group per row"
+        raise InvalidInputError(msg)
+    frame = X.reset_index(drop=True)
+    data = {str(key): frame.loc[keys == key].reset_index(drop=True) for key in dict.fromkeys(keys)}
+    return fit_pipelines(template, data, max_members=max_members)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,6 +42,8 @@ class Table:
         One timestamp per row; None when no time column was named.
     source : str
         The name of the file the table was read from.
+    group : numpy.ndarray of str or None
+        The asset (or other group) of each row, from the ``group`` column; None when none was named.
 
     Examples
     --------
@@ -53,6 +56,7 @@ class Table:
     y: NDArray[np.bool_] | None
     time: pd.DatetimeIndex | None
     source: str
+    group: NDArray[np.str_] | None = None
 
     def __len__(self) -> int:
         return len(self.X)
@@ -329,6 +333,7 @@ def read_table(
     sort_time: bool = False,
     drop_duplicate_times: bool = False,
     encoding: str = "utf-8-sig",
+    group: str | None = None,
 ) -> Table:
     """Read a CSV of numeric features, with an optional label and time column, and validate every cell.
 
@@ -343,6 +348,9 @@ def read_table(
         Timestamps must be unique and increasing unless one of the two repairs below is asked for.
     drop : sequence of str
         Columns to ignore (for example identifiers or a second label).
+    group : str, optional
+        Column naming each row's asset (or other group), returned as ``Table.group`` and not a feature.
+        Each group is its own series: the time checks and repairs apply within a group.
     sep : str
         Field separator.
     columns : sequence of str, optional
@@ -397,21 +405,53 @@ def read_table(
     raw = _read_raw(path, sep=sep, encoding=encoding)
     available = [str(c) for c in raw.columns]
     _check_separator(available, sep=sep, where=where)
-    features = _check_columns(available, where=where, label=label, time=time, drop=drop, columns=columns)
+    ignored = [*drop, group] if group is not None else drop
+    features = _check_columns(available, where=where, label=label, time=time, drop=ignored, columns=columns)
     lines = np.arange(2, len(raw) + 2, dtype=np.int64)
 
     X = to_numeric_frame(raw[features], source=where, lines=lines)
     y = _parse_label(raw[label], source=where, lines=lines) if label is not None else None
     stamps = _parse_time(raw[time], source=where, lines=lines) if time is not None else None
+    groups = _parse_group(raw[group], source=where, lines=lines) if group is not None else None
 
     if stamps is not None:
-        keep = _repair_time(stamps, lines, where=where, drop_duplicate_times=drop_duplicate_times, sort_time=sort_time)
+        repair = {"where": where, "drop_duplicate_times": drop_duplicate_times, "sort_time": sort_time}
+        if groups is None:
+            keep = _repair_time(stamps, lines, **repair)
+        else:
+            keep = _repair_groups(stamps, lines, groups, repair)
         if len(keep) != len(raw) or (keep[1:] < keep[:-1]).any():
             X = X.iloc[keep]
             y = y[keep] if y is not None else None
             stamps = stamps[keep]
+            groups = groups[keep] if groups is not None else None
     X = X.reset_index(drop=True)
-    return Table(X=X, y=y, time=stamps, source=path.name)
+    return Table(X=X, y=y, time=stamps, source=path.name, group=groups)
+
+
+def _repair_groups(
+    stamps: pd.DatetimeIndex, lines: NDArray[np.int64], groups: NDArray[np.str_], repair: dict[str, Any]
+) -> NDArray[np.int64]:
+    """Rows to keep when each group (asset) is its own series: its times must be unique and increasing, not
+    the table's. The file's order when nothing is repaired, else the rows group by group."""
+    kept = []
+    for g in dict.fromkeys(groups):
+        rows = np.flatnonzero(groups == g)
+        kept.append(rows[_repair_time(stamps[rows], lines[rows], **repair)])
+    if sum(len(k) for k in kept) == len(groups) and all((k[1:] > k[:-1]).all() for k in kept):
+        return np.arange(len(groups))
+    return np.concatenate(kept)
+
+
+def _parse_group(column: pd.Series, *, source: str, lines: NDArray[np.int64]) -> NDArray[np.str_]:
+    """The group column as strings; an empty cell is refused (a row must belong to an asset)."""
+    text = column.astype("string").str.strip()
+    empty = text.isna() | (text == "")
+    if empty.any():
+        i = int(np.flatnonzero(empty.to_numpy())[0])
+        msg = f"{source}: line {lines[i]}, column {column.name!r} is empty (every row needs its group)"
+        raise InvalidInputError(msg)
+    return text.to_numpy(dtype=str)
 
 
 def _check_separator(header: list[str], *, sep: str, where: str) -> None:
