@@ -34,8 +34,8 @@ import numpy as np
 
 from vigil.alarms.policy import AlarmPolicy
 from vigil.cli import main as vigil
-from vigil.network.capture import read_packets_as_table
-from vigil.network.incident_alarms import DEFAULT_RULE, PLAIN_RULE, IncidentAlarmRule, IncidentAlarms
+from vigil.network.capture import incident_alarms, read_packets_as_table
+from vigil.network.incident_alarms import DEFAULT_RULE, PLAIN_RULE, IncidentAlarmRule
 from vigil.network.incidents import type_incidents
 from vigil.network.synthetic import make_capture, write_pcap
 from vigil.pipeline import Pipeline
@@ -59,12 +59,13 @@ class _Scored:
 
     def __init__(self, pipe: Pipeline, capture: Path) -> None:
         features, self.metadata = read_packets_as_table(capture, feature_names=pipe.feature_names_in_)
+        self.pipe = pipe
         self.threshold = pipe.threshold_
         self.scores = pipe.score_samples(features)
         self.episodes = type_incidents(self.metadata, self.scores > self.threshold)
 
     def incidents(self, rule: IncidentAlarmRule) -> tuple[list, list]:
-        alarms = IncidentAlarms(rule, threshold=self.threshold)
+        alarms = incident_alarms(self.pipe, rule)
         return alarms.annunciate(self.episodes, alarms.pair_alarms(self.metadata, self.scores))
 
 
@@ -127,6 +128,7 @@ def readme(folder: Path, rules: dict[str, IncidentAlarmRule], attacks: str | Non
             "outside_per_hour": len(outside) / hours,
             "outside_kinds": dict(Counter(i.kind for i in outside)),
             "held_back": len(held),
+            "held_back_reasons": dict(Counter(i.evidence["held_back"].split(":")[0] for i in held)),
             "attacks_typed": {kind: EXPECTED[kind] in kinds for kind, kinds in typed.items()},
             "kinds_inside": typed,
             "c2_beacons": [i.evidence for i in shown if i.kind == "c2_beacon"],
@@ -146,7 +148,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         choice = choose([int(s) for s in args.seeds.split(",")], folder)
-        rules = {"plain": PLAIN_RULE, "default": DEFAULT_RULE}
+        rules = {
+            "plain": PLAIN_RULE,
+            "default": DEFAULT_RULE,
+            "default without warm-up": replace(DEFAULT_RULE, warmup=False),
+        }
         if choice["chosen_on_delay"] is not None:
             rules["chosen"] = _rule(choice["chosen_on_delay"])
         result = readme(folder, rules)

@@ -67,3 +67,16 @@ def test_quiet_pairs_are_forgotten() -> None:
 def test_a_bad_rule_is_refused_with_its_name(kwargs) -> None:
     with pytest.raises(InvalidInputError, match=next(iter(kwargs))):
         IncidentAlarmRule(**kwargs)
+
+
+def test_odd_episodes_during_the_warm_up_are_held_back_with_their_reason() -> None:
+    meta = _packets(np.arange(0.0, 60.0, 0.5))
+    scores = np.where((np.arange(len(meta)) < 8) | (np.arange(len(meta)) >= 100), 2.0, 0.5)  # 0-3.5 s and 50-59.5 s
+    episodes = type_incidents(meta, scores > 1.0)
+    alarms = IncidentAlarms(DEFAULT_RULE, threshold=1.0, warmup_seconds=10.0)
+    shown, held = alarms.annunciate(episodes, alarms.pair_alarms(meta, scores))
+    assert [i.start for i in shown] == [50.0]
+    assert [(i.start, i.evidence["held_back"].split(":")[0]) for i in held] == [(0.0, "warm-up")]
+    # a typed attack in the warm-up is shown all the same
+    scan = NetworkIncident("port_scan", 1.0, 3.0, np.arange(5), "10.0.0.66", "10.0.0.12")
+    assert alarms.annunciate([scan], np.zeros(len(meta), dtype=bool))[0][0].kind == "port_scan"

@@ -21,12 +21,13 @@ import pandas as pd
 from vigil.errors import InvalidInputError
 from vigil.network.beacons import BeaconTracker
 from vigil.network.features import PacketFeatureExtractor, decays_for_training
-from vigil.network.incident_alarms import DEFAULT_RULE, IncidentAlarmRule, IncidentAlarms
+from vigil.network.incident_alarms import DEFAULT_RULE, IncidentAlarmRule, IncidentAlarms, warmup_seconds
 from vigil.network.incidents import NetworkIncident, type_incidents
 from vigil.network.packets import PacketTable
 from vigil.pipeline import Pipeline, top_features
 
-__all__ = ["CaptureScorer", "ScoredCapture", "read_packets_as_table", "score_capture", "score_packets"]
+__all__ = ["CaptureScorer", "ScoredCapture", "incident_alarms", "read_packets_as_table", "score_capture",
+           "score_packets"]  # fmt: skip
 
 
 def read_packets_as_table(
@@ -115,7 +116,7 @@ def score_packets(
     """Score packet features with a fitted pipeline, type the flagged packets and apply the alarm rule.
 
     ``alarms`` carries the rule and each host pair's count from earlier batches (a fresh
-    :class:`~vigil.network.incident_alarms.IncidentAlarms` with the default rule when ``None``);
+    :func:`incident_alarms` with the default rule when ``None``);
     ``typing`` goes to :func:`~vigil.network.incidents.type_incidents` (``known_pairs``, ...).
     """
     scores = pipe.score_samples(features)
@@ -125,7 +126,7 @@ def score_packets(
     if len(flagged):
         shares[flagged] = pipe.contributions(features.iloc[flagged])
     episodes = type_incidents(metadata, decisions, contributions=shares, feature_names=pipe.feature_names_in_, **typing)
-    alarms = IncidentAlarms(DEFAULT_RULE, threshold=pipe.threshold_) if alarms is None else alarms
+    alarms = incident_alarms(pipe) if alarms is None else alarms
     incidents, held = alarms.annunciate(episodes, alarms.pair_alarms(metadata, scores))
     kind = np.full(len(features), "", dtype=object)
     for incident in incidents:
@@ -162,7 +163,13 @@ def score_capture(
 ) -> ScoredCapture:
     """Read, featurise and score a capture with a fitted pipeline; see :class:`ScoredCapture`."""
     features, metadata = read_packets_as_table(path, feature_names=pipe.feature_names_in_)
-    return score_packets(pipe, features, metadata, top_k=top_k, alarms=IncidentAlarms(rule, threshold=pipe.threshold_))
+    return score_packets(pipe, features, metadata, top_k=top_k, alarms=incident_alarms(pipe, rule))
+
+
+def incident_alarms(pipe: Pipeline, rule: IncidentAlarmRule = DEFAULT_RULE) -> IncidentAlarms:
+    """The alarm rule's state for a fresh capture scored by ``pipe``, its warm-up from the model's features."""
+    decays = PacketFeatureExtractor.from_feature_names(pipe.feature_names_in_).decays
+    return IncidentAlarms(rule, threshold=pipe.threshold_, warmup_seconds=warmup_seconds(decays))
 
 
 class CaptureScorer:
@@ -198,7 +205,7 @@ class CaptureScorer:
         self, pipe: Pipeline, *, max_known: int = 1_000_000, rule: IncidentAlarmRule = DEFAULT_RULE, **extractor: Any
     ) -> None:
         self.pipe = pipe
-        self.alarms = IncidentAlarms(rule, threshold=pipe.threshold_)
+        self.alarms = incident_alarms(pipe, rule)
         self.beacons = BeaconTracker()
         self.extractor = PacketFeatureExtractor.from_feature_names(pipe.feature_names_in_, **extractor)
         self.max_known = max_known

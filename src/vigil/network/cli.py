@@ -60,7 +60,7 @@ def write_capture_scores(model: str | Path, capture: str | Path, output: str | P
         kinds[incident.kind] = kinds.get(incident.kind, 0) + 1
     typed = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"
     if scored.held_back:
-        typed += f" ({len(scored.held_back)} episodes held back, not persistent)"
+        typed += f" ({len(scored.held_back)} episodes held back by the alarm rule)"
     skipped = scored.read_stats.get("non_ip", 0) + scored.read_stats.get("malformed", 0)
     cut = (
         "; the capture ends inside a packet (cut short): that last packet was not read"

@@ -14,18 +14,22 @@ annunciation policy between typed episodes and incidents, in the alarm vocabular
    that the model found the packets odd) is an incident only when one of its packets is in such an alarm.
    The other kinds carry their own persistence in their typing rule (≥ 20 ports probed, ≥ 10 sessions,
    ≥ 20 flooding sources, ≥ 1 MB sent, a regular beacon of ≥ 6 attempts) and are annunciated at once.
-2. **Re-alarm merging (hold-off).** An incident of the same kind on the same device (the address an
+2. **Warm-up.** The detector's damped statistics start empty at a capture's first packet, so every host
+   pair is new and its first packets look odd. Until the slowest damped window (``warmup_seconds``,
+   1/λ of the smallest decay rate of the model's features) has passed since that first packet, episodes
+   of the persistent kinds are held back with that reason; the typed attacks are annunciated as ever.
+3. **Re-alarm merging (hold-off).** An incident of the same kind on the same device (the address an
    operator acts on, :func:`incident_device`) that starts within ``holdoff_seconds`` of the previous one's
    end is merged into it: one attack spread over several episodes is one incident.
 
-Nothing is dropped silently: the episodes the rule does not annunciate are returned as ``held_back``
-(``vigil score`` lists them in its incidents JSON, the capture monitor counts them), and their packets keep
-their scores and ``anomaly`` flags.
+Nothing is dropped silently: the episodes the rule does not annunciate are returned as ``held_back``, each
+with its reason in ``evidence["held_back"]`` (``vigil score`` lists them in its incidents JSON, the capture
+monitor counts them), and their packets keep their scores and ``anomaly`` flags.
 
 :data:`DEFAULT_RULE`'s on-delay was chosen on benign training traffic only (never on attack labels): the
 smallest ``on_delay`` of 10 packets under which no benign development capture raised a persistent-kind
-incident (``benchmarks/network_alarm_dev.py``, ``docs/benchmarks-network.md``). The window, gap and
-hold-off are stated policy.
+incident (``benchmarks/network_incidents.py``, ``docs/benchmarks-network.md``). The window, gap, warm-up
+and hold-off are stated policy.
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ from vigil.alarms.stage import AlarmStage, AlarmState
 from vigil.errors import InvalidInputError
 from vigil.network.incidents import NetworkIncident
 
-__all__ = ["DEFAULT_RULE", "PLAIN_RULE", "IncidentAlarmRule", "IncidentAlarms", "incident_device", "pair_keys"]
+__all__ = ["DEFAULT_RULE", "PLAIN_RULE", "IncidentAlarmRule", "IncidentAlarms", "incident_device", "pair_keys",
+           "warmup_seconds"]  # fmt: skip
 
 _TARGETED = frozenset({"flood", "port_scan", "brute_force"})
 
@@ -70,6 +75,17 @@ def pair_keys(metadata: pd.DataFrame) -> NDArray[np.object_]:
     return (low + "|" + high).astype(object)
 
 
+def warmup_seconds(decays: Sequence[float]) -> float:
+    """How long the slowest damped window takes to fill: 1/λ of the smallest decay rate.
+
+    Examples
+    --------
+    >>> warmup_seconds((5.0, 3.0, 1.0, 0.1))
+    10.0
+    """
+    return 1.0 / min(float(d) for d in decays)
+
+
 @dataclass(frozen=True)
 class IncidentAlarmRule:
     """The annunciation policy for typed network episodes (see the module docstring).
@@ -84,21 +100,24 @@ class IncidentAlarmRule:
         Incidents of one kind on one device closer than this merge into one; 0 merges none.
     persistent_kinds : tuple of str
         Kinds that need persistence; the others are annunciated as typed.
+    warmup : bool
+        Hold back persistent-kind episodes during the warm-up of the damped statistics.
 
     Examples
     --------
     >>> DEFAULT_RULE.persistence.on_delay, DEFAULT_RULE.persistence.window, DEFAULT_RULE.holdoff_seconds
-    (4, 10, 60.0)
+    (3, 10, 60.0)
     >>> IncidentAlarmRule(max_gap=0)
     Traceback (most recent call last):
     ...
     vigil.errors.InvalidInputError: IncidentAlarmRule(max_gap=0) must be a positive number of seconds
     """
 
-    persistence: AlarmPolicy = field(default_factory=lambda: AlarmPolicy(on_delay=4, window=10, off_delay=10))
+    persistence: AlarmPolicy = field(default_factory=lambda: AlarmPolicy(on_delay=3, window=10, off_delay=10))
     max_gap: float = 10.0
     holdoff_seconds: float = 60.0
     persistent_kinds: tuple[str, ...] = ("unusual_traffic", "new_peer")
+    warmup: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.persistence, AlarmPolicy):
@@ -118,13 +137,14 @@ class IncidentAlarmRule:
             "max_gap": self.max_gap,
             "holdoff_seconds": self.holdoff_seconds,
             "persistent_kinds": list(self.persistent_kinds),
+            "warmup": self.warmup,
         }
 
 
 DEFAULT_RULE = IncidentAlarmRule()
-"""4 of a pair's last 10 packets flagged (reset after 10 s of silence); merge within 60 s."""
+"""3 of a pair's last 10 packets flagged (reset after 10 s of silence), warm-up held back; merge within 60 s."""
 
-PLAIN_RULE = IncidentAlarmRule(persistence=AlarmPolicy(), holdoff_seconds=0.0)
+PLAIN_RULE = IncidentAlarmRule(persistence=AlarmPolicy(), holdoff_seconds=0.0, warmup=False)
 """Every typed episode is an incident (what Vigil did before the rule)."""
 
 
@@ -136,6 +156,9 @@ class IncidentAlarms:
     rule : IncidentAlarmRule
     threshold : float
         The detector's threshold: a packet above it is flagged.
+    warmup_seconds : float
+        Seconds from the capture's first packet during which the damped statistics warm up (see
+        :func:`warmup_seconds`); 0 for none.
 
     Examples
     --------
@@ -145,13 +168,17 @@ class IncidentAlarms:
     [0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]
     """
 
-    def __init__(self, rule: IncidentAlarmRule = DEFAULT_RULE, *, threshold: float) -> None:
+    def __init__(
+        self, rule: IncidentAlarmRule = DEFAULT_RULE, *, threshold: float, warmup_seconds: float = 0.0
+    ) -> None:
         if not isinstance(rule, IncidentAlarmRule):
             msg = f"IncidentAlarms(rule={rule!r}) must be an IncidentAlarmRule"
             raise InvalidInputError(msg)
         self.rule = rule
         self._stage = AlarmStage(policy=rule.persistence, max_gap=rule.max_gap).fit([threshold, threshold], threshold)
         self._states: dict[str, AlarmState] = {}
+        self.warmup_seconds = float(warmup_seconds) if rule.warmup else 0.0
+        self._first_time: float | None = None
 
     @property
     def tracked_pairs(self) -> int:
@@ -173,6 +200,8 @@ class IncidentAlarms:
             return active
         keys = pair_keys(metadata)
         times = metadata["time"].to_numpy(dtype=np.float64)
+        if self._first_time is None:
+            self._first_time = float(times[0])
         flagged = scores > self._stage.base_
         for key, rows in pd.Series(np.arange(len(keys))).groupby(keys, sort=False).indices.items():
             state = self._states.get(key)
@@ -195,12 +224,19 @@ class IncidentAlarms:
         """(incidents to show, episodes held back): persistence for the persistent kinds, then merging."""
         shown: list[NetworkIncident] = []
         held: list[NetworkIncident] = []
+        warm_until = (self._first_time or 0.0) + self.warmup_seconds
         for incident in incidents:
-            needs = incident.kind in self.rule.persistent_kinds and not self.rule.persistence.is_plain
-            if needs and not pair_active[incident.packets].any():
-                held.append(incident)
-            else:
+            reason = None
+            if incident.kind in self.rule.persistent_kinds:
+                if self.warmup_seconds > 0 and incident.start < warm_until:
+                    reason = f"warm-up: within {self.warmup_seconds:g} s of the capture's first packet"
+                elif not self.rule.persistence.is_plain and not pair_active[incident.packets].any():
+                    p = self.rule.persistence
+                    reason = f"not persistent: no host pair had {p.on_delay} of its last {p.window} packets flagged"
+            if reason is None:
                 shown.append(incident)
+            else:
+                held.append(replace(incident, evidence={**incident.evidence, "held_back": reason}))
         return merge_incidents(shown, self.rule.holdoff_seconds), held
 
 
