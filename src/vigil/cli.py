@@ -499,10 +499,15 @@ def _read(
     label: str | None,
     columns: Sequence[str] | None = None,
     group: str | None = None,
+    categorical: Sequence[str] | None = None,
 ):
+    """Read a table; text columns as ``--categorical`` says, or as the training table had them."""
     from vigil.data.tables import read_table
 
-    return read_table(
+    flag = getattr(args, "categorical", "none")
+    if categorical is None:
+        categorical = "auto" if flag == "auto" else () if flag == "none" else _split_columns(flag)
+    table = read_table(
         path,
         label=label,
         time=args.time,
@@ -512,7 +517,28 @@ def _read(
         sort_time=args.sort_time,
         drop_duplicate_times=args.drop_duplicate_times,
         group=group,
+        categorical=categorical,
     )
+    if flag == "auto" and table.categorical and columns is None:
+        print(
+            f"{table.source}: one-hot encoding the text columns {', '.join(table.categorical)} "
+            "(--categorical none refuses text columns instead)",
+            file=sys.stderr,
+        )
+    return table
+
+
+def _encoding(make: Any, table: Any) -> Any:
+    """``make`` for pipelines that one-hot encode the table's text columns (``make`` itself when none)."""
+    if not table.categorical:
+        return make
+
+    def build():
+        pipe = make()
+        pipe.categorical = tuple(table.categorical)
+        return pipe
+
+    return build
 
 
 def _add_cost_options(parser: argparse.ArgumentParser) -> None:
@@ -567,6 +593,13 @@ def _add_table_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep the first row of each repeated timestamp instead of rejecting duplicates",
     )
+    group.add_argument(
+        "--categorical",
+        default="auto",
+        metavar="COLUMNS",
+        help="comma-separated text columns to one-hot encode (with a bucket for unseen values); 'auto' "
+        "(default) encodes every column of mostly non-numeric text and says so, 'none' refuses text",
+    )
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -580,15 +613,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         if args.test is not None or args.train_rows is not None:
             msg = "--cv validates on folds of --train alone: leave out --test and --train-rows"
             raise InvalidInputError(msg)
-        return _evaluate_cv(args, make, _read(args.train, args, label=args.label))
+        table = _read(args.train, args, label=args.label)
+        return _evaluate_cv(args, _encoding(make, table), table)
     if (args.test is None) == (args.train_rows is None):
         msg = "give either --test TEST.csv or --train-rows N (to split TRAIN.csv), not both or neither"
         raise InvalidInputError(msg)
     train = _read(args.train, args, label=args.label)
+    make = _encoding(make, train)
     if args.train_rows is not None:
         train, test = split_rows(train, args.train_rows)
     else:
-        test = _read(args.test, args, label=args.label, columns=list(train.X.columns))
+        test = _read(args.test, args, label=args.label, columns=list(train.X.columns), categorical=train.categorical)
     X_train = train.X
     if train.y is not None and train.y.any():
         # Unsupervised detectors learn normal behaviour: labelled anomalies are kept out of training.
@@ -795,6 +830,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if args.group_by:
         return _fit_groups(args, make)
     table = _read(args.train, args, label=args.label)
+    make = _encoding(make, table)
     X = table.X
     if table.y is not None and table.y.any():
         X = table.X.loc[~table.y].reset_index(drop=True)
@@ -811,6 +847,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         "drop": _split_columns(args.drop),
         "sep": args.sep,
         "features": pipe.feature_names_in_,
+        "categorical": list(table.categorical),
     }
     (out / "input.json").write_text(json.dumps(layout, indent=2) + "\n")
     selection = getattr(pipe, "selection_", None)
@@ -922,9 +959,10 @@ def _cmd_score(args: argparse.Namespace) -> int:
         columns=pipe.feature_names_in_,
         sort_time=args.sort_time,
         drop_duplicate_times=args.drop_duplicate_times,
+        categorical=pipe.encoder_.columns if pipe.encoder_ is not None else (),
     )
     scores = pipe.score_samples(table.X)
-    ranked = top_features(pipe.contributions(table.X), pipe.feature_names_in_, top_k=args.top_k)
+    ranked = top_features(pipe.contributions(table.X), pipe.feature_names_out_, top_k=args.top_k)
     out = pd.DataFrame({"row": np.arange(len(scores))})
     if table.time is not None:
         out["time"] = table.time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -944,6 +982,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 def _tuning_tables(args: argparse.Namespace):
     from vigil.data.benchmarks import load_benchmark
+    from vigil.errors import InvalidInputError
     from vigil.evaluation.runner import EvaluationPart
     from vigil.tuning.search import TrainingTable
 
@@ -956,6 +995,12 @@ def _tuning_tables(args: argparse.Namespace):
         tests = [EvaluationPart(p.name, p.X_train, p.X_test, p.y_test, p.time_test, extra=p.extra) for p in parts]
         return tables, tests, benchmark.name
     train = _read(args.train, args, label=args.label)
+    if train.categorical:
+        msg = (
+            f"{train.source}: vigil tune does not encode text columns yet ({', '.join(train.categorical)}): "
+            "drop them with --drop, or tune on the numeric columns and fit with them"
+        )
+        raise InvalidInputError(msg)
     tables = [TrainingTable(train.source, train.X, train.y)]
     tests = []
     if args.test:

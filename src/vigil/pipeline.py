@@ -5,17 +5,20 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 
 import vigil
 from vigil.alarms.stage import AlarmRun, AlarmStage
 from vigil.base import BaseDetector
 from vigil.calibration.thresholds import TargetFARThreshold, Thresholder, thresholder_from_dict
-from vigil.errors import InvalidInputError, ModelFormatError
+from vigil.errors import InvalidInputError, ModelFormatError, SchemaError
+from vigil.features.categorical import CategoryEncoder
 from vigil.features.scaling import make_scaler
 from vigil.persistence import FORMAT_VERSION, read_state, write_state
 from vigil.validation import check_array, check_features, check_fitted
@@ -79,6 +82,10 @@ class Pipeline:
         The decision stage after the threshold (:class:`~vigil.alarms.AlarmStage`): whether the set level
         adapts to the plant and how flagged scores become alarms. It starts from the same held-out scores
         and threshold. ``None`` (default) is a bare static threshold: every flagged row is an alarm.
+    categorical : sequence of str
+        Text columns of a DataFrame ``X`` to one-hot encode before scaling, with the categories learned in
+        ``fit`` and a ``<other>`` bucket for the rest (:class:`~vigil.features.categorical.CategoryEncoder`).
+        Empty (default): every column must be numeric.
 
     Attributes
     ----------
@@ -90,6 +97,9 @@ class Pipeline:
         The fitted decision stage; :meth:`decide` runs it.
     feature_names_in_ : list of str
         Column names seen in ``fit`` (``x0, x1, …`` for unnamed arrays).
+    feature_names_out_ : list of str
+        The names of the columns the detector sees, which contributions and explanations refer to: the
+        input columns, with each categorical one replaced by its ``column=category`` columns.
     version_ : str
         A short content hash of the fitted model, used as the model version in alerts.
 
@@ -117,6 +127,7 @@ class Pipeline:
         smoothing: int = 1,
         calibrate: str = "smoothed",
         alarm: AlarmStage | None = None,
+        categorical: Sequence[str] = (),
     ) -> None:
         self.detector = detector
         self.scaler = scaler
@@ -125,12 +136,14 @@ class Pipeline:
         self.smoothing = smoothing
         self.calibrate = calibrate
         self.alarm = alarm
+        self.categorical = tuple(categorical)
 
     def __repr__(self) -> str:
         return (
             f"Pipeline({self.detector!r}, scaler={self.scaler!r}, threshold={self.threshold!r}, holdout={self.holdout}"
             + (f", smoothing={self.smoothing}" if self.smoothing != 1 else "")
             + (f", calibrate={self.calibrate!r}" if self.calibrate != "smoothed" else "")
+            + (f", categorical={list(self.categorical)!r}" if self.categorical else "")
             + (f", alarm={self.alarm!r})" if self.alarm is not None else ")")
         )
 
@@ -162,6 +175,7 @@ class Pipeline:
             smoothing=self.smoothing,
             calibrate=self.calibrate,
             alarm=None if self.alarm is None else self.alarm.clone(),
+            categorical=self.categorical,
         )
 
     def fit(self, X: Any, y: Any = None) -> Self:
@@ -185,9 +199,15 @@ class Pipeline:
         if self.alarm is not None and not isinstance(self.alarm, AlarmStage):
             msg = f"Pipeline(alarm={self.alarm!r}) must be an AlarmStage or None"
             raise InvalidInputError(msg)
+        self.encoder_ = None
+        if self.categorical:
+            self.encoder_ = CategoryEncoder(self.categorical).fit(X)
+            raw_names = [str(c) for c in X.columns]
+            X = self.encoder_.transform(X)
         values, names = check_array(X, where="X", min_rows=4)
-        self.n_features_in_ = values.shape[1]
-        self.feature_names_in_ = names if names is not None else [f"x{j}" for j in range(values.shape[1])]
+        self.feature_names_out_ = names if names is not None else [f"x{j}" for j in range(values.shape[1])]
+        self.feature_names_in_ = raw_names if self.encoder_ is not None else self.feature_names_out_
+        self.n_features_in_ = len(self.feature_names_in_)
         self._named_input = names is not None
         self.scaler_ = make_scaler(self.scaler).fit(values)
         scaled = self.scaler_.transform(values)
@@ -236,6 +256,8 @@ class Pipeline:
             digest.update(f"calibrate={self.calibrate}".encode())
         if not self.alarm_.is_plain:
             digest.update(repr(sorted(self.alarm_.to_dict().items())).encode())
+        if self.encoder_ is not None:
+            digest.update(repr(self.encoder_.to_dict()).encode())
         for value in (self.scaler_.center_, self.scaler_.scale_, np.array([self.threshold_])):
             digest.update(np.ascontiguousarray(value).tobytes())
         for key, value in sorted(self.detector_._learned_state().items()):
@@ -247,15 +269,28 @@ class Pipeline:
 
     def _transform(self, X: Any, where: str = "X") -> NDArray[np.float64]:
         check_fitted(self)
+        if self.encoder_ is not None:
+            X = self.encoder_.transform(self._check_columns(X, where), where=where)
         values, names = check_array(X, where=where)
         values = check_features(
             values,
             names,
-            n_features=self.n_features_in_,
-            feature_names=self.feature_names_in_ if self._named_input else None,
+            n_features=len(self.feature_names_out_),
+            feature_names=self.feature_names_out_ if self._named_input else None,
             where=where,
         )
         return self.scaler_.transform(values)
+
+    def _check_columns(self, X: Any, where: str) -> Any:
+        """A frame for a pipeline with text columns: exactly the columns it was fitted on, in any order."""
+        if isinstance(X, pd.DataFrame):
+            columns = [str(c) for c in X.columns]
+            missing = [c for c in self.feature_names_in_ if c not in columns]
+            extra = [c for c in columns if c not in self.feature_names_in_]
+            if missing or extra:
+                msg = f"{where} has other columns than the model was fitted with: missing {missing}, unexpected {extra}"
+                raise SchemaError(msg)
+        return X
 
     def score_samples(self, X: Any) -> NDArray[np.float64]:
         """One anomaly score per row; higher = more anomalous."""
@@ -302,7 +337,7 @@ class Pipeline:
     def explain(self, X: Any, *, top_k: int = 3) -> list[list[tuple[str, float]]]:
         """For each row, the ``top_k`` features that drove its score, with their shares, largest first."""
         shares = self.contributions(X)
-        return top_features(shares, self.feature_names_in_, top_k=top_k)
+        return top_features(shares, self.feature_names_out_, top_k=top_k)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
@@ -323,6 +358,7 @@ class Pipeline:
             "alarm": self.alarm_.to_dict(),
             "feature_names": self.feature_names_in_,
             "named_input": self._named_input,
+            **({"categorical": self.encoder_.to_dict()} if self.encoder_ is not None else {}),
             "train_score_quantiles": self.train_score_quantiles_,
         }
         if getattr(self, "selection_", None) is not None:
@@ -345,6 +381,7 @@ class Pipeline:
                 holdout=float(document["holdout"]),
                 smoothing=int(document.get("smoothing", 1)),  # absent from pipelines saved before it existed
                 calibrate=str(document.get("calibrate", "smoothed")),
+                categorical=document["categorical"]["columns"] if "categorical" in document else (),
             )
             pipe.detector_ = detector
             pipe.scaler_ = make_scaler(document["scaler"]).restore(arrays["scaler_center"], arrays["scaler_scale"])
@@ -359,6 +396,10 @@ class Pipeline:
             pipe.feature_names_in_ = [str(n) for n in document["feature_names"]]
             pipe._named_input = bool(document["named_input"])
             pipe.n_features_in_ = len(pipe.feature_names_in_)
+            pipe.encoder_ = CategoryEncoder.from_dict(document["categorical"]) if "categorical" in document else None
+            pipe.feature_names_out_ = (
+                pipe.encoder_.feature_names_out_ if pipe.encoder_ is not None else pipe.feature_names_in_
+            )
             pipe.train_score_quantiles_ = dict(document.get("train_score_quantiles", {}))
             if "selection" in document:
                 pipe.selection_ = dict(document["selection"])
@@ -370,13 +411,15 @@ class Pipeline:
             msg = f"{directory / 'config.json'}: field threshold.threshold is {pipe.threshold_}, not a finite number"
             raise ModelFormatError(msg)
         n_detector = getattr(detector, "n_features_in_", None)
-        if pipe.scaler_.center_.shape != (pipe.n_features_in_,) or n_detector != pipe.n_features_in_:
+        n_out = len(pipe.feature_names_out_)
+        if pipe.scaler_.center_.shape != (n_out,) or n_detector != n_out:
             msg = f"{directory} is inconsistent: scaler, detector and feature names disagree on the feature count"
             raise ModelFormatError(msg)
         # The state arrays must also fit together (a components_ of the wrong shape loads, then fails every
         # score): score the training centre once, so that a bad directory is refused here, not on live data.
         try:
-            pipe.score_samples(np.tile(pipe.scaler_.center_, (pipe.context_rows + 1, 1)))
+            centre = check_array(np.tile(pipe.scaler_.center_, (pipe.context_rows + 1, 1)), where="scaler_center")[0]
+            pipe._smooth(pipe.detector_.score_samples(pipe.scaler_.transform(centre)))
         except Exception as exc:
             msg = f"{directory}: the loaded model cannot score ({type(exc).__name__}: {exc}); its state is inconsistent"
             raise ModelFormatError(msg) from exc

@@ -10,7 +10,9 @@ README shows under it. The rule for matching:
 - a shown line ``...`` stands for any number of lines, so the README shows only the lines that matter;
 - every other shown line must be there, in that order and with nothing in between, after both sides are
   normalised: durations after "in" (``done in 1.5 s``), rates (``(981/s)``), model version hashes
-  (``pca-85dc2d6215``) and the ``fit / score seconds`` figures are masked; trailing blanks are ignored;
+  (``pca-85dc2d6215``) and the ``fit / score seconds`` figures are masked, numbers printed with six or
+  more decimals are compared to 5 significant digits (their last digits differ from one CPU's arithmetic
+  to another's); trailing blanks are ignored;
 - progress lines (``training: 3/50 epochs, 10 s``: written only when a step outlasts 10 s, so their number
   depends on the machine) are dropped from the output before comparing.
 
@@ -80,9 +82,13 @@ _MASKS = (
 _PROGRESS = re.compile(r"^[^:\n]+: \d+(?:/\d+)? \w+(?: \(.*\))?, (?:done in )?\d+ s$")
 
 
+_LONG_NUMBER = re.compile(r"(?<![\w.])-?\d+\.\d{6,}(?:e[-+]?\d+)?")
+
+
 def normalise(line: str) -> str:
     for pattern, replacement in _MASKS:
         line = pattern.sub(replacement, line)
+    line = _LONG_NUMBER.sub(lambda m: f"{float(m.group()):.5g}", line)
     return line.rstrip()
 
 
@@ -111,6 +117,9 @@ def test_the_matching_rule() -> None:
     assert matches(["published 24 messages in 2.4 s (981/s)"], ["published 24 messages in 0.1 s (240/s)"])
     assert not matches(["published 24 messages in 2.4 s (981/s)"], ["published 25 messages in 2.4 s (981/s)"])
     assert not matches(["a"], [])
+    assert matches(['"score": 26.180084235625046,'], ['"score": 26.180082424908317,'])
+    assert not matches(['"score": 26.180084235625046,'], ['"score": 26.190084235625046,'])
+    assert not matches(["threshold 2.331"], ["threshold 2.332"])  # short figures are compared as printed
     commands = console_commands("```console\n$ one \\\n    --two\nout\n$ three\n```\n```bash\n$ no\n```\n")
     assert [(c.text, c.expected) for c in commands] == [("one \\\n    --two", ["out"]), ("three", [])]
 

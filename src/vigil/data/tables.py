@@ -44,6 +44,8 @@ class Table:
         The name of the file the table was read from.
     group : numpy.ndarray of str or None
         The asset (or other group) of each row, from the ``group`` column; None when none was named.
+    categorical : tuple of str
+        The columns of ``X`` kept as text (``read_table(categorical=...)``); every other one is float64.
 
     Examples
     --------
@@ -57,6 +59,7 @@ class Table:
     time: pd.DatetimeIndex | None
     source: str
     group: NDArray[np.str_] | None = None
+    categorical: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.X)
@@ -334,6 +337,7 @@ def read_table(
     drop_duplicate_times: bool = False,
     encoding: str = "utf-8-sig",
     group: str | None = None,
+    categorical: Sequence[str] | str = (),
 ) -> Table:
     """Read a CSV of numeric features, with an optional label and time column, and validate every cell.
 
@@ -363,6 +367,11 @@ def read_table(
         kept) instead of rejecting duplicate timestamps. Duplicates are dropped before sorting.
     encoding : str
         Text encoding; the default also strips a UTF-8 byte-order mark.
+    categorical : sequence of str or "auto"
+        Feature columns kept as text (stripped) for a pipeline to one-hot encode
+        (``Pipeline(categorical=...)``); an empty cell in one is an error. ``"auto"``: every feature column
+        holding text that is not a number, with at most 100 distinct values
+        (:func:`~vigil.features.categorical.detect_categorical`); ``Table.categorical`` says which.
 
     Returns
     -------
@@ -409,7 +418,11 @@ def read_table(
     features = _check_columns(available, where=where, label=label, time=time, drop=ignored, columns=columns)
     lines = np.arange(2, len(raw) + 2, dtype=np.int64)
 
-    X = to_numeric_frame(raw[features], source=where, lines=lines)
+    texts = _categorical_columns(raw[features], categorical, where=where)
+    X = to_numeric_frame(raw[[c for c in features if c not in texts]], source=where, lines=lines)
+    for column in texts:
+        X[column] = _text_column(raw[column], column, source=where, lines=lines)
+    X = X[features]
     y = _parse_label(raw[label], source=where, lines=lines) if label is not None else None
     stamps = _parse_time(raw[time], source=where, lines=lines) if time is not None else None
     groups = _parse_group(raw[group], source=where, lines=lines) if group is not None else None
@@ -426,7 +439,7 @@ def read_table(
             stamps = stamps[keep]
             groups = groups[keep] if groups is not None else None
     X = X.reset_index(drop=True)
-    return Table(X=X, y=y, time=stamps, source=path.name, group=groups)
+    return Table(X=X, y=y, time=stamps, source=path.name, group=groups, categorical=tuple(texts))
 
 
 def _repair_groups(
@@ -452,6 +465,31 @@ def _parse_group(column: pd.Series, *, source: str, lines: NDArray[np.int64]) ->
         msg = f"{source}: line {lines[i]}, column {column.name!r} is empty (every row needs its group)"
         raise InvalidInputError(msg)
     return text.to_numpy(dtype=str)
+
+
+def _categorical_columns(raw: pd.DataFrame, categorical: Sequence[str] | str, *, where: str) -> list[str]:
+    from vigil.features.categorical import detect_categorical
+
+    if isinstance(categorical, str):
+        if categorical != "auto":
+            msg = f"categorical must be 'auto' or a list of column names, got {categorical!r}"
+            raise InvalidInputError(msg)
+        return detect_categorical(raw)
+    named = [str(c) for c in categorical]
+    unknown = [c for c in named if c not in raw.columns]
+    if unknown:
+        msg = f"{where} has no feature column {unknown[0]!r} to read as categorical; columns: {', '.join(raw.columns)}"
+        raise SchemaError(msg)
+    return named
+
+
+def _text_column(values: pd.Series, column: str, *, source: str, lines: NDArray[np.int64]) -> pd.Series:
+    text = values.astype("string").str.strip()
+    empty = np.flatnonzero(text.isna().to_numpy() | (text == "").fillna(True).to_numpy())
+    if len(empty):
+        msg = f"{source}: line {lines[empty[0]]}, column {column!r} is empty (a categorical cell needs a value)"
+        raise InvalidInputError(msg)
+    return text.astype(object)
 
 
 def _check_separator(header: list[str], *, sep: str, where: str) -> None:

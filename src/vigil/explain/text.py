@@ -69,7 +69,7 @@ def explain_rows(pipe: Pipeline, X: Any, *, top_k: int = 3) -> list[tuple[list[F
     shares = pipe.contributions(X)
     observed = pipe._transform(X) * pipe.scaler_.scale_ + pipe.scaler_.center_
     expected = _expected_raw(pipe, X)
-    names = pipe.feature_names_in_
+    names = pipe.feature_names_out_
     out = []
     for i in range(shares.shape[0]):
         order = np.argsort(-shares[i], kind="stable")

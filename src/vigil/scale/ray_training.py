@@ -236,6 +236,8 @@ def _assemble(
     held_scaled = scaler.transform(held)
     pipe.n_features_in_ = len(features)
     pipe.feature_names_in_ = list(features)
+    pipe.feature_names_out_ = list(features)
+    pipe.encoder_ = None
     pipe._named_input = True
     pipe.scaler_ = scaler
     pipe.detector_ = _Pretrained.detector(pipe.detector, state, held_scaled, losses)

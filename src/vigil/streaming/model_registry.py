@@ -207,6 +207,12 @@ class ModelRegistry:
                 msg = f"model directory {source} does not exist"
                 raise InvalidInputError(msg)
             pipeline = Pipeline.load(source)
+        if getattr(pipeline, "encoder_", None) is not None:
+            msg = (
+                f"model {name!r} one-hot encodes the text columns {', '.join(pipeline.encoder_.columns)}: live "
+                "readings are numbers only, so such a model scores files (vigil score), not the service"
+            )
+            raise InvalidInputError(msg)
         version = check_name(pipeline.version_, "version")
         target = self.version_dir(name, version)
         if not target.is_dir():
