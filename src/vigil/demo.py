@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +17,18 @@ import numpy as np
 import pandas as pd
 
 from vigil.alarms.rules import make_alarm_stage
-from vigil.alerts import Alert, AlertTracker, SqlAlertStore
+from vigil.alerts import (
+    DEFAULT_INCIDENT_WINDOW,
+    Alert,
+    AlertEvent,
+    AlertSink,
+    AlertTracker,
+    AssetIncident,
+    SqlAlertStore,
+)
 from vigil.calibration.thresholds import POTThreshold
 from vigil.data.simulator import Incident, PlantRecording, simulate_plant
+from vigil.demo_incident import SCAN_DELAY, format_incidents, incident_correlator, machine_incident, scan_controller
 from vigil.evaluation.metrics import evaluate
 from vigil.evaluation.report import Report
 from vigil.explain.text import explain_rows
@@ -56,6 +67,7 @@ class DemoResult:
     report: Path
     store: Path
     model_dir: Path
+    incidents: list[AssetIncident] = field(default_factory=list)  # asset incidents across modalities
 
 
 @contextmanager
@@ -69,7 +81,7 @@ def _stage(step: str, quiet: bool) -> Iterator[None]:
 
 
 def _replay(
-    pipe: Pipeline, frame: pd.DataFrame, tracker: AlertTracker, store: SqlAlertStore, progress: bool
+    pipe: Pipeline, frame: pd.DataFrame, tracker: AlertTracker, sink: AlertSink, progress: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     scorer = StreamScorer(pipe)
     names = pipe.feature_names_in_
@@ -80,8 +92,9 @@ def _replay(
         scored = scorer.score(batch)
         # Alert times are absolute: a naive clock is read as UTC.
         moments = batch.index if batch.index.tz is not None else batch.index.tz_localize("UTC")
+        events: list[AlertEvent] = []
         for i, moment in enumerate(moments):
-            events = tracker.update(
+            events += tracker.update(
                 DEVICE,
                 moment.to_pydatetime(),
                 float(scored.scores[i]),
@@ -89,13 +102,11 @@ def _replay(
                 bool(scored.anomalies[i]),
                 dict(zip(names, scored.shares[i].tolist(), strict=True)) if scored.anomalies[i] else {},
             )
-            for event in events:
-                store.upsert(event.alert)
+        sink.deliver(events)  # one micro-batch, one commit: as the service's runtime does
         scores.append(scored.scores)
         flags.append(scored.anomalies)
         shares.append(scored.shares)
-    for event in tracker.close_all():
-        store.upsert(event.alert)
+    sink.deliver(tracker.close_all())
     return np.concatenate(scores), np.concatenate(flags), np.vstack(shares)
 
 
@@ -197,6 +208,7 @@ def _write_report(
     metrics: dict[str, Any],
     alerts: list[Alert],
     detector: str,
+    evidence: list[tuple[AssetIncident, list[Alert]]],
 ) -> Path:
     offset = recording.train_rows
     detected = sum(o.detected for o in outcomes)
@@ -265,6 +277,28 @@ def _write_report(
             for a in alerts[:100]
         ],
     )
+    if evidence:
+        report.section(
+            "Asset incidents",
+            "Alerts of one machine from the telemetry and the plant network that came within "
+            f"{DEFAULT_INCIDENT_WINDOW:g} s of each other: one incident, with all its evidence.",
+        )
+        report.table(
+            ["machine", "modality", "device", "start", "end", "incident type", "explanation"],
+            [
+                [
+                    incident.asset,
+                    a.modality,
+                    a.device,
+                    a.start.strftime("%H:%M:%S"),
+                    a.end.strftime("%H:%M:%S"),
+                    a.incident_type,
+                    a.explanation,
+                ]
+                for incident, members in evidence
+                for a in members
+            ],
+        )
     report.section("Honest evaluation of the live period")
     report.table(
         ["metric", "value"],
@@ -348,16 +382,34 @@ def run_demo(
     store_path.unlink(missing_ok=True)
     for suffix in ("-wal", "-shm"):
         Path(f"{store_path}{suffix}").unlink(missing_ok=True)
+    # With the network, the controller of the machine that an incident hits is port-scanned meanwhile.
+    chosen = machine_incident(recording) if network else None
+    correlator = incident_correlator(chosen[1] if chosen else None, DEVICE)
     with _stage(f"[3/{steps}] replaying {len(live)} s as a live stream", quiet), SqlAlertStore(store_path) as store:
+        if chosen is not None:
+            moment = live.index[chosen[0].start - recording.train_rows]
+            moment = (moment if moment.tzinfo is not None else moment.tz_localize("UTC")).to_pydatetime()
+            with tempfile.TemporaryDirectory() as folder:
+                scan_controller(
+                    at=moment + timedelta(seconds=SCAN_DELAY),
+                    store=store,
+                    correlator=correlator,
+                    folder=Path(folder),
+                    seed=seed,
+                )
         tracker = AlertTracker(device_gap_seconds=30.0, model_version=pipe.version_)
-        scores, flags, shares = _replay(pipe, live, tracker, store, progress)
-        alerts = sorted(store.list(limit=None), key=lambda a: a.start)
+        scores, flags, shares = _replay(pipe, live, tracker, AlertSink(store, correlator=correlator), progress)
+        correlator.close_all()  # the replay is over: nothing more can join
+        store.upsert_many([], incidents=correlator.unsaved())
+        alerts = sorted((a for a in store.list(limit=None) if a.modality == "telemetry"), key=lambda a: a.start)
+        incidents = sorted(store.list_incidents(status="closed", limit=None), key=lambda i: i.start)
+        evidence = [(incident, store.get_many(incident.alert_ids)) for incident in incidents]
     labels = recording.labels[recording.train_rows :]
     metrics = evaluate(labels, flags, scores, timestamps=live.index.to_numpy())
     outcomes = _outcomes(recording, pipe, flags, shares)
     with _stage(f"[4/{steps}] writing the report", quiet):
         report = _write_report(
-            output / "report.html", recording, live, scores, pipe, outcomes, metrics, alerts, detector
+            output / "report.html", recording, live, scores, pipe, outcomes, metrics, alerts, detector, evidence
         )
     _print_summary(outcomes, metrics, len(alerts))
     if network:
@@ -367,5 +419,8 @@ def run_demo(
             network_result = run_network_demo(seed=seed)
         print()
         print(format_network_summary(network_result))
+    if incidents:
+        print()
+        print(format_incidents(evidence))
     print(f"report: {report}\nalerts: {store_path}\nmodel:  {model_dir}")
-    return DemoResult(outcomes, metrics, alerts, report, store_path, model_dir)
+    return DemoResult(outcomes, metrics, alerts, report, store_path, model_dir, incidents)

@@ -8,7 +8,7 @@ import pytest
 
 from vigil.alerts import SqlAlertStore
 from vigil.cli import main
-from vigil.data.simulator import INCIDENT_CATEGORIES
+from vigil.data.simulator import INCIDENT_CATEGORIES, simulate_plant
 from vigil.demo import run_demo
 from vigil.pipeline import Pipeline
 
@@ -70,3 +70,32 @@ def test_demo_command_prints_the_summary(tmp_path, capsys):
     assert "detected 5/5 incidents" in out
     assert "is among the top 3 at detection for 5/5" in out  # each incident names a sensor it hit
     assert "false-alarm rate" in out and "report:" in out
+
+
+@pytest.fixture(scope="module")
+def demo_with_network(tmp_path_factory):
+    pytest.importorskip("dpkt", reason="the plant network's capture needs dpkt: pip install 'vigil[network]'")
+    return run_demo(output=tmp_path_factory.mktemp("demo-net"), hours=1.0, seed=7, progress=False, network=True)
+
+
+def test_a_port_scan_of_a_machines_controller_and_its_deviation_are_one_incident(demo_with_network, demo) -> None:
+    from vigil.demo_incident import CONTROLLER
+
+    (incident,) = demo_with_network.incidents
+    assert incident.asset == "pump2" and incident.status == "closed"
+    assert incident.modalities == ["network", "telemetry"]
+    with SqlAlertStore(demo_with_network.store) as store:
+        network, telemetry = store.get_many(incident.alert_ids)
+        assert store.count_incidents() == 1
+    assert (network.modality, network.device, network.incident_type) == ("network", CONTROLLER, "port_scan")
+    assert (telemetry.modality, telemetry.device) == ("telemetry", "line-1")
+    assert telemetry.top_features[0][0].startswith("pump2.")
+    # the scan falls inside the valve closing that the simulator injected on that machine
+    valve = next(o.incident for o in demo_with_network.outcomes if o.incident.kind == "valve_closing")
+    index = simulate_plant(hours=1.0, seed=7).frame.index.tz_localize("UTC")
+    assert index[valve.start] <= network.start < index[valve.end]
+    assert index[valve.start] <= telemetry.start < index[valve.end]
+    assert "Asset incidents" in demo_with_network.report.read_text()
+    # the telemetry part of the demo is the same with the network beside it
+    assert [a.id for a in demo_with_network.alerts] == [a.id for a in demo.alerts]
+    assert demo_with_network.metrics == demo.metrics

@@ -33,6 +33,7 @@ MODULES = [
     "vigil.times",
     "vigil.streaming.scorer",
     "vigil.demo",
+    "vigil.demo_incident",
 ]
 
 
