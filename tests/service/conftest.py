@@ -3,9 +3,14 @@ HTTP server and headless Chromium."""
 
 from __future__ import annotations
 
+import getpass
+import os
 import shutil
+import signal
+import subprocess
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +71,48 @@ def broker(service_missing) -> str:
     if not port_open("127.0.0.1", 1883):
         service_missing("no MQTT broker at 127.0.0.1:1883 (start mosquitto)")
     return "mqtt://127.0.0.1:1883"
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path, service_missing) -> Iterator[Callable[[], None]]:
+    """A private Mosquitto with persistence on a free port, which the test may restart."""
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(binary).exists():
+        service_missing("the mosquitto binary is not installed (apt-get install mosquitto)")
+    port = free_port()
+    data = tmp_path / "broker"
+    data.mkdir()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+        # as root, mosquitto would switch to its own user, which cannot write to the test's folder
+        f"{'user ' + getpass.getuser() + chr(10) if os.geteuid() == 0 else ''}"
+        f"persistence_location {data}/\nmax_queued_messages 100000\n"
+    )
+    processes: list[subprocess.Popen] = []
+
+    def start() -> None:
+        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        processes.append(proc)
+        deadline = time.monotonic() + 10
+        while not port_open("127.0.0.1", port):
+            if time.monotonic() > deadline:
+                pytest.fail("mosquitto did not listen within 10 s")
+            time.sleep(0.05)  # waiting for the broker to bind its port
+
+    def restart() -> None:
+        proc = processes[-1]
+        proc.send_signal(signal.SIGTERM)  # a clean stop saves the persistent sessions
+        proc.wait(10)
+        start()
+
+    start()
+    restart.port = port  # type: ignore[attr-defined]
+    yield restart
+    for proc in processes:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -152,44 +152,6 @@ def test_poison_messages_beyond_the_receive_maximum_never_stall_ingestion(
         assert store.count_dead_letters("wrong_type") == 2100
     finally:
         publisher.close()
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path, service_missing) -> Iterator[Callable[[], None]]:
-    """A private Mosquitto with persistence on a free port, which the test may restart."""
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(binary).exists():
-        service_missing("the mosquitto binary is not installed (apt-get install mosquitto)")
-    port = free_port()
-    data = tmp_path / "broker"
-    data.mkdir()
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-        # as root, mosquitto would switch to its own user, which cannot write to the test's folder
-        f"{'user ' + getpass.getuser() + chr(10) if os.geteuid() == 0 else ''}"
-        f"persistence_location {data}/\nmax_queued_messages 100000\n"
-    )
-    processes: list[subprocess.Popen] = []
-
-    def start() -> None:
-        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        processes.append(proc)
-        wait_for(lambda: port_open("127.0.0.1", port), 10, "mosquitto to listen")
-
-    def restart() -> None:
-        proc = processes[-1]
-        proc.send_signal(signal.SIGTERM)  # a clean stop saves the persistent sessions
-        proc.wait(10)
-        start()
-
-    start()
-    restart.port = port  # type: ignore[attr-defined]
-    yield restart
-    for proc in processes:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
 
 
 def test_a_broker_restart_mid_stream_loses_no_message(service, own_broker, prefix: str) -> None:

@@ -227,3 +227,48 @@ def test_options_refuse_a_device_mapped_twice_and_a_bad_group() -> None:
         SparkplugOptions(group="g", assets=twice)
     with pytest.raises(ValueError, match="must be non-empty, without '/'"):
         SparkplugOptions(group="a/b")
+
+
+def test_a_broker_restart_is_a_gap_with_no_invented_record_and_scoring_resumes_within_10_s(
+    runtime: Runtime, own_broker, group: str
+) -> None:
+    url = f"mqtt://127.0.0.1:{own_broker.port}"
+    decisions = Decisions()
+    options = SparkplugOptions(
+        group=group,
+        broker=MqttOptions(url=url, client_id=f"{group}-host", reconnect_min=1, reconnect_max=2),
+        assets=(SparkplugAsset("line-1", "pump-1", asset="pump-1", sensors=BY_SENSOR),),
+        unlisted=False,
+    )
+    source = SparkplugIngest(runtime, options, on_done=decisions).start()
+    first = normal_readings(np.random.default_rng(5))
+    devices = {"pump-1": {metric: ("Double", first[sensor]) for metric, sensor in METRICS.items()}}
+    edge_broker = MqttOptions(url=url, client_id=f"{group}-edge", reconnect_min=1, reconnect_max=2)
+    edge = EdgeNode(edge_broker, group, "line-1", devices)
+    try:
+        assert source.wait_connected(10)
+        edge.connect()
+        rng = np.random.default_rng(6)
+        restarted_at = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            edge.data("pump-1", as_metrics(normal_readings(rng)))
+            if restarted_at is None and len(decisions.of("pump-1")) >= 10:
+                own_broker()  # SIGTERM, then a new Mosquitto on the same port
+                restarted_at = time.time()
+            if restarted_at is not None and any(d.time.timestamp() > restarted_at for d in decisions.of("pump-1")):
+                break
+            time.sleep(0.1)  # the node's data rate
+        assert restarted_at is not None
+        resumed = [d.time.timestamp() for d in decisions.of("pump-1") if d.time.timestamp() > restarted_at]
+        assert resumed and resumed[0] - restarted_at < 10.0, "scoring did not resume within 10 s of the broker"
+        asset = source.assets()["pump-1"]
+        (gap,) = asset["gaps"]
+        # Mosquitto publishes the edge node's will (NDEATH) as it goes down, unless the source saw it go first.
+        assert gap["reason"] in ("NDEATH", "the connection to the broker was lost") and gap["to"] > gap["from"]
+        times = [d.time.timestamp() for d in decisions.of("pump-1")]
+        assert not [t for t in times if gap["from"] < t < gap["to"]]  # nothing was scored inside the gap
+        assert source.connections == 2 and edge.sessions == 2
+    finally:
+        source.stop()
+        edge.stop()

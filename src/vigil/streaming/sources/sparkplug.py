@@ -276,6 +276,12 @@ class SparkplugIngest:
         self._connected.clear()
         if reason_code.is_failure:
             log.warning("lost the MQTT broker %s:%d (%s); reconnecting", self.host, self.port, reason_code)
+        reason = "the connection to the broker was lost" if reason_code.is_failure else "the source stopped"
+        with self._lock:
+            # Whatever the nodes send from now on is unseen: their gap starts here, until their next births.
+            for node_id, node in self._nodes.items():
+                if node.born:
+                    self._forget(node_id, node, reason, gap=True)
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         source = f"sparkplug:{message.topic}"
@@ -348,7 +354,8 @@ class SparkplugIngest:
             if metric.name == BDSEQ_METRIC and isinstance(metric.value, int):
                 fresh.bdseq = metric.value
         for device in node.devices:  # a node's birth voids its devices' births: DBIRTHs follow
-            self._offline(self._asset_for(topic.edge_node, device), "NBIRTH without a DBIRTH yet", gap=True)
+            # Not a gap by itself (a requested rebirth loses nothing): a loss that caused it already opened one.
+            self._offline(self._asset_for(topic.edge_node, device), "NBIRTH without a DBIRTH yet", gap=False)
         self._nodes[topic.edge_node] = fresh
         self._apply(fresh.own, payload, birth=True)
         record = self._record(topic, fresh.own, payload, birth=True)
@@ -429,8 +436,8 @@ class SparkplugIngest:
         if stamp is None:
             stamp = max((m.timestamp_ms for m in payload.metrics if m.timestamp_ms is not None), default=None)
         state = self._state(asset.name)
-        if not state.online and birth:
-            self._online(asset.name, state)
+        if not state.online and birth:  # the gap ends at the birth's own time, the first record's time
+            self._online(state, time.time() if stamp is None else stamp / 1000.0)
         if stamp is None:
             reason = f"{topic.message_type} of {asset.name} has no time stamp (payload or metric)"
             self._dead_letter("invalid_record", reason, _source(topic), b"", device=asset.name)
@@ -465,8 +472,7 @@ class SparkplugIngest:
     def _state(self, name: str) -> _AssetState:
         return self._assets.setdefault(name, _AssetState())
 
-    def _online(self, name: str, state: _AssetState) -> None:
-        now = time.time()
+    def _online(self, state: _AssetState, now: float) -> None:
         if state.gap_started is not None:
             state.gaps.append({"from": state.gap_started, "to": now, "reason": state.reason})
             state.gap_started = None

@@ -62,6 +62,7 @@ class EdgeNode:
         self.bdseq = 0
         self.seq = 0
         self.rebirths = 0
+        self.sessions = 0
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self.client: Any = None
@@ -78,21 +79,34 @@ class EdgeNode:
     # -- session ---------------------------------------------------------------------------------------
 
     def connect(self, timeout: float = 10.0) -> EdgeNode:
-        """Connect with the NDEATH will, subscribe to the node's commands, and publish the births."""
+        """Connect with the NDEATH will, subscribe to the node's commands, and publish the births.
+
+        The client reconnects by itself (with the broker options' back-off); each new session subscribes
+        again and publishes new births, as the host needs them to trust the node's data again.
+        """
         self.client = make_client(self.broker)
         death = encode(_now_ms(), None, [(BDSEQ_METRIC, None, "Int64", self.bdseq)])
         self.client.will_set(self._topic("NDEATH"), death, qos=1)
+        self.client.on_connect = self._on_connect
         self.client.on_message = self._on_command
         self.client.on_subscribe = lambda *args: self._subscribed.set()
         self._subscribed.clear()
+        self.sessions = 0
         self.client.connect(self.host, self.port, keepalive=self.broker.keepalive)
         self.client.loop_start()
-        self.client.subscribe(self._topic("NCMD"), qos=1)
         if not self._subscribed.wait(timeout):
             msg = f"edge node {self.node}: no subscription acknowledgement from {self.host}:{self.port}"
             raise TimeoutError(msg)
         self.births()
         return self
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        if reason_code.is_failure:
+            return
+        self.sessions += 1
+        client.subscribe(self._topic("NCMD"), qos=1)
+        if self.sessions > 1:  # a reconnection: a new session starts with births
+            self.births(wait=False)  # (paho's network thread cannot wait for itself)
 
     def births(self, *, wait: bool = True) -> None:
         """Publish the NBIRTH (sequence restarts at 0) and one DBIRTH per device; with ``wait``, once sent."""
