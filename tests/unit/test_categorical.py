@@ -105,3 +105,13 @@ def test_the_cli_announces_the_encoding_and_none_refuses_text(tmp_path, capsys) 
     assert out.loc[50:59, "top_features"].str.contains(f"proto={OTHER}").all()
     assert main(["fit", str(train), "--detector", "pca", "--categorical", "none", "-o", str(model)]) == 2
     assert "column 'proto' is not a number" in capsys.readouterr().err
+
+
+def test_auto_selection_judges_the_encoded_numbers_and_keeps_the_encoding() -> None:
+    from vigil.tuning.auto import AutoPipeline, Candidate
+
+    pipe = AutoPipeline(candidates=[Candidate("pca", "pca"), Candidate("mahalanobis", "mahalanobis")], draws=2)
+    pipe.categorical = ("proto",)
+    pipe.fit(flows())
+    assert pipe.feature_names_out_[-1] == f"proto={OTHER}"
+    assert np.isfinite(pipe.score_samples(flows(20, seed=3))).all()

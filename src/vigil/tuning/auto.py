@@ -36,6 +36,7 @@ from vigil.errors import InvalidInputError
 from vigil.evaluation.cv import forward_chaining_folds
 from vigil.evaluation.injection import inject_validation_faults
 from vigil.evaluation.metrics import evaluate_groups
+from vigil.features.categorical import CategoryEncoder
 from vigil.pipeline import Pipeline
 from vigil.progress import progress as progress_bar
 from vigil.registry import available_detectors, make_detector
@@ -454,6 +455,9 @@ class AutoPipeline(Pipeline):
             # Selection judges candidates on normal rows; labelled anomalies of training are left out of it.
             normal = ~np.asarray(y, dtype=bool)
             rows = X.loc[normal] if isinstance(X, pd.DataFrame) else np.asarray(X)[normal]
+        if self.categorical:
+            # Candidates are judged on the encoded numbers; the chosen pipeline encodes X again itself.
+            rows = CategoryEncoder(self.categorical).fit(rows).transform(rows)
         selection = select_pipeline(
             rows,
             candidates=self.candidates,
