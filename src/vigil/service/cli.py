@@ -83,9 +83,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from vigil.streaming.runtime import RuntimeConfig
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    plant = None
+    if args.config:
+        from vigil.plant import load_plant
+
+        plant = load_plant(args.config)
     models = list(args.model)
     registry = Path(args.registry)
-    if not models and not registry.is_dir() and not (args.camera_model or args.capture):
+    if plant is None and not models and not registry.is_dir() and not (args.camera_model or args.capture):
         msg = (
             "give --model MODEL_DIR (a directory written by `vigil fit`), an existing --registry, "
             "--capture with --capture-model, or --camera-model"
@@ -126,7 +131,31 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         incident_window=args.incident_window,
         assets=Path(args.assets) if args.assets else None,
     )
+    if plant is not None:
+        from vigil.plant.deploy import apply_plant
+
+        config = apply_plant(plant, config, _given_options(args))
     return run_service(config)
+
+
+# `vigil serve` options that a plant file can also set -> the ServiceConfig field they override.
+_OVERRIDES = {
+    "http": "http",
+    "store": "store",
+    "registry": "registry",
+    "token_file": "token_file",
+    "device_gap": "device_gap",
+    "target_far": "target_far",
+    "webhook": "webhooks",
+    "mqtt": "mqtt",
+    "model": "models",
+}
+
+
+def _given_options(args: argparse.Namespace) -> set[str]:
+    """The plant-file settings the command line overrides: the options whose value is not their default."""
+    defaults = vars(args._serve_parser.parse_args([]))
+    return {field for dest, field in _OVERRIDES.items() if getattr(args, dest) != defaults.get(dest)}
 
 
 def _cmd_retrain(args: argparse.Namespace) -> int:
@@ -257,8 +286,13 @@ def add_commands(subparsers: Any) -> None:
         metavar="MODEL_DIR",
         help="image model fitted with `vigil fit FOLDER_OF_GOOD_IMAGES`; cameras POST frames to /ingest/image/CAMERA",
     )
+    p.add_argument(
+        "--config",
+        metavar="PLANT.toml",
+        help="plant file (`vigil config init` writes an example); the options given here override it",
+    )
     _add_mqtt_options(p, serve=True)
-    p.set_defaults(func=_cmd_serve)
+    p.set_defaults(func=_cmd_serve, _serve_parser=p)
 
     p = subparsers.add_parser("retrain", help="fit a challenger on recent data; activate it if not worse")
     p.add_argument("--registry", default="vigil-registry", help="model registry folder (vigil-registry)")

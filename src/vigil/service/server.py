@@ -65,6 +65,12 @@ class ServiceConfig:
     camera_model: Path | None = None  # an image model (`vigil fit FOLDER`) for /ingest/image/{camera}
     incident_window: float = DEFAULT_INCIDENT_WINDOW  # seconds: alerts of one asset this close are one incident
     assets: Path | None = None  # a JSON asset map (AssetMap.from_file); device ids' asset parts if None
+    # From a plant file (vigil.plant.deploy): per-model sensor policies and alarm rules, steps run on the
+    # runtime once built (declare assets, check sensors), and (name, factory) of the sources to run.
+    sensor_policies: dict[str, Any] = field(default_factory=dict)
+    alarm_policies: dict[str, Any] = field(default_factory=dict)
+    prepare: list[Any] = field(default_factory=list)
+    sources: list[tuple[str, Any]] = field(default_factory=list)
 
 
 class Service:
@@ -82,6 +88,7 @@ class Service:
                     self.registry.activate(name, version, reason="first deployment")
             names.append(name)
         self._closers: list[Any] = []
+        self.sources: dict[str, Any] = {}
         self.store = open_store(config.store)
         self._closers.append(self.store.close)
         try:
@@ -100,7 +107,12 @@ class Service:
                 routes=config.routes,
                 config=config.runtime,
                 allow_no_models=bool(config.camera_model or config.captures),
+                sensor_policies=config.sensor_policies,
+                alarm_policies=config.alarm_policies,
             )
+            for step in config.prepare:
+                step(self.runtime)
+            self.sources = {name: make(self.runtime) for name, make in config.sources}
             self.mqtt = None
             if config.mqtt is not None:
                 from vigil.service.mqtt import MqttIngest
@@ -157,6 +169,11 @@ class Service:
             out["captures"] = [monitor.status() for monitor in self.captures]
         if self.camera is not None:
             out["camera"] = self.camera.status()
+        if self.sources:
+            out["sources"] = {name: source.status() for name, source in self.sources.items()}
+        declared = [d for d in self.runtime.devices() if d.get("declared")]
+        if declared:
+            out["silent_assets"] = [d["device"] for d in declared if d["silent"]]
         return out
 
     def start(self) -> Service:
@@ -169,6 +186,9 @@ class Service:
         for monitor in self.captures:
             monitor.start()
             self._closers.append(monitor.stop)
+        for source in self.sources.values():
+            source.start()
+            self._closers.append(source.stop)
         return self
 
     def close(self) -> None:
