@@ -5,6 +5,7 @@ Run from the repository root with the data folder in VIGIL_DATA_DIR::
     .venv/bin/python benchmarks/vision_magnetic_tile.py --out benchmarks/results/vision
     .venv/bin/python benchmarks/vision_magnetic_tile.py --only patch-gauss --splits grouped differnet
     .venv/bin/python benchmarks/vision_magnetic_tile.py --only defect-seg --seeds 0 1 2
+    .venv/bin/python benchmarks/vision_magnetic_tile.py --only patchcore padim --size 256 --resize pad
 
 Prints a Markdown table (the one in docs/benchmarks-vision.md) and writes ``<detector>_<split>_s<seed>.json``
 and an HTML report with heat-map overlays per run.
@@ -25,6 +26,8 @@ RUNS = {
     "cnn-classifier": ("supervised",),
     "defect-seg": ("grouped",),
     "image-ensemble": ("grouped",),
+    "patchcore": ("grouped", "differnet"),
+    "padim": ("grouped",),
 }
 
 
@@ -33,13 +36,14 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/vision")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--resize", choices=["stretch", "crop", "pad"], default="stretch")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--only", nargs="+", default=list(RUNS))
     parser.add_argument("--splits", nargs="+", default=None)
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = load_magnetic_tile(args.data_dir, size=args.size)
+    data = load_magnetic_tile(args.data_dir, size=args.size, resize=args.resize)
     print(
         "| detector | split | seed | image ROC-AUC | blowhole | break | crack | fray | uneven | pixel ROC-AUC |"
         " images/s | fit s |"
@@ -56,6 +60,7 @@ def main() -> None:
                     data_dir=args.data_dir,
                     split=split,
                     size=args.size,
+                    resize=args.resize,
                     seed=seed,
                     json_path=out / f"{stem}.json",
                     report_path=out / f"{stem}.html",

@@ -6,6 +6,9 @@ and once with each synthetic defect of :mod:`vigil.vision.synthetic` pasted in (
 cut-paste); ROC-AUC per defect kind compares configurations. Run from the repository root::
 
     .venv/bin/python benchmarks/vision_validation.py
+    .venv/bin/python benchmarks/vision_validation.py --size 256 --resize pad --configs 6 7
+
+With ``--resize pad`` the defects are drawn on the tile, never on the filler around it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import time
 import numpy as np
 
 from vigil.evaluation.metrics import roc_auc
-from vigil.vision.bench import load_magnetic_tile
+from vigil.vision.bench import _tile_pixels, load_magnetic_tile
 from vigil.vision.registry import make_image_detector
 from vigil.vision.synthetic import DEFECT_KINDS, inject_defect
 
@@ -53,10 +56,16 @@ def main() -> None:
     rng = np.random.default_rng(0)
     normal = data.images[held]
     damaged, kinds = [], []
-    for image in normal:
+    # Defects go on the tile itself, never on the filler that --resize pad adds around it.
+    inside = _tile_pixels(index[held], args.size, args.resize) > 0.5
+    for image, tile in zip(normal, inside, strict=True):
+        rows, cols = np.flatnonzero(tile.any(axis=1)), np.flatnonzero(tile.any(axis=0))
+        box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
         for kind in DEFECT_KINDS:
-            out, _ = inject_defect(image / 255.0, kind, rng)
-            damaged.append(np.round(out * 255).astype(np.uint8))
+            out, _ = inject_defect(image[box] / 255.0, kind, rng)
+            full = image.copy()
+            full[box] = np.round(out * 255).astype(np.uint8)
+            damaged.append(full)
             kinds.append(kind)
     X = np.concatenate([normal, np.stack(damaged)])
     kinds = np.asarray(["good"] * len(normal) + kinds)
@@ -64,7 +73,8 @@ def main() -> None:
     for name, params in [CONFIGS[i] for i in args.configs] if args.configs else CONFIGS:
         start_all = time.perf_counter()
         start = time.perf_counter()
-        det = make_image_detector(name, **params, random_state=0).fit(data.images[fit])
+        groups = index["tile_group"].to_numpy()[fit]
+        det = make_image_detector(name, **params, random_state=0).fit(data.images[fit], groups=groups)
         seconds = time.perf_counter() - start
         scores = det.score_samples(X)
         score_seconds = time.perf_counter() - start_all - seconds

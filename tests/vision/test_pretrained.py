@@ -142,9 +142,9 @@ def test_patchcore_threshold_comes_from_images_scored_without_their_own_group(su
 def test_aspect_ratio_is_kept_for_wide_images():
     wide = make_synthetic_set(8, 0, size=32, seed=1).images
     wide = np.concatenate([wide, wide], axis=2)  # 32 × 64
-    det = PatchCoreDetector(resolution=64, memory_size=200, random_state=0).fit(wide)
+    det = PatchCoreDetector(resolution=64, layers=(4, 10), memory_size=200, random_state=0).fit(wide)
     assert det._working_size() == (64, 128)
-    assert det.feature_grid_ == (8, 16)
+    assert det.feature_grid_ == (8, 16)  # block 4 has stride 8
     assert det.anomaly_map(wide[:2]).shape == (2, 32, 64)
 
 

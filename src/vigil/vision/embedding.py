@@ -69,7 +69,7 @@ class PretrainedPatchDetector(ImageDetector):
         self,
         *,
         backbone: Any = "efficientnet-lite0",
-        layers: tuple[int, ...] | None = (4, 10),
+        layers: tuple[int, ...] | None = (7, 10),
         resolution: int = 224,
         contamination: float = 0.01,
         random_state: int | None = None,

@@ -64,7 +64,7 @@ class PadimDetector(PretrainedPatchDetector):
         self,
         *,
         backbone: Any = "efficientnet-lite0",
-        layers: tuple[int, ...] | None = (4, 10),
+        layers: tuple[int, ...] | None = (7, 10),
         resolution: int = 224,
         dims: int = 100,
         regularisation: float = 0.01,

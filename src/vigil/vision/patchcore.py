@@ -122,7 +122,7 @@ class PatchCoreDetector(PretrainedPatchDetector):
         self,
         *,
         backbone: Any = "efficientnet-lite0",
-        layers: tuple[int, ...] | None = (4, 10),
+        layers: tuple[int, ...] | None = (7, 10),
         resolution: int = 224,
         memory_size: int = 10_000,
         candidates: int = 40_000,
