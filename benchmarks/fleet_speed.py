@@ -204,7 +204,7 @@ def run_smd(entry: str, threads: int, data_dir: str | None) -> dict[str, Any]:
         single = template.clone().fit(p.X_train)
         alone_seconds += time.perf_counter() - start
         for way, pipe in (("fleet", fleet.fitted[p.name]), ("one-at-a-time", single)):
-            groups[way][p.name] = (p.y_test, pipe.predict(p.X_test))
+            groups[way][p.name] = (p.y_test, pipe.predict(p.X_test), None)
         print(f"  {p.name} one at a time: {alone_seconds:.1f} s so far", flush=True)
     reports = {way: evaluate_groups(g) for way, g in groups.items()}
     for p in parts:

@@ -165,3 +165,12 @@ def test_batched_scoring_equals_each_pipeline_scoring_alone(template):
     assert str(scored.failed["bad"]).startswith("bad: ")
     for name in ("a", "b"):
         np.testing.assert_allclose(scored.scores[name], pipelines[name].score_samples(test[name]), rtol=1e-5)
+
+
+def test_long_whole_series_members_train_one_at_a_time():
+    # Past a few thousand rows a full-batch step is bound by arithmetic, where the fleet is slower.
+    template = SEQUENCE.clone().set_params(epochs=3)
+    data = {"long": _series(0, 6000), "short": _series(1, 200)}
+    fleet = fit_fleet(template, data)
+    assert list(fleet.fitted) == ["long", "short"] and fleet.batched == ["short"]
+    _assert_same_model(fleet.fitted["long"], template.clone().fit(data["long"]), data["long"])

@@ -126,7 +126,7 @@ def evaluate_parts(
     fleet_parts = 0
     if fleet and len({part.name for part in parts}) == len(parts):
         prefitted, fleet_parts, fit_seconds = _fit_fleet(parts, make_pipeline)
-        if not fleet_parts:  # nothing trained batched: fit and score part by part, as without a fleet
+        if not prefitted:  # the detector has no batched loop: fit and score part by part, as without a fleet
             prefitted, fit_seconds = None, 0.0
     choices: dict[str, str] = {}
     views: dict[str, dict[str, Any]] = {}
