@@ -164,3 +164,69 @@ k = 2
     assert lines[("b", 0, "k", "q")] == 11
     assert lines[("b", 1, "k")] == 13
     assert lines[("b", 1, "quoted key", "v")] == 14
+
+
+MIXED = """\
+[asset_types.pump.sensors]
+temp_c = { unit = "degC" }
+flow_m3h = { unit = "m3/h" }
+
+[sources.drives]
+kind = "modbus"
+host = "127.0.0.1"
+port = 5020
+
+[sources.edge]
+kind = "sparkplug"
+url = "mqtt://127.0.0.1:1883"
+group = "line3"
+
+[assets.pump-1]
+type = "pump"
+source = "drives"
+sampling_period = 0.5
+map.temp_c = { register = 100, type = "float32", word_order = "little" }
+map.flow_m3h = { register = 102, table = "input", scale = 0.1 }
+
+[assets.pump-2]
+type = "pump"
+source = "edge"
+edge_node = "node-1"
+device = "pump-2"
+map = { temp_c = "Pump/Temperature", flow_m3h = "Pump/Flow" }
+"""
+
+
+def test_modbus_and_sparkplug_assets_are_checked_and_become_sources():
+    from vigil.plant.deploy import apply_plant
+    from vigil.service.server import ServiceConfig
+
+    plant, problems = parse_plant(MIXED)
+    assert problems == []
+    assert plant.assets["pump-2"].edge_node == "node-1"
+    config = apply_plant(plant, ServiceConfig(registry=plant.resolve("registry")))
+    assert [name for name, _ in config.sources] == ["drives", "edge"]
+    assert config.routes == [("pump-1", "pump"), ("pump-2", "pump")]
+    modbus = dict(config.sources)["drives"](object())
+    (device,) = modbus.options.devices
+    assert (device.asset, device.port, device.poll_period) == ("pump-1", 5020, 0.5)
+    assert device.sensors["temp_c"].type == "float32"
+    assert device.sensors["flow_m3h"].table == "input"
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (('type = "float32"', 'type = "int64"'), "plant.toml:19: assets.pump-1.map.temp_c: Modbus register 100: type"),
+        (('register = 102, table = "input"', "register = 100"),
+         "plant.toml:20: modbus address 1:holding:100 of source 'drives' is mapped twice"),
+        (('edge_node = "node-1"\n', ""),
+         "plant.toml:22: asset 'pump-2' on Sparkplug B source 'edge' needs 'edge_node'"),
+        (('host = "127.0.0.1"\n', ""), "plant.toml:5: source 'drives' of kind 'modbus' needs 'host'"),
+    ],
+)  # fmt: skip
+def test_modbus_and_sparkplug_problems_name_their_line(edit, expected):
+    old, new = edit
+    assert old in MIXED
+    found = problems_of(MIXED.replace(old, new, 1))
+    assert any(p.startswith(expected) for p in found), found

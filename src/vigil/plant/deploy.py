@@ -77,13 +77,10 @@ def apply_plant(plant: Plant, config: Any, overrides: Collection[str] = ()) -> A
         elif source.kind == "mqtt":
             if "mqtt" not in overrides:
                 changes["mqtt"] = _mqtt(plant, source)
-        elif assets:
-            first = min(a.line or 0 for a in assets)
-            msg = (
-                f"{plant.path}:{source.line}: source {source.name!r} is of kind {source.kind!r}, which this "
-                f"version of `vigil serve` does not run yet (its assets start at line {first})"
-            )
-            raise InvalidInputError(msg)
+        elif source.kind == "modbus" and assets:
+            sources.append((source.name, _modbus(plant, source, assets)))
+        elif source.kind == "sparkplug" and assets:
+            sources.append((source.name, _sparkplug(plant, source, assets)))
     changes["sources"] = sources
     return dataclasses.replace(config, **changes)
 
@@ -174,3 +171,61 @@ def _mqtt(plant: Plant, source: PlantSource) -> Any:
     if password is not None:
         fields["password"] = password
     return MqttOptions(**fields)
+
+
+def _modbus(plant: Plant, source: PlantSource, assets: list[Asset]) -> Callable[[Any], Any]:
+    settings = source.settings
+
+    def make(runtime: Any) -> Any:
+        from vigil.streaming.sources.modbus import ModbusDevice, ModbusOptions, ModbusRegister, ModbusSource
+
+        devices = []
+        for asset in assets:
+            registers = {}
+            for sensor, spec in asset.mapping.items():
+                try:
+                    registers[sensor] = ModbusRegister(**spec)
+                except TypeError as exc:
+                    msg = f"{plant.path}:{asset.line}: asset {asset.name!r}, sensor {sensor!r}: {exc}"
+                    raise InvalidInputError(msg) from exc
+            devices.append(
+                ModbusDevice(
+                    asset=asset.name,
+                    host=settings["host"],
+                    sensors=registers,
+                    port=int(settings.get("port", 502)),
+                    unit=int(settings.get("unit", 1)),
+                    poll_period=asset.sampling_period,
+                    timeout=float(settings.get("timeout", 1.0)),
+                    asset_type=asset.type,
+                    reconnect_min=float(settings.get("reconnect_min", 0.5)),
+                    reconnect_max=float(settings.get("reconnect_max", 30.0)),
+                )
+            )
+        return ModbusSource(runtime, ModbusOptions(devices=tuple(devices)))
+
+    return make
+
+
+def _sparkplug(plant: Plant, source: PlantSource, assets: list[Asset]) -> Callable[[Any], Any]:
+    settings = source.settings
+    password = _secret(plant, source)
+
+    def make(runtime: Any) -> Any:
+        from vigil.service.mqtt import MqttOptions
+        from vigil.streaming.sources.sparkplug import SparkplugAsset, SparkplugIngest, SparkplugOptions
+
+        broker: dict[str, Any] = {"url": settings["url"], "client_id": settings.get("client_id", "vigil-sparkplug")}
+        if "username" in settings:
+            broker["username"] = settings["username"]
+        if password is not None:
+            broker["password"] = password
+        options = SparkplugOptions(
+            group=settings["group"],
+            broker=MqttOptions(**broker),
+            assets=tuple(SparkplugAsset(a.edge_node or "", a.device, a.name, dict(a.mapping), a.type) for a in assets),
+            unlisted=False,
+        )
+        return SparkplugIngest(runtime, options)
+
+    return make

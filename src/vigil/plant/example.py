@@ -71,10 +71,17 @@ reconnect_max = 30
 # url = "mqtt://127.0.0.1:1883"
 # topic = "plant/+/telemetry"
 
-# Reserved for the Modbus TCP and Sparkplug B sources:
-# [sources.drives]  kind = "modbus"     ... and each asset's map: sensor = { register = 100, table = "holding",
-#                                            type = "float32", scale = 0.1, word_order = "big" }
-# [sources.edge]    kind = "sparkplug"  ... and each asset's map: sensor = "Pump/Temperature" (the metric name)
+# [sources.drives]
+# kind = "modbus"                    # Modbus TCP: each asset is polled every sampling period
+# host = "10.0.0.7"
+# port = 502
+# ... and each asset's map: sensor = { register = 100, table = "holding", type = "float32", scale = 0.1,
+#                                      word_order = "big" }
+# [sources.edge]
+# kind = "sparkplug"                 # MQTT Sparkplug B; each asset names edge_node = "..." (and device = "...")
+# url = "mqtt://127.0.0.1:1883"
+# group = "line3"
+# ... and each asset's map: sensor = "Pump/Temperature" (the metric name)
 
 # Assets: each has a type and a source, and maps every sensor of its type to where the source finds it.
 [assets.pump-1]

@@ -16,8 +16,10 @@ Its tables (``vigil config init`` writes a commented example, :data:`vigil.plant
 ``[sources.NAME]``
     ``kind`` and that kind's settings: ``opcua`` (``endpoint``, ``username``, ``password_file``, ``security``,
     ``timeout``, ``reconnect_min``, ``reconnect_max``, ``max_age``) or ``mqtt`` (Vigil's JSON records:
-    ``url``, ``topic``, ``client_id``, ``username``, ``password_file``). ``modbus`` and ``sparkplug`` are
-    reserved for the Modbus TCP and Sparkplug B sources (their mapping is described below).
+    ``url``, ``topic``, ``client_id``, ``username``, ``password_file``).  ``modbus`` (``host``, ``port``,
+    ``unit``, ``timeout``, ``reconnect_min``, ``reconnect_max``; each asset is polled every sampling period) or
+    ``sparkplug`` (``url`` of the broker, ``group``, ``client_id``, ``username``, ``password_file``; each asset
+    names its ``edge_node`` and optionally ``device``).
 ``[assets.NAME]``
     ``type`` (an asset type), ``source`` (a source name), ``sampling_period`` (overrides the type's), and
     ``[.map]``: sensor -> where the source finds it. For ``opcua`` a node id (``"ns=2;s=Pump1.Temp"``);
@@ -61,7 +63,7 @@ __all__ = [
     "parse_plant",
 ]
 
-#: Source kinds a plant file may name; ``modbus`` and ``sparkplug`` are checked but not yet served.
+#: Source kinds a plant file may name.
 SOURCE_KINDS: tuple[str, ...] = ("opcua", "mqtt", "modbus", "sparkplug")
 #: Kinds whose assets map each sensor to an address (node id, metric, register).
 MAPPED_KINDS: tuple[str, ...] = ("opcua", "modbus", "sparkplug")
@@ -111,6 +113,8 @@ class Asset:
     sampling_period: float
     mapping: dict[str, Any] = field(default_factory=dict)
     line: int | None = None
+    edge_node: str | None = None  # Sparkplug B
+    device: str | None = None
 
 
 @dataclass(frozen=True)
@@ -229,12 +233,25 @@ _SOURCES: dict[str, dict[str, Check]] = {
         "max_age": _number(positive=True),
     },
     "mqtt": {"url": _text, "topic": _text, "client_id": _text, "username": _text, "password_file": _text},
-    # Their settings are checked by their sources once served; the plant file accepts any table here.
-    "modbus": {},
-    "sparkplug": {},
+    "modbus": {
+        "host": _text,
+        "port": _number(1),
+        "unit": _number(0),
+        "timeout": _number(positive=True),
+        "reconnect_min": _number(positive=True),
+        "reconnect_max": _number(positive=True),
+    },
+    "sparkplug": {"url": _text, "group": _text, "client_id": _text, "username": _text, "password_file": _text},
 }
-_REQUIRED_SETTINGS = {"opcua": ("endpoint",), "mqtt": ("url",)}
-_ASSET: dict[str, Check] = {"type": _text, "source": _text, "sampling_period": _number(positive=True)}
+_REQUIRED_SETTINGS = {"opcua": ("endpoint",), "mqtt": ("url",), "modbus": ("host",), "sparkplug": ("url", "group")}
+_ASSET: dict[str, Check] = {
+    "type": _text,
+    "source": _text,
+    "sampling_period": _number(positive=True),
+    # Sparkplug B: the edge node (and device) whose metrics feed the asset
+    "edge_node": _text,
+    "device": _text,
+}
 _SINKS: dict[str, Check] = {"webhooks": _texts, "alert_topic": _text, "dead_letter_topic": _text}
 _TOP = ("service", "asset_types", "sources", "assets", "sinks")
 
@@ -382,8 +399,7 @@ def _sources(checker: _Checker, document: dict[str, Any]) -> dict[str, PlantSour
             checker.add((*path, "kind") if kind is not None else path, f"source {name!r} {what}: one of {SOURCE_KINDS}")
             continue
         settings = {k: v for k, v in table.items() if k != "kind"}
-        if _SOURCES[kind]:
-            checker.fields(settings, path, _SOURCES[kind])
+        checker.fields(settings, path, _SOURCES[kind])
         for required in _REQUIRED_SETTINGS.get(kind, ()):
             if required not in settings:
                 checker.add(path, f"source {name!r} of kind {kind!r} needs {required!r}")
@@ -423,6 +439,12 @@ def _assets(
             _check_mapping(checker, name, path, mapping, asset_type, source, addresses)
         elif mapping and source is not None and source.kind not in MAPPED_KINDS:
             checker.add((*path, "map"), f"asset {name!r}: a source of kind {source.kind!r} takes no map")
+        is_sparkplug = source is not None and source.kind == "sparkplug"
+        if is_sparkplug and "edge_node" not in table:
+            checker.add(path, f"asset {name!r} on Sparkplug B source {source_name!r} needs 'edge_node'")
+        for key in ("edge_node", "device"):
+            if key in table and not is_sparkplug:
+                checker.add((*path, key), f"asset {name!r}: {key!r} applies to assets on a 'sparkplug' source only")
         period = table.get("sampling_period")
         if _number(positive=True)(period) is not None:
             period = asset_type.sampling_period if asset_type is not None else 1.0
@@ -433,6 +455,8 @@ def _assets(
             float(period),
             dict(mapping),
             line_of(checker.lines, path),
+            table.get("edge_node") if isinstance(table.get("edge_node"), str) else None,
+            table.get("device") if isinstance(table.get("device"), str) else None,
         )
     return assets
 
@@ -487,6 +511,16 @@ def _address_key(checker: _Checker, where: Path_, kind: str, address: Any) -> st
     if not isinstance(address, dict) or not isinstance(address.get("register"), int) or address["register"] < 0:
         checker.add(where, f"{_name(where)} must be a table with a 'register' number ≥ 0, got {_show(address)}")
         return None
+    try:
+        from vigil.streaming.sources.modbus_registers import ModbusRegister
+    except ImportError:  # pymodbus is not installed: serving will say what to install
+        pass
+    else:
+        try:
+            ModbusRegister(**address)
+        except (TypeError, InvalidInputError) as exc:
+            checker.add(where, f"{_name(where)}: {exc}")
+            return None
     return f"{address.get('unit', 1)}:{address.get('table', 'holding')}:{address['register']}"
 
 
