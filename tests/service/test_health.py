@@ -50,3 +50,31 @@ def test_a_failing_store_and_the_stall_it_causes_are_reported(tmp_path: Path, re
         reasons = health(runtime)["reasons"]
         assert any(r.startswith("the alert store is failing") for r in reasons), reasons
         assert any(r.startswith("ingestion stalled: 1 records received") for r in reasons), reasons
+
+
+def test_counts_carry_across_a_restart_and_a_kill_loses_at_most_one_flush(
+    tmp_path: Path, registry: ModelRegistry
+) -> None:
+    rng = np.random.default_rng(1)
+    db = tmp_path / "alerts.db"
+    with SqlAlertStore(db) as store, Runtime(store, registry) as runtime:
+        runtime.submit(payload(*[record(f"d{i}", 1.0, normal_readings(rng)) for i in range(7)]), "http").result(10)
+        runtime.submit(b"{broken", "http").result(10)
+        runtime.submit(payload(record("d0", 1.0, normal_readings(rng))), "http").result(10)  # not the same reading
+    with SqlAlertStore(db) as store:
+        assert store.counters()["scored:pump"] == 7
+        runtime = Runtime(store, registry, config=RuntimeConfig(counter_flush_seconds=0.1)).start()
+        try:
+            runtime.submit(payload(record("d9", 2.0, normal_readings(rng))), "http").result(10)
+            snap = runtime.metrics.snapshot()
+            assert snap["scored"] == {"pump": 8}
+            assert snap["dead_letters"] == {"invalid_json": 1, "duplicate": 1}
+            assert snap["received"] == {"http": 10}
+            assert runtime.metrics.counts()["scored:pump"] == 1  # this run's own
+            deadline = time.monotonic() + 10
+            while store.counters().get("scored:pump") != 8 and time.monotonic() < deadline:
+                time.sleep(0.05)  # the worker flushes every 0.1 s: poll with a deadline
+            assert store.counters()["scored:pump"] == 8  # flushed while running: a kill now loses nothing
+        finally:
+            runtime.stop()
+        assert store.counters()["scored:pump"] == 8  # stopping does not count anything twice

@@ -370,3 +370,14 @@ def test_open_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         assert store.count() == 1
     with pytest.raises(InvalidInputError, match="names no file"):
         open_store("sqlite://")
+
+
+def test_counters_add_up_and_refuse_what_is_not_a_count(store: SqlAlertStore) -> None:
+    assert store.counters() == {}
+    store.add_counts({"scored:pump": 3, "dead_letters:invalid_json": 0})
+    store.add_counts({"scored:pump": 2, "received:mqtt": 5})
+    assert store.counters() == {"scored:pump": 5, "received:mqtt": 5}
+    for bad in ({"scored:pump": -1}, {"": 1}, {"x": 1.5}, {"x": True}):
+        with pytest.raises(InvalidInputError, match="a counter is"):
+            store.add_counts(bad)
+    assert store.counters() == {"scored:pump": 5, "received:mqtt": 5}

@@ -27,7 +27,7 @@ import json
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -157,6 +157,15 @@ _incidents = sa.Table(
     sa.Index("incidents_asset_start", "asset", "start_time"),
 )
 
+# What the runtime has processed (records received, scored, dead-lettered... by kind), added to at every flush,
+# so that the counts of /metrics carry across restarts. A table any version-2 store gains when opened.
+_counters = sa.Table(
+    "counters",
+    _metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+
 # PostgreSQL only: SQLite keeps the version in PRAGMA user_version.
 _meta = sa.Table(
     "meta",
@@ -231,6 +240,10 @@ class AlertStore(Protocol):
     ) -> builtins.list[DeadLetter]: ...
 
     def count_dead_letters(self, kind: str | None = None) -> int: ...
+
+    def add_counts(self, counts: Mapping[str, int]) -> None: ...
+
+    def counters(self) -> dict[str, int]: ...
 
     def close(self) -> None: ...
 
@@ -391,7 +404,7 @@ class SqlAlertStore:
             if tables:
                 msg = f"{self.path!r} is a SQLite database of another application (tables: {', '.join(sorted(tables))})"
                 raise InvalidInputError(msg)
-            _metadata.create_all(conn, tables=[_alerts, _dead_letters, _incidents])
+            _metadata.create_all(conn, tables=[_alerts, _dead_letters, _incidents, _counters])
             conn.exec_driver_sql(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
         elif app_id != APPLICATION_ID:
@@ -404,7 +417,7 @@ class SqlAlertStore:
             )
             raise InvalidInputError(msg)
         else:  # the dead letters came after version 1 without a bump: a version-1 file gains the table
-            _metadata.create_all(conn, tables=[_dead_letters])
+            _metadata.create_all(conn, tables=[_dead_letters, _counters])
             if version < 2:
                 self._upgrade_to_2(conn)
                 conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -424,7 +437,7 @@ class SqlAlertStore:
             raise InvalidInputError(msg)
         if version is not None and int(version) < 2:
             self._upgrade_to_2(conn)
-        _metadata.create_all(conn, tables=[_meta, _alerts, _dead_letters, _incidents])
+        _metadata.create_all(conn, tables=[_meta, _alerts, _dead_letters, _incidents, _counters])
         if version is None:
             conn.execute(_meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
         elif int(version) < SCHEMA_VERSION:
@@ -871,6 +884,31 @@ class SqlAlertStore:
         with self._transaction() as conn:
             return int(conn.execute(query).scalar_one())
 
+    def add_counts(self, counts: Mapping[str, int]) -> None:
+        """Add ``counts`` (name to a whole number ≥ 0) to the stored counters, in one transaction."""
+        rows = []
+        for name, value in counts.items():
+            whole = isinstance(value, int) and not isinstance(value, bool)
+            if not isinstance(name, str) or not name or not whole or value < 0:
+                msg = f"a counter is a non-empty name and a whole number >= 0, got {name!r}: {value!r}"
+                raise InvalidInputError(msg)
+            if value:
+                rows.append({"name": name, "value": value})
+        if not rows:
+            return
+        insert = postgresql.insert(_counters) if self.dialect == "postgresql" else sqlite_dialect.insert(_counters)
+        statement = insert.on_conflict_do_update(
+            index_elements=[_counters.c.name], set_={"value": _counters.c.value + insert.excluded.value}
+        )
+        with self._transaction(write=True) as conn:
+            conn.execute(statement, rows)
+
+    def counters(self) -> dict[str, int]:
+        """Every stored counter, by name."""
+        with self._transaction() as conn:
+            rows = conn.execute(sa.select(_counters.c.name, _counters.c.value))
+            return {str(name): int(value) for name, value in rows}
+
     # -- lifecycle ----------------------------------------------------------------------------------
 
     @property
@@ -887,7 +925,7 @@ class SqlAlertStore:
             if self.dialect == "postgresql":
                 conn.execute(sa.schema.DropSchema(str(self.schema), cascade=True, if_exists=True))
             else:
-                _metadata.drop_all(conn, tables=[_alerts, _dead_letters, _incidents])
+                _metadata.drop_all(conn, tables=[_alerts, _dead_letters, _incidents, _counters])
 
     @property
     def closed(self) -> bool:

@@ -233,6 +233,9 @@ class Runtime:
         self._last_recent_flush = time.monotonic()
         self._last_poll = time.monotonic()
         self._last_drift_check = time.monotonic()
+        self._last_counter_flush = time.monotonic()
+        self._flushed_counts: dict[str, int] = {}
+        self.metrics.restore(store.counters())
         self._resume_open_alerts()
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -252,6 +255,7 @@ class Runtime:
         self._thread.join(timeout)
         self._thread = None
         self._save_recent()
+        self._flush_counts()
 
     def __enter__(self) -> Runtime:
         return self.start()
@@ -808,6 +812,9 @@ class Runtime:
                     events.extend(flushed)
             if events and self.sink.deliver(events, stop=self._stop):
                 self.metrics.record_batch(Counter(), Counter(), Counter(e.kind for e in events), [])
+        if now - self._last_counter_flush >= self.config.counter_flush_seconds:
+            self._last_counter_flush = now
+            self._flush_counts()
         if now - self._last_recent_flush >= self.config.recent_flush_seconds:
             self._last_recent_flush = now
             self._save_recent()
@@ -817,6 +824,20 @@ class Runtime:
         if now - self._last_drift_check >= self.config.drift_check_seconds:
             self._last_drift_check = now
             self._watch_drift()
+
+    def _flush_counts(self) -> None:
+        """Add what was counted since the last flush to the store's counters (kept for the next try if refused)."""
+        current = self.metrics.counts()
+        delta = {name: n - self._flushed_counts.get(name, 0) for name, n in current.items()}
+        delta = {name: n for name, n in delta.items() if n > 0}
+        if not delta:
+            return
+        try:
+            self.store.add_counts(delta)
+        except Exception:
+            log.exception("the alert store refused the counters; they are added at the next flush")
+            return
+        self._flushed_counts = current
 
     def _watch_silence(self, now: float) -> None:
         for state in self._declared:

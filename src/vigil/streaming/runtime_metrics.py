@@ -97,7 +97,13 @@ class RuntimeMetrics:
         Records identical to one already processed, acknowledged without scoring them again.
     latency : LatencyHistogram
         Seconds from receipt to decision (scored and stored), per record.
+
+    The counts of earlier runs on the same alert store (:meth:`restore`) are added to those of
+    :meth:`snapshot`, so that ``/metrics`` counts across restarts; :meth:`counts` is this run's alone.
     """
+
+    #: The counters kept across restarts, by the prefix of their stored names (``scored:pump``).
+    CARRIED = ("received", "scored", "dead_letters", "alerts", "partial_readings")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -117,6 +123,25 @@ class RuntimeMetrics:
         self.last_store_error: float | None = None
         self.last_commit: float | None = None
         self.recent: deque[tuple[float, int, int]] = deque(maxlen=10_000)
+        self.carried: dict[str, Counter[str]] = {kind: Counter() for kind in self.CARRIED}
+        self.carried_redeliveries = 0
+
+    def restore(self, stored: dict[str, int]) -> None:
+        """Take the counts earlier runs left in the store (names as :meth:`counts` writes them)."""
+        with self._lock:
+            for name, value in stored.items():
+                kind, _, label = name.partition(":")
+                if kind == "redeliveries":
+                    self.carried_redeliveries = int(value)
+                elif kind in self.carried and label:
+                    self.carried[kind][label] = int(value)
+
+    def counts(self) -> dict[str, int]:
+        """This run's counters as flat names (``scored:pump``, ``redeliveries``), as the store keeps them."""
+        with self._lock:
+            out = {f"{kind}:{label}": n for kind in self.CARRIED for label, n in getattr(self, kind).items()}
+            out["redeliveries"] = self.redeliveries
+        return out
 
     def record_received(self, source: str, n: int) -> None:
         with self._lock:
@@ -187,13 +212,10 @@ class RuntimeMetrics:
     def snapshot(self) -> dict[str, Any]:
         """A consistent copy of every counter and the histogram."""
         with self._lock:
+            totals = {kind: dict(getattr(self, kind) + self.carried[kind]) for kind in self.CARRIED}
             return {
-                "received": dict(self.received),
-                "scored": dict(self.scored),
-                "dead_letters": dict(self.dead_letters),
-                "alerts": dict(self.alerts),
-                "partial_readings": dict(self.partial_readings),
-                "redeliveries": self.redeliveries,
+                **totals,
+                "redeliveries": self.redeliveries + self.carried_redeliveries,
                 "latency": self.latency.copy(),
                 "store_errors": self.store_errors,
                 "batches": self.batches,

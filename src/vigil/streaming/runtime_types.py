@@ -92,6 +92,9 @@ class RuntimeConfig:
         Recent accepted rows kept per model for retraining (saved under the registry).
     recent_flush_seconds : float
         How often those rows are written to the registry.
+    counter_flush_seconds : float
+        How often the processed/scored/dead-lettered counts are added to the alert store (and at stop), so
+        that they carry across restarts; a SIGKILL loses at most this many seconds of counts.
     registry_poll_seconds : float
         How often the registry's active pointers are checked for versions activated elsewhere.
     drift_check_seconds : float
@@ -120,6 +123,7 @@ class RuntimeConfig:
     timeline_points: int = 600
     recent_rows: int = 20_000
     recent_flush_seconds: float = 30.0
+    counter_flush_seconds: float = 5.0
     registry_poll_seconds: float = 2.0
     drift_check_seconds: float = 60.0
     health_window_seconds: float = 60.0
