@@ -244,3 +244,22 @@ def test_openapi_documents_the_endpoints(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     for path in ["/ingest", "/alerts", "/alerts/{alert_id}", "/alerts/{alert_id}/verdict", "/models", "/metrics"]:
         assert path in paths
+
+
+def test_timeline_points_carry_the_sensor_values_they_scored(client: TestClient) -> None:
+    rng = np.random.default_rng(3)
+    sent = [anomalous_readings(rng) for _ in range(4)]
+    records = [record("p8", float(t), readings) for t, readings in enumerate(sent)]
+    assert client.post("/ingest", content=payload(*records), headers=WRITE).status_code == 200
+    points = client.get("/devices/p8/timeline", headers=READ).json()["points"]
+    assert [p["values"] for p in points] == [{k: pytest.approx(v) for k, v in r.items()} for r in sent]
+
+
+def test_dead_letters_are_counted_by_kind(client: TestClient) -> None:
+    bad = [b"not json", b"{nor this", b'{"device": "p1", "time": 0, "readings": [1, 2]}']
+    for body in bad:
+        client.post("/ingest", content=body, headers=WRITE)
+    listing = client.get("/dead-letters?limit=1", headers=READ).json()
+    assert listing["by_kind"] == {"invalid_json": 2, "invalid_record": 1}
+    assert listing["total"] == 3 and len(listing["dead_letters"]) == 1
+    assert client.get("/dead-letters?kind=invalid_json", headers=READ).json()["total"] == 2

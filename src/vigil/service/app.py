@@ -43,7 +43,7 @@ from vigil.service._optional import require
 from vigil.service.auth import TokenAuth
 from vigil.service.incidents_api import incidents_router
 from vigil.service.prometheus import CONTENT_TYPE, render_metrics
-from vigil.streaming.dead_letters import DeadLetter
+from vigil.streaming.dead_letters import DEAD_LETTER_KINDS, DeadLetter
 from vigil.streaming.messages import Rejection
 from vigil.streaming.runtime import Decision, Outcome, Redelivery, Runtime
 from vigil.times import parse_time
@@ -355,9 +355,15 @@ def create_app(
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> dict[str, Any]:
-        """Refused messages and records, newest first, with their reasons."""
+        """Refused messages and records, newest first, with their reasons, and how many of each kind are stored."""
         letters = store.list_dead_letters(kind=kind, limit=limit, offset=offset)
-        return {"total": store.count_dead_letters(kind), "dead_letters": [d.to_dict() for d in letters]}
+        # The kinds are a fixed, short list, so one count each tells an operator what goes wrong without paging.
+        counts = {k: store.count_dead_letters(k) for k in DEAD_LETTER_KINDS}
+        return {
+            "total": store.count_dead_letters(kind),
+            "by_kind": {k: n for k, n in counts.items() if n},
+            "dead_letters": [d.to_dict() for d in letters],
+        }
 
     app.include_router(incidents_router(store, read))
 

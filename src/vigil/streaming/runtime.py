@@ -107,7 +107,11 @@ class _Device:
     model: str
     last_ts: float | None = None
     history: np.ndarray | None = None
-    timeline: deque[tuple[float, float, float, bool, str]] = field(default_factory=deque)
+    # (time, score, threshold, anomaly, note, (sensor names, the values scored)); the names are the model's
+    # own list, shared, so a point costs only its values.
+    timeline: deque[tuple[float, float, float, bool, str, tuple[Sequence[str], tuple[float, ...]] | None]] = field(
+        default_factory=deque
+    )
     n: int = 0
     mean: float = 0.0
     m2: float = 0.0
@@ -136,9 +140,17 @@ class _Device:
             self.committed_from is not None and self.last_ts is not None and self.committed_from <= ts <= self.last_ts
         )
 
-    def observe(self, ts: float, score: float, threshold: float, is_anomaly: bool, note: str = "") -> None:
+    def observe(
+        self,
+        ts: float,
+        score: float,
+        threshold: float,
+        is_anomaly: bool,
+        note: str = "",
+        values: tuple[Sequence[str], tuple[float, ...]] | None = None,
+    ) -> None:
         """Add a scored point: to the timeline, and to the running mean and variance (Welford)."""
-        self.timeline.append((ts, score, threshold, is_anomaly, note))
+        self.timeline.append((ts, score, threshold, is_anomaly, note, values))
         self.n += 1
         delta = score - self.mean
         self.mean += delta / self.n
@@ -490,14 +502,21 @@ class Runtime:
         return sorted(out, key=lambda d: d["device"])
 
     def timeline(self, device: str) -> list[dict[str, Any]]:
-        """The device's recent points (time, score, threshold, anomaly), oldest first."""
+        """The device's recent points (time, score, threshold, anomaly, the sensor values scored), oldest first."""
         state = self._devices.get(device)
         if state is None:
             msg = f"no device {device!r} has sent telemetry since the service started"
             raise InvalidInputError(msg)
         return [
-            {"time": _iso(ts), "score": score, "threshold": thr, "anomaly": flag, **({"note": note} if note else {})}
-            for ts, score, thr, flag, note in list(state.timeline)
+            {
+                "time": _iso(ts),
+                "score": score,
+                "threshold": thr,
+                "anomaly": flag,
+                **({"note": note} if note else {}),
+                **({"values": dict(zip(values[0], values[1], strict=True))} if values else {}),
+            }
+            for ts, score, thr, flag, note, values in list(state.timeline)
         ]
 
     # -- the worker ------------------------------------------------------------------------------------
@@ -787,7 +806,8 @@ class Runtime:
             slot.recent_scores.append(score)
             slot.recent_rows.append((device, ts, item.vector))
             note = "; ".join(n for n in (item.note, notes.get(i, "")) if n)
-            self._devices[device].observe(ts, score, threshold, is_anomaly, note)
+            values = (slot.features, tuple(float(v) for v in item.vector))
+            self._devices[device].observe(ts, score, threshold, is_anomaly, note, values)
             if slot.last_event_ts is None or ts > slot.last_event_ts:
                 slot.last_event_ts = ts
             slot.last_event_mono = mono
