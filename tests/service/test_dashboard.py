@@ -168,3 +168,160 @@ def test_dashboard_lists_asset_incidents_with_their_alerts(
     page.screenshot(path=str(tmp_path / "incidents.png"), full_page=True)
     assert page.evaluate("window.__xss") is None  # the explanation is shown as text, never as markup
     page.close()
+
+
+def boxes_overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    return (
+        a["x"] < b["x"] + b["width"] - 1
+        and b["x"] < a["x"] + a["width"] - 1
+        and (a["y"] < b["y"] + b["height"] - 1 and b["y"] < a["y"] + a["height"] - 1)
+    )
+
+
+def open_p1_alert(page, live_server: str) -> None:
+    page.goto(live_server + "/")
+    page.fill("#token", READ_TOKEN)
+    page.click("#token-form button")
+    page.locator("#alerts tbody tr", has_text="p1").first.click()
+    page.wait_for_selector("#detail:not([hidden])")
+    page.wait_for_selector("#sensor-charts svg.sensor-chart polyline.value-line")
+
+
+def tick_labels(page, chart: str = "#chart") -> list[str]:
+    return page.locator(f"{chart} text.tick-label").all_text_contents()
+
+
+def test_timeline_has_a_labelled_time_axis_range_zoom_and_the_alerts_sensors(
+    live_server: str, browser, runtime: Runtime, tmp_path: Path
+) -> None:
+    feed(runtime)  # p1 from 1970-01-01 00:00:00 to 00:01:19 UTC, anomalous flow at 40-49 s
+    page = browser.new_page(viewport={"width": 1400, "height": 1400}, timezone_id="Asia/Kolkata")
+    open_p1_alert(page, live_server)
+    assert page.text_content("#tz-label") == "times in UTC"
+    assert "time (UTC)" in page.text_content("#chart text.axis-caption")
+    assert tick_labels(page) == [f"00:{s // 60:02d}:{s % 60:02d}" for s in range(0, 80, 10)]
+    chart = page.locator("#chart").bounding_box()
+    ticks = page.locator("#chart text.tick-label")
+    first, last = ticks.first.bounding_box(), ticks.last.bounding_box()
+    # labels sit under the plot, left to right in time order, inside the chart
+    assert chart["x"] <= first["x"] < last["x"] <= chart["x"] + chart["width"]
+    assert first["y"] > chart["y"] + chart["height"] / 2
+
+    page.select_option("#tz-select", "local")  # the browser's zone, named, and the labels moved with it
+    page.wait_for_function("document.querySelector('#tz-label').textContent.includes('UTC+05:30')")
+    assert "Asia/" in page.text_content("#tz-label"), page.text_content("#tz-label")
+    assert tick_labels(page)[0] == "05:30:00"
+    page.select_option("#tz-select", "utc")
+    page.wait_for_function("document.querySelector('#tz-label').textContent === 'times in UTC'")
+
+    # The raw values of the alert's top sensor beside the score: same width, same time window, just below.
+    sensor = page.locator("#sensor-charts svg.sensor-chart").first
+    assert sensor.get_attribute("data-sensor") == "flow_m3h"
+    assert "flow_m3h" in sensor.locator("text.sensor-name").text_content()
+    values = sensor.locator("polyline.value-line").get_attribute("points").split()
+    assert len(values) == 80
+    box = sensor.bounding_box()
+    assert abs(box["x"] - chart["x"]) < 1 and abs(box["width"] - chart["width"]) < 1
+    assert box["y"] >= chart["y"] + chart["height"]
+    assert sensor.locator("text.tick-label").all_text_contents() == tick_labels(page)
+    # the alert's 10 anomalous flows (+6) are the top of that chart: the lowest y coordinates
+    ys = [float(p.split(",")[1]) for p in values]
+    assert set(sorted(range(80), key=ys.__getitem__)[:10]) == set(range(40, 50))
+
+    page.click("#zoom-in")  # the middle half: 20 s to 59 s
+    page.wait_for_function("document.querySelector('#chart text.tick-label').textContent === '00:00:20'")
+    assert tick_labels(page)[-1] == "00:00:55"  # a finer step for the shorter span
+    assert len(page.locator("#chart polyline.score-line").get_attribute("points").split()) == 40
+    page.click("#zoom-reset")
+    page.wait_for_function("document.querySelector('#chart text.tick-label').textContent === '00:00:00'")
+
+    # a drag from 25 % to 50 % of the plot zooms to about 20-40 s
+    plot_left, plot_right = chart["x"] + chart["width"] * 44 / chart["width"], chart["x"] + chart["width"] - 12
+    y = chart["y"] + chart["height"] / 2
+    page.mouse.move(plot_left + 0.25 * (plot_right - plot_left), y)
+    page.mouse.down()
+    page.mouse.move(plot_left + 0.5 * (plot_right - plot_left), y, steps=5)
+    page.mouse.up()
+    page.wait_for_function("document.querySelector('#chart text.tick-label').textContent !== '00:00:00'")
+    kept = len(page.locator("#chart polyline.score-line").get_attribute("points").split())
+    assert 18 <= kept <= 22, kept
+    page.select_option("#range-select", "900")  # a range choice starts from the whole last 15 minutes again
+    page.wait_for_function(
+        "document.querySelector('#chart polyline.score-line').getAttribute('points').trim().split(' ').length === 80"
+    )
+    page.screenshot(path=str(tmp_path / "timeline.png"), full_page=True)
+    page.close()
+
+
+def test_dashboard_shows_dead_letters_drift_and_declared_assets(
+    live_server: str, browser, runtime: Runtime, tmp_path: Path
+) -> None:
+    feed(runtime)  # one dead letter: the device id with markup in it
+    rng = np.random.default_rng(1)
+    # 250 anomalous scores: far more above the training quantiles than training saw, so the model drifts
+    drifting = [record("p2", float(t), anomalous_readings(rng)) for t in range(250)]
+    runtime.submit(json.dumps(drifting).encode(), "http").result(timeout=30)
+    runtime.declare("p9", "pump", silent_after=3600)
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.goto(live_server + "/")
+    page.fill("#token", READ_TOKEN)
+    page.click("#token-form button")
+
+    page.locator("#dead-letters tbody tr").first.wait_for()
+    row = page.locator("#dead-letters tbody tr").first
+    assert row.locator("td").nth(1).text_content() == "invalid_record"
+    assert "device" in row.locator("td").nth(3).text_content()
+    assert page.locator("#dead-letter-kinds .kind").all_text_contents() == ["invalid_record 1"]
+    assert page.text_content("#dead-letter-count") == "1 in all"
+
+    drift = page.locator("#drift tbody tr[data-model='pump']")
+    drift.wait_for()
+    cells = drift.locator("td").all_text_contents()
+    assert cells[0] == "pump" and int(cells[1]) >= 250 and cells[3] == "drifted"
+    assert float(cells[2]) > 4 and "drifted" in (drift.get_attribute("class") or "")
+
+    page.locator("#assets tbody tr", has_text="p9").wait_for()
+    assets = {
+        r.locator("td").first.text_content(): r.locator("td").all_text_contents()
+        for r in page.locator("#assets tbody tr").all()
+    }
+    assert assets["p9"][2:] == ["yes", "never", "waiting"]
+    assert assets["p1"][2] == "no" and assets["p1"][4] == "sending"
+    assert "1 declared" in page.text_content("#asset-count")
+    page.screenshot(path=str(tmp_path / "operations.png"), full_page=True)
+    assert page.evaluate("window.__xss") is None
+    page.close()
+
+
+def test_new_views_reflow_without_overlap_at_a_phone_width(
+    live_server: str, browser, runtime: Runtime, tmp_path: Path
+) -> None:
+    feed(runtime)
+    page = browser.new_page(viewport={"width": 420, "height": 900})
+    open_p1_alert(page, live_server)
+    page.locator("#dead-letters tbody tr").first.wait_for()
+    page.locator("#drift tbody tr").first.wait_for()
+    page.screenshot(path=str(tmp_path / "dashboard-420-all.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 420
+    names = ("alerts", "detail", "incidents", "timeline", "dead-letters", "drift", "assets", "models")
+    boxes = [page.locator(f"#{name}-panel").bounding_box() for name in names]
+    for box in boxes:
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 420
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            assert not boxes_overlap(a, b)
+    # the axis still reads at this width: a few labels, none over another, all inside the chart
+    chart = page.locator("#chart").bounding_box()
+    labels = [t.bounding_box() for t in page.locator("#chart text.tick-label").all()]
+    assert len(labels) >= 2
+    for i, a in enumerate(labels):
+        assert chart["x"] <= a["x"] and a["x"] + a["width"] <= chart["x"] + chart["width"]
+        for b in labels[i + 1 :]:
+            assert not boxes_overlap(a, b)
+    controls = [page.locator(f"#{c}").bounding_box() for c in ("range-select", "zoom-in", "zoom-out", "tz-select")]
+    for box in controls:
+        assert box["x"] + box["width"] <= 420
+    for i, a in enumerate(controls):
+        for b in controls[i + 1 :]:
+            assert not boxes_overlap(a, b)
+    page.close()
