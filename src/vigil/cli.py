@@ -40,6 +40,10 @@ def _parse_param(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _split_columns(text: str | None) -> list[str]:
     return [c.strip() for c in text.split(",") if c.strip()] if text else []
 
@@ -963,19 +967,26 @@ def _cmd_score(args: argparse.Namespace) -> int:
     )
     scores = pipe.score_samples(table.X)
     ranked = top_features(pipe.contributions(table.X), pipe.feature_names_out_, top_k=args.top_k)
+    # The model's own alarm stage decides, as the service would on the same rows in the same order.
+    run = pipe.decide(scores, timestamps=None if table.time is None else table.time.to_numpy())
     out = pd.DataFrame({"row": np.arange(len(scores))})
     if table.time is not None:
         out["time"] = table.time.strftime("%Y-%m-%dT%H:%M:%S")
     out["score"] = scores
-    out["threshold"] = pipe.threshold_
-    out["anomaly"] = scores > pipe.threshold_
+    out["threshold"] = run.thresholds
+    out["anomaly"] = run.flagged
+    out["alarm"] = run.active
     out["top_features"] = [";".join(f"{name}={share:.3f}" for name, share in row) for row in ranked]
     destination = Path(args.output)
     destination.parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(destination, index=False)
+    adapts = not np.all(run.thresholds == pipe.threshold_)
+    level = f"the threshold {pipe.threshold_:.4g}" + (
+        f" (adapting: {run.thresholds.min():.4g} to {run.thresholds.max():.4g})" if adapts else ""
+    )
     print(
-        f"scored {len(out)} rows with {pipe.version_}: {int(out['anomaly'].sum())} above the threshold "
-        f"{pipe.threshold_:.4g}; wrote {destination}"
+        f"scored {len(out)} rows with {pipe.version_}: {int(out['anomaly'].sum())} above {level}; "
+        f"{_plural(int(run.raised.sum()), 'alarm')} over {_plural(int(run.active.sum()), 'row')}; wrote {destination}"
     )
     return 0
 

@@ -67,7 +67,7 @@ def test_fit_then_score_writes_one_explained_row_per_input_row(tmp_path, plant_c
     assert main(["score", str(model), str(plant_csv), "-o", str(out)]) == 0
     scores = pd.read_csv(out)
     assert len(scores) == 600
-    assert list(scores.columns) == ["row", "time", "score", "threshold", "anomaly", "top_features"]
+    assert list(scores.columns) == ["row", "time", "score", "threshold", "anomaly", "alarm", "top_features"]
     assert scores.loc[550:569, "anomaly"].mean() > 0.9
     assert scores.loc[:549, "anomaly"].mean() < 0.05
     assert scores.loc[555, "top_features"].startswith("flow=")
@@ -257,3 +257,25 @@ def test_an_image_model_scores_one_image_file_and_refuses_a_table(tmp_path, plan
     assert pd.read_csv(out)["path"].tolist() == [one.name]
     message = _error(["score", str(model), str(plant_csv), "-o", str(out)], capsys)
     assert "is an image model: give it a folder of images or one JPEG/PNG file, not" in message
+
+
+def test_score_decides_with_the_models_alarm_stage(tmp_path, plant_csv, capsys):
+    from vigil.pipeline import Pipeline
+
+    model = tmp_path / "model"
+    argv = ["fit", str(plant_csv), "--detector", "pca", "--label", "label", "--time", "time", "-o", str(model)]
+    assert main([*argv, "--alarms", "recommended", "--on-delay", "3/5"]) == 0
+    out = tmp_path / "scores.csv"
+    assert main(["score", str(model), str(plant_csv), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    scores = pd.read_csv(out)
+    pipe = Pipeline.load(model)
+    run = pipe.decide(scores["score"].to_numpy(), timestamps=pd.to_datetime(scores["time"]).to_numpy())
+    np.testing.assert_array_equal(scores["alarm"].to_numpy(), run.active)
+    np.testing.assert_allclose(scores["threshold"].to_numpy(), run.thresholds)
+    assert f"{int(run.raised.sum())} alarm" in printed
+    # an on-delay of 3 of 5: no alarm row without at least 3 flagged rows among the last 5
+    flagged = scores["anomaly"].to_numpy()
+    for i in np.flatnonzero(run.raised):
+        assert flagged[max(0, i - 4) : i + 1].sum() >= 3
+    assert scores.loc[555:569, "alarm"].all()
