@@ -175,6 +175,34 @@ _meta = sa.Table(
 )
 
 
+def _span_filters(
+    table: sa.Table,
+    key: str,
+    value: str | None,
+    status: str | None,
+    statuses: Sequence[str],
+    since: datetime | None,
+    until: datetime | None,
+) -> list[Any]:
+    """WHERE clauses of a listing of alerts or incidents: one device/asset, a status, overlap with a span."""
+    clauses: list[Any] = []
+    if value is not None:
+        if not isinstance(value, str):
+            msg = f"{key} must be a string, got {type(value).__name__}"
+            raise InvalidInputError(msg)
+        clauses.append(table.c[key] == value)
+    if status is not None:
+        if status not in statuses:
+            msg = f"status must be one of {', '.join(statuses)}, got {status!r}"
+            raise InvalidInputError(msg)
+        clauses.append(table.c.status == status)
+    if since is not None:
+        clauses.append(table.c.end_time >= parse_time(since, "since"))
+    if until is not None:
+        clauses.append(table.c.start_time < parse_time(until, "until"))
+    return clauses
+
+
 class AlertStore(Protocol):
     """What the sink, the service, the dashboard and feedback need from an alert store."""
 
@@ -581,22 +609,7 @@ class SqlAlertStore:
     def _where(
         device: str | None, status: str | None, since: datetime | None, until: datetime | None
     ) -> builtins.list[Any]:
-        clauses: builtins.list[Any] = []
-        if device is not None:
-            if not isinstance(device, str):
-                msg = f"device must be a string, got {type(device).__name__}"
-                raise InvalidInputError(msg)
-            clauses.append(_alerts.c.device == device)
-        if status is not None:
-            if status not in STATUSES:
-                msg = f"status must be one of {', '.join(STATUSES)}, got {status!r}"
-                raise InvalidInputError(msg)
-            clauses.append(_alerts.c.status == status)
-        if since is not None:
-            clauses.append(_alerts.c.end_time >= parse_time(since, "since"))
-        if until is not None:
-            clauses.append(_alerts.c.start_time < parse_time(until, "until"))
-        return clauses
+        return _span_filters(_alerts, "device", device, status, STATUSES, since, until)
 
     @staticmethod
     def _check_paging(limit: int | None, offset: int) -> None:
@@ -779,22 +792,7 @@ class SqlAlertStore:
     def _incident_where(
         asset: str | None, status: str | None, since: datetime | None, until: datetime | None
     ) -> builtins.list[Any]:
-        clauses: builtins.list[Any] = []
-        if asset is not None:
-            if not isinstance(asset, str):
-                msg = f"asset must be a string, got {type(asset).__name__}"
-                raise InvalidInputError(msg)
-            clauses.append(_incidents.c.asset == asset)
-        if status is not None:
-            if status not in INCIDENT_STATUSES:
-                msg = f"status must be one of {', '.join(INCIDENT_STATUSES)}, got {status!r}"
-                raise InvalidInputError(msg)
-            clauses.append(_incidents.c.status == status)
-        if since is not None:
-            clauses.append(_incidents.c.end_time >= parse_time(since, "since"))
-        if until is not None:
-            clauses.append(_incidents.c.start_time < parse_time(until, "until"))
-        return clauses
+        return _span_filters(_incidents, "asset", asset, status, INCIDENT_STATUSES, since, until)
 
     def get_incident(self, incident_id: str) -> AssetIncident | None:
         """Return the incident with this id, or None."""
