@@ -5,6 +5,10 @@ For every position of the feature grid, the training images' locally aware pretr
 distance to them. As in the paper, a seeded random subset of ``dims`` feature channels keeps the covariances
 small (the paper found random selection as good as PCA). The image score is the largest value of the map.
 Unlike PatchCore it needs every image at the same framing: a position means the same place on each part.
+
+The threshold comes from out-of-fold scores: a training image's own Mahalanobis distance is biased low (its
+patches helped estimate the covariance they are measured with), so each of ``calibration_folds`` folds of the
+training images (whole groups when ``fit`` is given them) is scored by the Gaussians of the other folds.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ class PadimDetector(PretrainedPatchDetector):
         Feature channels kept (a seeded random subset; all of them when there are fewer).
     regularisation : float
         Multiple of the identity added to each covariance (the paper's 0.01), relative to the mean variance.
+    calibration_folds : int
+        Folds of the training images whose out-of-fold scores set the threshold (1: the training images' own
+        scores, which are biased low).
     contamination, random_state
         See :class:`~vigil.base.BaseDetector`; the seed picks the channels.
 
@@ -58,6 +65,7 @@ class PadimDetector(PretrainedPatchDetector):
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "dims": [Interval(int, 1, None)],
         "regularisation": [Interval(float, 0.0, None, closed="neither")],
+        "calibration_folds": [Interval(int, 1, None)],
     }
 
     def __init__(
@@ -68,6 +76,7 @@ class PadimDetector(PretrainedPatchDetector):
         resolution: int = 224,
         dims: int = 100,
         regularisation: float = 0.01,
+        calibration_folds: int = 5,
         contamination: float = 0.01,
         random_state: int | None = None,
     ) -> None:
@@ -80,6 +89,7 @@ class PadimDetector(PretrainedPatchDetector):
         )
         self.dims = dims
         self.regularisation = regularisation
+        self.calibration_folds = calibration_folds
 
     @classmethod
     def _test_params(cls) -> list[dict[str, Any]]:
@@ -106,24 +116,57 @@ class PadimDetector(PretrainedPatchDetector):
         self.channels_ = np.sort(self._rng().permutation(total)[:keep]).astype(np.int64)
         positions = self._positions(images)
         self.feature_grid_ = tuple(int(v) for v in self._grid)
-        n = positions.shape[1]
-        self.mean_ = positions.mean(axis=1)
-        centred = positions - self.mean_[:, None, :]
+        self.mean_, self.precision_ = self._gaussians(positions)
+        self._fitted_positions, self._fitted_groups = positions, groups  # for the threshold, then dropped
+
+    def _gaussians(self, positions: NDArray[np.float64]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """Mean and regularised precision at each position, from ``positions`` (h·w, n, dims)."""
+        n, keep = positions.shape[1], positions.shape[2]
+        mean = positions.mean(axis=1)
+        centred = positions - mean[:, None, :]
         covariance = np.einsum("pnf,png->pfg", centred, centred) / max(n - 1, 1)
         level = np.trace(covariance, axis1=1, axis2=2).mean() / keep
         eye = np.eye(keep)
-        self.precision_ = np.linalg.inv(covariance + self.regularisation * max(level, 1e-12) * eye).astype(np.float32)
-        self.mean_ = self.mean_.astype(np.float32)
+        precision = np.linalg.inv(covariance + self.regularisation * max(level, 1e-12) * eye)
+        return mean.astype(np.float32), precision.astype(np.float32)
 
-    def _score_maps(self, images: NDArray[np.float32], *, want_maps: bool) -> tuple[Any, Any]:
+    def _calibration_scores(self, images: NDArray[np.float32]) -> NDArray[np.float64]:
+        positions, groups = self._fitted_positions, self._fitted_groups
+        del self._fitted_positions, self._fitted_groups
+        n = positions.shape[1]
+        keys = np.asarray(groups) if groups is not None else np.arange(n)
+        units = np.unique(keys)
+        folds = min(self.calibration_folds, len(units))
+        if folds < 2:
+            return super()._calibration_scores(images)
+        fold_of = {unit: i % folds for i, unit in enumerate(self._rng().permutation(units))}
+        fold = np.array([fold_of[k] for k in keys])
+        scores = np.empty(n)
+        for f in range(folds):
+            held = fold == f
+            mean, precision = self._gaussians(positions[:, ~held])
+            scores[held] = self._scores_maps_of(positions[:, held], mean, precision, want_maps=False)[0]
+        return scores
+
+    def _scores_maps_of(
+        self,
+        positions: NDArray[np.float64],
+        mean: NDArray[np.float32],
+        precision: NDArray[np.float32],
+        *,
+        want_maps: bool,
+    ) -> tuple[Any, Any]:
         torch = require_torch()
-        centred = self._positions(images) - self.mean_[:, None, :]  # (positions, n, dims)
-        squared = (np.matmul(centred, self.precision_) * centred).sum(axis=2).T  # (n, positions)
+        centred = positions - mean[:, None, :]  # (positions, n, dims)
+        squared = (np.matmul(centred, precision) * centred).sum(axis=2).T  # (n, positions)
         h, w = self.feature_grid_
         distances = np.sqrt(np.maximum(squared, 0.0)).reshape(-1, h, w)
         maps = self._to_maps(torch.from_numpy(distances))
         scores = maps.reshape(len(maps), -1).max(axis=1)
         return scores, (maps if want_maps else None)
+
+    def _score_maps(self, images: NDArray[np.float32], *, want_maps: bool) -> tuple[Any, Any]:
+        return self._scores_maps_of(self._positions(images), self.mean_, self.precision_, want_maps=want_maps)
 
     def _restore_state(self, state: dict[str, Any]) -> None:
         super()._restore_state(state)
