@@ -381,3 +381,17 @@ def test_counters_add_up_and_refuse_what_is_not_a_count(store: SqlAlertStore) ->
         with pytest.raises(InvalidInputError, match="a counter is"):
             store.add_counts(bad)
     assert store.counters() == {"scored:pump": 5, "received:mqtt": 5}
+
+
+def test_an_alert_keeps_one_image_beside_it(store: SqlAlertStore, tmp_path: Path) -> None:
+    alert = store.upsert(make_alert(device="cam-1"))
+    assert store.get_image(alert.id) is None
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40  # binary bytes survive both backends unchanged
+    store.put_image(alert.id, png)
+    assert store.get_image(alert.id) == ("image/png", png)
+    store.put_image(alert.id, b"\xff\xd8\xff", media_type="image/jpeg")  # a second image replaces the first
+    assert store.get_image(alert.id) == ("image/jpeg", b"\xff\xd8\xff")
+    for data, kind, match in ((b"", "image/png", "must be 1 to"), (b"x", "text/html", "must be one of")):
+        with pytest.raises(InvalidInputError, match=match):
+            store.put_image(alert.id, data, media_type=kind)
+    assert store.list(device="cam-1")[0].id == alert.id  # listing alerts is unchanged by the image

@@ -98,3 +98,26 @@ def test_a_decompression_bomb_in_a_scored_folder_is_an_error_cell(plant, capsys)
     with scores.open() as handle:
         rows = {row["path"]: row for row in csv.DictReader(handle)}
     assert rows["bomb.png"]["score"] == "" and "more pixels than the limit" in rows["bomb.png"]["error"]
+
+
+def test_score_takes_one_image_file_as_well_as_a_folder(plant, capsys):
+    model, one = plant / "model", plant / "one.csv"
+    assert main(["fit", str(plant / "train"), "--detector", "patch-gauss", "--param", "grid=8", "--size", "48",
+                 "-o", str(model)]) == 0  # fmt: skip
+    assert main(["score", str(model), str(plant / "line"), "-o", str(plant / "all.csv")]) == 0
+    with (plant / "all.csv").open() as handle:
+        folder_rows = {row["path"]: row for row in csv.DictReader(handle)}
+    capsys.readouterr()
+    single = plant / "line" / "bad07.png"
+    assert main(["score", str(model), str(single), "-o", str(one), "--maps", str(plant / "m")]) == 0
+    assert "scored 1 images" in capsys.readouterr().out
+    with one.open() as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert row == folder_rows["bad07.png"]  # the same row as when its folder was scored
+    assert row["anomaly"] == "True" and [p.name for p in (plant / "m").iterdir()] == ["bad07.png"]
+    # A file that is not an image, and a path that does not exist, are errors that say what to give.
+    (plant / "notes.txt").write_text("x")
+    assert main(["score", str(model), str(plant / "notes.txt"), "-o", str(one)]) == 2
+    assert "one JPEG/PNG file" in capsys.readouterr().err
+    assert main(["score", str(model), str(plant / "nowhere.png"), "-o", str(one)]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -4,7 +4,8 @@ Every alert is upserted by its deterministic id, so replaying a stream updates r
 them, and an operator's verdict (``confirmed`` / ``false_positive``) and notes are appended to the alert's
 feedback history (:func:`merge_alert`: a verdict is never lost to a later tracker update). Refused
 messages (dead letters) are kept beside the alerts, in the same transaction as the batch they came with,
-and so are the asset incidents that the batch opened or changed (:mod:`vigil.alerts.asset_incidents`).
+and so are the asset incidents that the batch opened or changed (:mod:`vigil.alerts.asset_incidents`). An
+alert may carry one image beside it (a camera alert's frame with its anomaly map, :meth:`SqlAlertStore.put_image`).
 
 The embedded default is one SQLite file in WAL mode with ``synchronous=FULL``: ``NORMAL`` would survive a
 crash of the process but can lose the last commits on power loss, and operators' verdicts cannot be
@@ -45,7 +46,7 @@ from vigil.errors import InvalidInputError, VigilError
 from vigil.streaming.dead_letters import DEAD_LETTER_KINDS, DeadLetter
 from vigil.times import format_time, parse_time
 
-__all__ = ["SCHEMA_VERSION", "AlertStore", "SqlAlertStore", "merge_alert", "open_store"]
+__all__ = ["MAX_IMAGE_BYTES", "SCHEMA_VERSION", "AlertStore", "SqlAlertStore", "merge_alert", "open_store"]
 
 #: Version of the table layout: ``PRAGMA user_version`` on SQLite, the ``meta`` table on PostgreSQL.
 #: Version 2 added the alerts' ``modality`` and the ``incidents`` table; a version-1 store gains both when
@@ -166,6 +167,20 @@ _counters = sa.Table(
     sa.Column("value", sa.BigInteger, nullable=False),
 )
 
+# One image per alert at most (a camera alert's frame with its anomaly map over it), kept apart from the alerts
+# so that listing alerts never reads image bytes. Like the counters, a table any version-2 store gains when opened.
+_alert_images = sa.Table(
+    "alert_images",
+    _metadata,
+    sa.Column("alert_id", sa.Text, primary_key=True),
+    sa.Column("media_type", sa.Text, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
+
+#: The largest image :meth:`SqlAlertStore.put_image` takes: an overlay PNG is tens of kilobytes.
+MAX_IMAGE_BYTES = 4 * 1024 * 1024
+_IMAGE_TYPES = ("image/png", "image/jpeg")
+
 # PostgreSQL only: SQLite keeps the version in PRAGMA user_version.
 _meta = sa.Table(
     "meta",
@@ -272,6 +287,10 @@ class AlertStore(Protocol):
     def add_counts(self, counts: Mapping[str, int]) -> None: ...
 
     def counters(self) -> dict[str, int]: ...
+
+    def put_image(self, alert_id: str, data: bytes, media_type: str = "image/png") -> None: ...
+
+    def get_image(self, alert_id: str) -> tuple[str, bytes] | None: ...
 
     def close(self) -> None: ...
 
@@ -432,7 +451,7 @@ class SqlAlertStore:
             if tables:
                 msg = f"{self.path!r} is a SQLite database of another application (tables: {', '.join(sorted(tables))})"
                 raise InvalidInputError(msg)
-            _metadata.create_all(conn, tables=[_alerts, _dead_letters, _incidents, _counters])
+            _metadata.create_all(conn, tables=[_alerts, _dead_letters, _incidents, _counters, _alert_images])
             conn.exec_driver_sql(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
         elif app_id != APPLICATION_ID:
@@ -445,7 +464,7 @@ class SqlAlertStore:
             )
             raise InvalidInputError(msg)
         else:  # the dead letters came after version 1 without a bump: a version-1 file gains the table
-            _metadata.create_all(conn, tables=[_dead_letters, _counters])
+            _metadata.create_all(conn, tables=[_dead_letters, _counters, _alert_images])
             if version < 2:
                 self._upgrade_to_2(conn)
                 conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -465,7 +484,7 @@ class SqlAlertStore:
             raise InvalidInputError(msg)
         if version is not None and int(version) < 2:
             self._upgrade_to_2(conn)
-        _metadata.create_all(conn, tables=[_meta, _alerts, _dead_letters, _incidents, _counters])
+        _metadata.create_all(conn, tables=[_meta, _alerts, _dead_letters, _incidents, _counters, _alert_images])
         if version is None:
             conn.execute(_meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
         elif int(version) < SCHEMA_VERSION:
@@ -907,6 +926,40 @@ class SqlAlertStore:
             rows = conn.execute(sa.select(_counters.c.name, _counters.c.value))
             return {str(name): int(value) for name, value in rows}
 
+    # -- images -------------------------------------------------------------------------------------
+
+    def put_image(self, alert_id: str, data: bytes, media_type: str = "image/png") -> None:
+        """Keep one image beside alert ``alert_id`` (replacing the one it had), whether or not it is stored yet.
+
+        Raises
+        ------
+        InvalidInputError
+            Empty or larger than :data:`MAX_IMAGE_BYTES`, or not PNG/JPEG.
+        """
+        if not isinstance(data, bytes | bytearray) or not data or len(data) > MAX_IMAGE_BYTES:
+            size = len(data) if isinstance(data, bytes | bytearray) else type(data).__name__
+            msg = f"the image of alert {alert_id!r} must be 1 to {MAX_IMAGE_BYTES} bytes, got {size}"
+            raise InvalidInputError(msg)
+        if media_type not in _IMAGE_TYPES:
+            msg = f"the image of alert {alert_id!r} must be one of {', '.join(_IMAGE_TYPES)}, got {media_type!r}"
+            raise InvalidInputError(msg)
+        row = {"alert_id": alert_id, "media_type": media_type, "data": bytes(data)}
+        dialect = postgresql if self.dialect == "postgresql" else sqlite_dialect
+        insert = dialect.insert(_alert_images)
+        statement = insert.on_conflict_do_update(
+            index_elements=[_alert_images.c.alert_id],
+            set_={"media_type": insert.excluded.media_type, "data": insert.excluded.data},
+        )
+        with self._transaction(write=True) as conn:
+            conn.execute(statement, [row])
+
+    def get_image(self, alert_id: str) -> tuple[str, bytes] | None:
+        """The media type and bytes of alert ``alert_id``'s image, or None when it has none."""
+        query = sa.select(_alert_images.c.media_type, _alert_images.c.data).where(_alert_images.c.alert_id == alert_id)
+        with self._transaction() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else (str(row[0]), bytes(row[1]))
+
     # -- lifecycle ----------------------------------------------------------------------------------
 
     @property
@@ -923,7 +976,7 @@ class SqlAlertStore:
             if self.dialect == "postgresql":
                 conn.execute(sa.schema.DropSchema(str(self.schema), cascade=True, if_exists=True))
             else:
-                _metadata.drop_all(conn, tables=[_alerts, _dead_letters, _incidents, _counters])
+                _metadata.drop_all(conn, tables=[_alerts, _dead_letters, _incidents, _counters, _alert_images])
 
     @property
     def closed(self) -> bool:

@@ -6,8 +6,10 @@ Endpoints (``R`` needs a read token, ``W`` a write token, ``-`` none):
 scope  endpoint                            what
 =====  ==================================  =====================================================
 W      ``POST /ingest``                    one record, an array or ``{"records": [...]}``
+W      ``POST /ingest/image/{camera}``     one camera frame (JPEG or PNG body), with ``--camera-model``
 R      ``GET /alerts``                     filter by device, status, time; paged
 R      ``GET /alerts/{id}``                one alert with its explanation and feedback
+R      ``GET /alerts/{id}/image``          a camera alert's frame with its anomaly map, colour bar, threshold
 W      ``POST /alerts/{id}/verdict``       confirmed / false_positive / note
 R      ``GET /incidents``                  asset incidents across modalities, with their alerts
 R      ``GET /incidents/{id}``             one incident with all its evidence (every member alert)
@@ -335,6 +337,24 @@ def create_app(
         if alert is None:
             raise HTTPException(status_code=404, detail=f"no alert with id {alert_id!r}")
         return alert.to_dict()
+
+    @app.get(
+        "/alerts/{alert_id}/image",
+        dependencies=[read],
+        tags=["alerts"],
+        response_class=Response,
+        responses={200: {"content": {"image/png": {}}}},
+    )
+    def get_alert_image(alert_id: str) -> Response:
+        """A camera alert's frame as the model read it, its anomaly map over it, a colour bar and the threshold
+        (PNG); 404 for an alert without one (telemetry and network alerts, detectors that draw no map)."""
+        image = store.get_image(alert_id)
+        if image is None:
+            detail = f"alert {alert_id!r} has no image: only camera alerts of a model with anomaly maps carry one"
+            raise HTTPException(status_code=404, detail=detail)
+        media_type, data = image
+        # A camera alert's image is drawn once, when the frame is scored: the dashboard need not fetch it again.
+        return Response(content=data, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
 
     @app.post("/alerts/{alert_id}/verdict", dependencies=[write], tags=["alerts"])
     def post_verdict(alert_id: str, body: VerdictBody) -> dict[str, Any]:

@@ -9,7 +9,8 @@ reads images exactly as training did.
 ``vigil score MODEL FOLDER -o scores.csv [--maps DIR]`` scores every image under FOLDER. An image that cannot
 be read is not fatal: it gets a row with its reason in ``error`` and no score (a dead letter), so a
 corrupt frame from a camera never hides the others. ``--maps`` writes a heat-map overlay PNG for each image
-above the threshold, coloured from 0 to twice the threshold (the same scale for every image).
+above the threshold, coloured from 0 to twice the threshold (the same scale for every image) with a colour bar
+that marks the threshold. FOLDER may also be a single JPEG or PNG file.
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ def score_image_folder(
                 flagged = np.flatnonzero(scores > threshold)
                 n_scored, n_flagged = n_scored + len(decoded), n_flagged + len(flagged)
                 if heat is not None:
-                    written += _write_overlays(maps, [decoded[i] for i in flagged], heat[flagged], 2.0 * threshold)
+                    written += _write_overlays(maps, [decoded[i] for i in flagged], heat[flagged], threshold)
             n_bad += stream.n_bad
             for file in chunk:
                 name = file.relative_to(folder).as_posix()
@@ -169,21 +170,16 @@ def score_image_folder(
     return summary + f"; wrote {destination}"
 
 
-def _write_overlays(folder: str | Path | None, decoded: list[tuple[str, Any]], maps: Any, top: float) -> int:
-    """One PNG per image: the image with its anomaly map over it, coloured from 0 to ``top`` for every image."""
+def _write_overlays(folder: str | Path | None, decoded: list[tuple[str, Any]], maps: Any, threshold: float) -> int:
+    """One PNG per image: the image with its anomaly map over it, a colour bar from 0 to twice the threshold
+    (the same for every image) and the threshold marked: what a camera alert shows in the dashboard."""
     if folder is None or not decoded:
         return 0
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from vigil.vision.report import heatmap_overlay_figure
+    from vigil.vision.report import overlay_png
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     for (name, image), heat in zip(decoded, maps, strict=True):
-        figure = heatmap_overlay_figure(image[None], heat[None], titles=[name], vmax=top, columns=1)
-        figure.savefig(out / (name.replace("/", "__").rsplit(".", 1)[0] + ".png"), dpi=150)
-        plt.close(figure)
+        png = overlay_png(image, heat, threshold=threshold, title=name)
+        (out / (name.replace("/", "__").rsplit(".", 1)[0] + ".png")).write_bytes(png)
     return len(decoded)

@@ -5,14 +5,18 @@ working size, colour mode and resize policy it was trained at). :meth:`CameraIns
 frame exactly as training read its images, scores it with its anomaly map, and, when the score is above the
 detector's threshold, stores an alert for the camera: its ``top_features`` are the cells of a 4 × 4 grid
 over the frame holding most of the anomaly map (``"row 2, column 3"``, share), and its explanation says
-where the defect is. A frame that cannot be decoded raises :class:`~vigil.errors.InvalidInputError` naming
-it; the service turns that into a dead letter and an HTTP 422, and goes on.
+where the defect is. Beside the alert the store keeps one PNG (:func:`~vigil.vision.report.overlay_png`): the
+frame as the model read it, its anomaly map over it, a colour bar and the threshold, which the service serves
+at ``/alerts/{id}/image`` and the dashboard shows. A frame that cannot be decoded raises
+:class:`~vigil.errors.InvalidInputError` naming it; the service turns that into a dead letter and an HTTP 422,
+and goes on.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -26,6 +30,8 @@ from vigil.errors import InvalidInputError, VigilError
 from vigil.vision.io import decode_image
 
 __all__ = ["CameraInspector"]
+
+_LOG = logging.getLogger(__name__)
 
 _GRID = 4  # the frame is described in 4 × 4 cells: coarse enough to name, fine enough to find the part
 _TOP_CELLS = 3
@@ -75,6 +81,7 @@ class CameraInspector:
         self.layout = json.loads((model / "input.json").read_text())
         self.detector = ImageDetector.load(model)
         self.model_version = _model_version(model, self.layout["detector"])
+        self.store = store
         self.sink = AlertSink(store, sinks)
         self.store_timeout = store_timeout
         self.frames = 0
@@ -145,6 +152,8 @@ class CameraInspector:
             ),
             modality="camera",
         )
+        if heat is not None:
+            self._keep_image(alert.id, image, heat, threshold, f"{name} from {camera} · score {score:.3g}")
         if not self.sink.deliver([AlertEvent("opened", alert)], timeout=self.store_timeout):
             # Not stored, so not acknowledged: the service answers 503 and the sender keeps the frame.
             msg = f"the alert store did not take the alert of frame {name!r} within {self.store_timeout:g} s"
@@ -154,6 +163,16 @@ class CameraInspector:
         result["alert_id"] = alert.id
         result["region"] = [{"cell": cell, "share": share} for cell, share in cells]
         return result
+
+    def _keep_image(self, alert: str, image: np.ndarray, heat: np.ndarray, threshold: float, title: str) -> None:
+        """Store the frame with its map beside the alert, before the alert: a dashboard that sees the alert
+        finds its image. The image is evidence, not the alert: if it cannot be stored, the alert still is."""
+        from vigil.vision.report import overlay_png
+
+        try:
+            self.store.put_image(alert, overlay_png(image, heat, threshold=threshold, title=title))
+        except Exception:  # the store or the drawing failed: log it, and let the sink's retries deal with the store
+            _LOG.exception("the image of camera alert %s could not be stored", alert)
 
 
 def _hottest_cells(heat: np.ndarray) -> list[tuple[str, float]]:

@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 
 from vigil.evaluation.report import Report
 
-__all__ = ["heatmap_overlay_figure", "pick_examples", "write_image_report"]
+__all__ = ["heatmap_overlay_figure", "overlay_png", "pick_examples", "write_image_report"]
 
 
 def heatmap_overlay_figure(
@@ -75,6 +75,63 @@ def heatmap_overlay_figure(
             ax.set_title(titles[k], fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def overlay_png(image: NDArray[Any], heat: NDArray[np.floating], *, threshold: float, title: str = "") -> bytes:
+    """One image with its anomaly map over it, a colour bar and the threshold marked on it, as PNG bytes.
+
+    The colour scale runs from 0 to twice ``threshold`` whatever the map holds, so that two images' colours
+    compare and the threshold always sits half-way up the bar; values past the top show in its top colour
+    (the bar's arrow). Drawn on a bare :class:`~matplotlib.figure.Figure` (no pyplot state), so that the
+    service's worker threads can draw at the same time.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W) or (H, W, 3)
+        ``uint8`` or floats in [0, 1]: the frame as the model read it.
+    heat : ndarray, shape (H, W)
+        Its anomaly map, in the units of the image score.
+    threshold : float
+        The image score above which the detector flags an image (> 0).
+    title : str
+        Written above the image.
+
+    Examples
+    --------
+    >>> png = overlay_png(np.zeros((8, 8), np.uint8), np.ones((8, 8)), threshold=0.5, title="part 7")
+    >>> png[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
+    True
+    """
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+
+    image = np.asarray(image)
+    image = image / 255.0 if image.dtype == np.uint8 else image
+    top = 2.0 * float(threshold) if threshold > 0 else max(float(np.max(heat)), 1e-12)
+    h, w = image.shape[:2]
+    figure = Figure(figsize=(4.8, 4.2 * h / max(w, 1) + 0.5), dpi=100)
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    ax.set_axis_off()
+    ax.imshow(image, cmap="gray", vmin=0.0, vmax=1.0)
+    scale = ScalarMappable(norm=Normalize(0.0, top), cmap="jet")
+    ax.imshow(heat, cmap=scale.cmap, norm=scale.norm, alpha=0.45)
+    if title:
+        ax.set_title(title, fontsize=9)
+    # The bar from its own mappable: opaque colours, not the translucent ones of the overlay.
+    bar = figure.colorbar(scale, ax=ax, fraction=0.046, pad=0.04, extend="max")
+    bar.set_label("anomaly map (image-score units)", fontsize=8)
+    bar.ax.axhline(threshold, color="white", lw=2.5)
+    bar.ax.axhline(threshold, color="black", lw=1.0)
+    bar.set_ticks([0.0, threshold, top], labels=["0", f"threshold {threshold:.3g}", f"{top:.3g}"])
+    bar.ax.tick_params(labelsize=7)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")
+    return buffer.getvalue()
 
 
 def pick_examples(

@@ -3,7 +3,7 @@
 "use strict";
 
 const state = { token: sessionStorage.getItem("vigil-token") || "", selected: null, device: null, alerts: [],
-  alert: null, zoom: null, zone: "utc", scale: null };
+  alert: null, zoom: null, zone: "utc", scale: null, devices: [], imageUrl: null };
 const $ = (id) => document.getElementById(id);
 
 function el(tag, attrs = {}, ...children) {
@@ -125,11 +125,37 @@ async function selectAlert(id) {
     ),
   );
   for (const row of $("alerts").tBodies[0].rows) row.classList.toggle("selected", row.dataset.id === id);
-  if (state.device !== alert.device) {
+  await showAlertImage(alert);
+  // Only devices that send telemetry have a score timeline: a camera or a network alert leaves it as it was.
+  await refreshDevices();
+  if (state.device !== alert.device && state.devices.includes(alert.device)) {
     state.device = alert.device;
-    await refreshDevices();
+    $("device-select").value = state.device;
   }
   await refreshTimeline();
+}
+
+// A camera alert's evidence: the frame as the model read it with its anomaly map, colour bar and threshold,
+// drawn by the service when the frame was scored. Fetched with the token (an <img src> could not send it).
+async function showAlertImage(alert) {
+  const figure = $("detail-image"), img = $("detail-frame"), caption = $("detail-image-caption");
+  if (alert.modality !== "camera") { figure.hidden = true; img.removeAttribute("src"); return; }
+  const headers = state.token ? { Authorization: `Bearer ${state.token}` } : {};
+  const response = await fetch(`/alerts/${encodeURIComponent(alert.id)}/image`, { headers });
+  if (state.selected !== alert.id) return;  // another alert was selected meanwhile
+  if (state.imageUrl) { URL.revokeObjectURL(state.imageUrl); state.imageUrl = null; }
+  figure.hidden = false;
+  if (!response.ok) {
+    img.hidden = true;
+    img.removeAttribute("src");
+    caption.textContent = response.status === 404 ? "no image was stored with this alert" : `image: HTTP ${response.status}`;
+    return;
+  }
+  state.imageUrl = URL.createObjectURL(await response.blob());
+  img.src = state.imageUrl;
+  img.hidden = false;
+  caption.textContent = `the frame as the model read it, its anomaly map over it; colour bar from 0 to twice the ` +
+    `threshold ${fmtNum(alert.threshold)} (marked); this frame scored ${fmtNum(alert.score)}`;
 }
 
 async function sendVerdict(verdict) {
@@ -152,7 +178,8 @@ async function refreshDevices() {
   const data = await api("/devices");
   const select = $("device-select");
   const names = data.devices.map((d) => d.device);
-  if (!state.device && names.length) state.device = names[0];
+  state.devices = names;
+  if (!names.includes(state.device)) state.device = names.length ? names[0] : null;
   select.replaceChildren(...names.map((name) => el("option", { value: name }, name)));
   if (state.device) select.value = state.device;
 }
