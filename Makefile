@@ -15,11 +15,11 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[deep,tune,service,network,vision,pretrained]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[deep,tune,service,network,vision,pretrained,export]'
 	@touch $@
 
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[deep,tune,service,network,vision,pretrained,scale,plant,test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[deep,tune,service,network,vision,pretrained,export,scale,plant,test]'
 	@touch $@
 
 install: $(STAMP)

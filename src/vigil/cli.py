@@ -1119,6 +1119,17 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from vigil.export import export_model
+
+    try:
+        print(export_model(args.model, args.output, format=args.format))
+    except ImportError as exc:  # the export extra is not installed: say what to install, not a traceback
+        print(f"vigil export: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from vigil.evaluation.result_report import write_result_report
 
@@ -1265,6 +1276,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ray_options(p)
     p.add_argument("--keep", default="anomalies", choices=["anomalies", "all"], help="--ray: rows to write")
     p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser("export", help="export a saved model as ONNX for a gateway (scaler, detector, threshold)")
+    p.add_argument("model", help="model directory written by `vigil fit` (an image model or a telemetry pipeline)")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="export format (onnx)")
+    p.add_argument("-o", "--output", required=True, help="directory for model.onnx and vigil-export.json")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("report", help="write one self-contained HTML report from result JSON files")
     p.add_argument("results", nargs="+", help="JSON files written by vigil bench/evaluate/tune --json")

@@ -20,6 +20,7 @@ from vigil.calibration.thresholds import TargetFARThreshold, Thresholder, thresh
 from vigil.errors import InvalidInputError, ModelFormatError, SchemaError
 from vigil.features.categorical import CategoryEncoder
 from vigil.features.scaling import make_scaler
+from vigil.features.windows import causal_mean
 from vigil.persistence import FORMAT_VERSION, read_state, write_state
 from vigil.validation import check_array, check_features, check_fitted
 
@@ -155,15 +156,7 @@ class Pipeline:
     def _smooth(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
         """Causal rolling mean over ``smoothing`` rows along axis 0, summed in the same order wherever the
         series starts, so that streamed and batch scores agree exactly."""
-        k = self.smoothing
-        if k <= 1 or len(values) == 0:
-            return values
-        out = np.empty_like(values)
-        m = min(k - 1, len(values))
-        out[:m] = np.cumsum(values[:m], axis=0) / np.arange(1, m + 1).reshape((-1,) + (1,) * (values.ndim - 1))
-        if len(values) >= k:
-            out[k - 1 :] = np.lib.stride_tricks.sliding_window_view(values, k, axis=0).mean(axis=-1)
-        return out
+        return causal_mean(values, self.smoothing)
 
     def clone(self) -> Pipeline:
         """An unfitted pipeline with the same settings (the detector, threshold and alarm stage copied)."""

@@ -7,7 +7,7 @@ from numpy.typing import NDArray
 
 from vigil.errors import InvalidInputError
 
-__all__ = ["rows_from_windows", "sliding_windows"]
+__all__ = ["causal_mean", "rows_from_windows", "sliding_windows"]
 
 
 def sliding_windows(values: NDArray[np.float64], window: int) -> NDArray[np.float64]:
@@ -47,3 +47,23 @@ def rows_from_windows(window_values: NDArray[np.float64], window: int) -> NDArra
         return window_values
     head = np.repeat(window_values[:1], window - 1, axis=0)
     return np.concatenate([head, window_values], axis=0)
+
+
+def causal_mean(values: NDArray[np.float64], k: int) -> NDArray[np.float64]:
+    """Causal rolling mean over ``k`` rows along axis 0 (the first rows average what there is), summed in the
+    same order wherever the series starts, so that streamed and batch scores agree exactly.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> causal_mean(np.array([1.0, 3.0, 5.0, 7.0]), 2)
+    array([1., 2., 4., 6.])
+    """
+    if k <= 1 or len(values) == 0:
+        return values
+    out = np.empty_like(values)
+    m = min(k - 1, len(values))
+    out[:m] = np.cumsum(values[:m], axis=0) / np.arange(1, m + 1).reshape((-1,) + (1,) * (values.ndim - 1))
+    if len(values) >= k:
+        out[k - 1 :] = np.lib.stride_tricks.sliding_window_view(values, k, axis=0).mean(axis=-1)
+    return out

@@ -91,6 +91,18 @@ class PretrainedPatchDetector(ImageDetector):
             self._backbone_module = module
         return module
 
+    def backbone_module(self) -> torch.nn.Module:
+        """The backbone module this detector runs (what an ONNX export traces)."""
+        return self._module()
+
+    def working_size(self) -> tuple[int, int]:
+        """(height, width) of the image the backbone sees: the shorter side at ``resolution``, aspect kept."""
+        return self._working_size()
+
+    def map_sigma(self) -> float:
+        """Input pixels of the Gaussian that smooths the upsampled patch scores into the anomaly map."""
+        return _MAP_SIGMA * int(self.image_shape_[0]) / self._working_size()[0]
+
     def _working_size(self) -> tuple[int, int]:
         h, w = int(self.image_shape_[0]), int(self.image_shape_[1])
         scale = self.resolution / min(h, w)
@@ -132,8 +144,7 @@ class PretrainedPatchDetector(ImageDetector):
             up = torch.nn.functional.interpolate(
                 patch_scores[:, None].float(), size=(h, w), mode="bilinear", align_corners=False
             )
-            sigma = _MAP_SIGMA * h / self._working_size()[0]
-            return gaussian_blur(up, sigma)[:, 0].clamp_min(0.0).double().numpy()
+            return gaussian_blur(up, self.map_sigma())[:, 0].clamp_min(0.0).double().numpy()
 
     # ------------------------------------------------------------------ persistence
     def save(self, path):

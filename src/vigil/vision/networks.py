@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,8 +19,19 @@ from torch import nn
 __all__ = ["ConvAutoencoder", "FilterBank", "SmallCNN", "UNet", "gaussian_blur", "standardise_and_pad"]
 
 
+@functools.lru_cache(maxsize=32)
 def _blur_matrix(n: int, sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """(n, n) matrix of a 1-D Gaussian blur whose taps beyond the border fall on the edge pixel."""
+    """(n, n) matrix of a 1-D Gaussian blur whose taps beyond the border fall on the edge pixel.
+
+    Kept per size, sigma, type and device (callers only multiply by it): a detector blurs images of one
+    size, and an ONNX trace then finds the matrix made and records it as a constant. Made outside inference
+    mode, so that a matrix first made while scoring can still be saved for backward by a training step.
+    """
+    with torch.inference_mode(False):
+        return _make_blur_matrix(n, sigma, dtype, device)
+
+
+def _make_blur_matrix(n: int, sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     radius = max(1, int(3.0 * sigma + 0.5))
     offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
     taps = torch.exp(-0.5 * (offsets / sigma) ** 2)
@@ -45,7 +58,7 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """
     if sigma <= 0:
         return x
-    h, w = x.shape[-2:]
+    h, w = (int(v) for v in x.shape[-2:])  # plain ints, also while an ONNX trace records sizes as tensors
     across = _blur_matrix(w, sigma, x.dtype, x.device)
     down = _blur_matrix(h, sigma, x.dtype, x.device)
     return torch.matmul(down, torch.matmul(x, across.T))
@@ -111,7 +124,6 @@ class FilterBank(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         eps = 0.02  # keeps the log finite on black pixels; ~5 grey levels of 255
-        grid = self.grid
         illumination = gaussian_blur(x, self.flat_sigma)
         r = torch.log(x + eps) - torch.log(illumination + eps)
         light = torch.log(illumination + eps)
@@ -119,16 +131,24 @@ class FilterBank(nn.Module):
         first = [r, r.abs(), r * r, light]
         # Pool every response as soon as it exists, one by one: stacking ~20 full-resolution maps first
         # costs more memory traffic than the filtering itself.
-        pooled = [F.adaptive_avg_pool2d(m, grid) for m in first]
+        pooled = [self.mean_pool(m) for m in first]
         for s in self.scales:
             b = gaussian_blur(r, s)
             dog = b - gaussian_blur(r, 2.0 * s)
             gy = F.pad(b[:, :, 2:, :] - b[:, :, :-2, :], (0, 0, 1, 1), mode="replicate").abs()
             gx = F.pad(b[:, :, :, 2:] - b[:, :, :, :-2], (1, 1, 0, 0), mode="replicate").abs()
-            pooled += [F.adaptive_avg_pool2d(m, grid) for m in (b, dog, dog.abs(), gx, gy)]
-        low = [-F.adaptive_max_pool2d(-m, grid) for m in first]
-        high = [F.adaptive_max_pool2d(m, grid) for m in first]
+            pooled += [self.mean_pool(m) for m in (b, dog, dog.abs(), gx, gy)]
+        low = [-self.max_pool(-m) for m in first]
+        high = [self.max_pool(m) for m in first]
         return torch.cat([*pooled, *low, *high], dim=1)
+
+    def mean_pool(self, m: torch.Tensor) -> torch.Tensor:
+        """Mean of each patch of the ``grid`` × ``grid`` layout (an ONNX export pools fixed cells instead)."""
+        return F.adaptive_avg_pool2d(m, self.grid)
+
+    def max_pool(self, m: torch.Tensor) -> torch.Tensor:
+        """Largest value of each patch of the ``grid`` × ``grid`` layout."""
+        return F.adaptive_max_pool2d(m, self.grid)
 
 
 class ConvAutoencoder(nn.Module):

@@ -102,6 +102,10 @@ class PatchGaussianDetector(ImageDetector):
     def _test_params(cls) -> list[dict[str, Any]]:
         return [{"grid": 8}, {"grid": 4, "scales": (1.0,), "shrinkage": 0.5}]
 
+    def filter_bank(self):
+        """The fixed :class:`~vigil.vision.networks.FilterBank` of this fitted detector's image size."""
+        return self._bank()
+
     def _bank(self):
         from vigil.vision.networks import FilterBank
 
