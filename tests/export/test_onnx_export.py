@@ -218,8 +218,9 @@ def test_a_model_of_another_input_shape_or_a_changed_file_is_refused(exported, t
 
 def test_frames_and_rows_of_the_wrong_shape_or_not_finite_are_refused(exported, rows, tmp_path):
     scorer = OnnxScorer(exported / "edge")
-    with pytest.raises(InvalidInputError, match=r"shape \(n, 48, 48\).*got \(2, 64, 64\)"):
+    with pytest.raises(InvalidInputError, match=r"shape \(n, 48, 48\).*got \(2, 64, 64\)") as caught:
         scorer.score(np.zeros((2, 64, 64), np.uint8))
+    assert str(exported / "edge" / "vigil-export.json") in str(caught.value)
     with pytest.raises(InvalidInputError, match=r"got \(1, 48, 48, 3\)"):
         scorer.score(np.zeros((1, 48, 48, 3), np.uint8))
     bad = np.zeros((1, 48, 48), np.float32)
@@ -230,8 +231,9 @@ def test_frames_and_rows_of_the_wrong_shape_or_not_finite_are_refused(exported, 
     Pipeline(make_detector("pca", n_components=2)).fit(rows[0]).save(tmp_path / "pca")
     assert main(["export", str(tmp_path / "pca"), "-o", str(tmp_path / "pca-edge")]) == 0
     table = OnnxScorer(tmp_path / "pca-edge")
-    with pytest.raises(InvalidInputError, match=r"shape \(n, 5\)"):
+    with pytest.raises(InvalidInputError, match=r"shape \(n, 5\)") as caught:
         table.score(rows[1][:, :4])
+    assert str(tmp_path / "pca-edge" / "vigil-export.json") in str(caught.value)
     broken = rows[1].copy()
     broken[7, 2] = np.inf
     with pytest.raises(InvalidInputError, match=r"rows\[7, 'x2'\] is not finite"):

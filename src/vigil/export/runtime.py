@@ -98,6 +98,7 @@ class OnnxScorer:
             msg = f"{spec_path} has export format version {version}; this Vigil reads versions up to {_FORMAT_VERSION}"
             raise ModelFormatError(msg)
         self.spec = spec
+        self._spec_path = spec_path  # named in every error about the input, so a gateway log says which model
         self.kind = str(spec["kind"])
         self.threshold = float(spec["threshold"])
         onnx_path = directory / str(spec["onnx"])
@@ -159,7 +160,7 @@ class OnnxScorer:
         if array.ndim != 4 or tuple(array.shape[1:]) != (h, w, c) or array.shape[0] < 1:
             msg = (
                 f"images must have shape (n, {h}, {w}){'' if c == 1 else f' with {c} channels'} or (n, {h}, {w}, {c}) "
-                f"as exported ({self.spec['image']['mode']}, {h}×{w} px), got {np.shape(X)}"
+                f"as exported in {self._spec_path} ({self.spec['image']['mode']}, {h}×{w} px), got {np.shape(X)}"
             )
             raise InvalidInputError(msg)
         values = array.astype(np.float32) / np.float32(255.0) if array.dtype == np.uint8 else array.astype(np.float32)
@@ -197,10 +198,16 @@ class OnnxScorer:
         d = len(self.feature_names)
         window = int(self.spec["table"]["window"])
         if array.ndim != 2 or array.shape[1] != d:
-            msg = f"rows must have shape (n, {d}) with the columns {self.feature_names[:6]}..., got {np.shape(X)}"
+            msg = (
+                f"rows must have shape (n, {d}) with the columns {self.feature_names[:6]}... as exported in "
+                f"{self._spec_path}, got {np.shape(X)}"
+            )
             raise InvalidInputError(msg)
         if array.shape[0] < window:
-            msg = f"this pipeline scores windows of {window} rows: give at least {window} rows, got {array.shape[0]}"
+            msg = (
+                f"the pipeline exported in {self._spec_path} scores windows of {window} rows: give at least "
+                f"{window} rows, got {array.shape[0]}"
+            )
             raise InvalidInputError(msg)
         if not np.isfinite(array).all():
             row, col = (int(v) for v in np.argwhere(~np.isfinite(array))[0])

@@ -26,7 +26,7 @@ import numpy as np
 from vigil.errors import InvalidInputError
 from vigil.vision.io import IMAGE_SUFFIXES, FrameStream, decode_image, list_images
 
-__all__ = ["fit_image_folder", "is_image_model", "score_image_folder"]
+__all__ = ["fit_image_folder", "is_image_model", "save_image_model", "score_image_folder"]
 
 _LAYOUT = "input.json"
 _CHUNK = 256  # images decoded and scored at a time
@@ -90,14 +90,21 @@ def fit_image_folder(
     files = _training_files(folder)
     images = np.stack([decode_image(p.read_bytes(), size=size, mode=mode, resize=resize, where=str(p)) for p in files])
     model = make_image_detector(detector, **{"random_state": seed, **extra}).fit(images)
-    out = Path(output)
-    model.save(out)
-    layout = {"kind": "images", "detector": detector, "size": size, "mode": mode, "resize": resize}
-    (out / _LAYOUT).write_text(json.dumps(layout, indent=2) + "\n")
+    out = save_image_model(model, output, detector=detector, size=size, mode=mode, resize=resize)
     return (
         f"fitted {detector} on {len(files)} images of {folder} at {size} px ({mode}, {resize}); "
         f"threshold {model.threshold_:.4g}; saved to {out}"
     )
+
+
+def save_image_model(model: Any, output: str | Path, *, detector: str, size: int, mode: str, resize: str) -> Path:
+    """Save a fitted image detector to ``output`` with how its frames were read, as `vigil fit` on a folder
+    does: `vigil score` and `vigil export` read the frames of the model directory the same way."""
+    out = Path(output)
+    model.save(out)
+    layout = {"kind": "images", "detector": detector, "size": size, "mode": mode, "resize": resize}
+    (out / _LAYOUT).write_text(json.dumps(layout, indent=2) + "\n")
+    return out
 
 
 def score_image_folder(
