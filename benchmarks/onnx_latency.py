@@ -86,7 +86,8 @@ def _write(name: str, result: dict[str, Any]) -> None:
     onnx, vigil = result["onnxruntime_latency"], result["vigil_latency"]
     print(
         f"{name}: onnxruntime {onnx['median_ms']:.2f} ms median ({onnx['p90_ms']:.2f} p90), Vigil "
-        f"{vigil['median_ms']:.2f} ms, parity {result['parity']['max_relative_difference']:.2g}; benchmarks/results/vision/{path.name}"
+        f"{vigil['median_ms']:.2f} ms, parity {result['parity']['max_relative_difference']:.2g}; "
+        f"benchmarks/results/vision/{path.name}"
     )
 
 
