@@ -89,7 +89,7 @@ def test_segmenter_scores_images_of_a_size_the_network_cannot_halve():
 
 def test_training_epochs_are_logged(caplog):
     data = make_synthetic_set(12, 0, size=16, seed=0)
-    with caplog.at_level(logging.INFO, logger="vigil.vision.base"):
+    with caplog.at_level(logging.INFO, logger="vigil.detectors.training"):
         DefectSegmenter(widths=(4, 8), crop=16, epochs=3, steps_per_epoch=2, patience=5, random_state=0).fit(
             data.images
         )

@@ -30,7 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vigil.base import BaseDetector
-from vigil.detectors.torch_base import require_torch
+from vigil.detectors.training import EarlyStopping, require_torch
 from vigil.errors import NumericalError, VigilError
 
 __all__ = ["FleetFit", "FleetScores", "fit_fleet", "named_error", "score_fleet", "supports_fleet"]
@@ -307,22 +307,19 @@ class _StackedAdam:
                 p.grad = None
 
 
-class _EarlyStopping:
-    """Each member's best validation loss, patience count and best weights (as TorchDetector's loop)."""
+class _EarlyStopping(EarlyStopping):
+    """The trainer's stopping rule for every member at once, and each member's best weights as rows of the
+    stacked tensors."""
 
     def __init__(self, n: int, patience: int) -> None:
-        self.best_loss = np.full(n, math.inf)
-        self.stale = np.zeros(n, dtype=np.int64)
-        self.patience = patience
+        super().__init__(patience, n)
         self.best: dict[str, Any] | None = None
         self.has_best = np.zeros(n, dtype=bool)
 
-    def update(self, stack: _StackedTCN, losses: NDArray[np.float64]) -> NDArray[np.bool_]:
+    def record(self, stack: _StackedTCN, losses: NDArray[np.float64]) -> NDArray[np.bool_]:
         """Record this epoch's losses; returns which members stop now."""
         torch = require_torch()
-        better = losses < self.best_loss * (1.0 - 1e-6)  # losses are non-negative; inf at the start
-        self.best_loss = np.where(better, losses, self.best_loss)
-        self.stale = np.where(better, 0, self.stale + 1)
+        better, stop = self.update(losses)
         if better.any():
             mask = torch.from_numpy(better)
             with torch.no_grad():
@@ -333,10 +330,11 @@ class _EarlyStopping:
                         shape = (-1,) + (1,) * (v.dim() - 1)
                         self.best[k] = torch.where(mask.view(shape), v.detach(), self.best[k])
             self.has_best |= better
-        return ~better & (self.stale >= self.patience)
+        return stop
 
     def keep(self, index: Any) -> None:
-        self.best_loss, self.stale, self.has_best = self.best_loss[index], self.stale[index], self.has_best[index]
+        super().keep(index)
+        self.has_best = self.has_best[index]
         if self.best is not None:
             self.best = {k: v[index].clone() for k, v in self.best.items()}
 
@@ -430,7 +428,7 @@ def _train_windowed(members: list[_Member], result: FleetFit) -> list[_Member]:
         val_losses = _validation_losses(stack, active, device)
         for member, loss in zip(active, val_losses, strict=True):
             member.extra["history"].append(float(loss))
-        stopping_now = stopping.update(stack, np.where(failed, math.inf, val_losses))
+        stopping_now = stopping.record(stack, np.where(failed, math.inf, val_losses))
         for i in np.flatnonzero(failed):
             stopping_now[i] = True
         done += [m for i, m in enumerate(active) if stopping_now[i] and not failed[i]]
@@ -547,7 +545,7 @@ def _train_sequence(members: list[_Member], result: FleetFit) -> list[_Member]:
         for member, loss, ok in zip(active, val_losses, finite, strict=True):
             if ok:
                 member.extra["history"].append(float(loss))
-        stopping_now = stopping.update(stack, np.where(finite, val_losses, math.inf)) | ~finite
+        stopping_now = stopping.record(stack, np.where(finite, val_losses, math.inf)) | ~finite
         stepping = ~stopping_now
         if stepping.any():
             weights = torch.from_numpy(stepping.astype(np.float32)).to(device)

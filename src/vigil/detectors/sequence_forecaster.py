@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 
 from vigil.base import BaseDetector, Interval
 from vigil.detectors.forecasters import ForecastDetector
-from vigil.detectors.torch_base import require_torch
+from vigil.detectors.training import descend, require_torch, train
 from vigil.errors import InvalidInputError
 from vigil.registry import register
 
@@ -208,8 +208,6 @@ class SequenceTCNForecasterDetector(ForecastDetector):
     # ------------------------------------------------------------------ learning
     def _fit(self, values: NDArray[np.float64], y: Any) -> None:
         torch = require_torch()
-        from torch.nn.utils import parameters_to_vector, vector_to_parameters
-
         device = self._torch_device()
         self.relative_features_ = self._drifting_features(values)
         self.receptive_field_ = self._span()
@@ -223,55 +221,52 @@ class SequenceTCNForecasterDetector(ForecastDetector):
         split = first + n_targets - n_val
         # Consecutive segments of at most step_rows training rows, one optimisation step each.
         segments = [(a, min(a + self.step_rows, split)) for a in range(first, split, self.step_rows)]
+        name = type(self).__name__
         with self._seeded(device) as generator:
             module = self._build_module(values.shape[1]).to(device)
             # fused: Adam updates every parameter in one kernel; per-tensor loops would cost more than the
             # arithmetic for a network this small.
             optimizer = torch.optim.Adam(module.parameters(), lr=self.learning_rate, fused=True)
-            best_loss, best_state, stale = math.inf, None, 0
-            history = []
-            for _ in range(self.epochs):
-                if not module.training:  # measuring validation loss switched it to evaluation
-                    module.train()
-                if len(segments) == 1:
-                    # Full batch: one pass gives the training loss and, before the step, the validation loss
-                    # (without dropout, training and evaluation passes agree).
-                    squared = self._residual_range(module, series, 0, len(series) - 1) ** 2
-                    loss = squared[first:split].mean()
-                    self._check_loss(loss)
-                    if n_val and self.dropout == 0:
-                        val_loss = float(squared[split:].detach().mean())
-                    elif n_val:
-                        val_loss = float(self._all_residuals(module, series, split).pow(2).mean())
-                    else:
-                        val_loss = float(loss.detach())
-                else:
-                    for i in torch.randperm(len(segments), generator=generator).tolist():
-                        loss = (self._residual_range(module, series, *segments[i]) ** 2).mean()
-                        self._check_loss(loss)
-                        optimizer.zero_grad(set_to_none=True)
-                        loss.backward()
-                        optimizer.step()
-                    loss = None
-                    val_source = self._all_residuals(module, series, *((split,) if n_val else segments[-1]))
-                    val_loss = float(val_source.pow(2).mean())
-                history.append(val_loss)
-                if val_loss < best_loss * (1.0 - 1e-6):
-                    best_loss, stale = val_loss, 0
-                    # The network has parameters only (no buffers): one flat copy is the whole state.
-                    best_state = parameters_to_vector(module.parameters()).detach().clone()
-                else:
-                    stale += 1
-                    if stale >= self.patience:
-                        break
-                if loss is not None:
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-            if best_state is not None:
-                with torch.no_grad():
-                    vector_to_parameters(best_state, module.parameters())
-        self.module_ = module.eval()
+            full_batch = len(segments) == 1
+            pending: list[Any] = []  # full batch: the loss of the pass that measured the validation loss
+
+            def validate() -> float:
+                if not full_batch:
+                    rows = (split,) if n_val else segments[-1]
+                    return float(self._all_residuals(module, series, *rows).pow(2).mean())
+                # One pass gives the training loss and, before the step, the validation loss (without
+                # dropout, training and evaluation passes agree; a causal network cannot see ahead, so the
+                # validation rows never feed a gradient).
+                module.train()
+                squared = self._residual_range(module, series, 0, len(series) - 1) ** 2
+                loss = squared[first:split].mean()
+                self._check_loss(loss)
+                pending[:] = [loss]
+                if n_val and self.dropout == 0:
+                    return float(squared[split:].detach().mean())
+                if n_val:
+                    return float(self._all_residuals(module, series, split).pow(2).mean())
+                return float(loss.detach())
+
+            def step(index: Any, epoch: int) -> Any:
+                if full_batch:
+                    return descend(optimizer, pending.pop(), name)
+                segment = segments[int(index[0])]
+                return descend(optimizer, (self._residual_range(module, series, *segment) ** 2).mean(), name)
+
+            history = train(
+                module,
+                step,
+                validate,
+                n_samples=len(segments),
+                batch_size=1,
+                epochs=self.epochs,
+                patience=self.patience,
+                generator=generator,
+                name=name,
+                validate_first=full_batch,
+            )
+        self.module_ = module
         self.epochs_trained_ = len(history)
         self.validation_loss_ = np.asarray(history, dtype=np.float64)
         residuals = self._all_residuals(module, series).double().cpu().numpy()

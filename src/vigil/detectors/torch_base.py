@@ -11,19 +11,25 @@ Randomness comes from ``random_state`` through a forked RNG: the global torch RN
 
 from __future__ import annotations
 
-import contextlib
 import math
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 
 from vigil.base import BaseDetector, Interval, Options
-from vigil.errors import InvalidInputError, ModelFormatError, NumericalError
+from vigil.detectors.training import (
+    check_loss,
+    descend,
+    load_weight_arrays,
+    require_torch,
+    seeded,
+    torch_device,
+    train,
+    weight_arrays,
+)
+from vigil.errors import InvalidInputError
 from vigil.features.windows import rows_from_windows, sliding_windows
-from vigil.progress import progress as progress_bar
-from vigil.progress import reporting
 
 if TYPE_CHECKING:
     import torch
@@ -32,27 +38,6 @@ if TYPE_CHECKING:
 __all__ = ["TorchDetector", "require_torch"]
 
 _WEIGHT_PREFIX = "weights."
-
-
-def require_torch():
-    """Import torch, or explain how to install it."""
-    try:
-        import torch
-    except ImportError as exc:  # pragma: no cover - exercised only without torch
-        msg = "this detector needs PyTorch: pip install 'vigil[deep]'"
-        raise ImportError(msg) from exc
-    return torch
-
-
-@contextmanager
-def _deterministic_cudnn(torch):
-    cudnn = torch.backends.cudnn
-    before = (cudnn.deterministic, cudnn.benchmark)
-    cudnn.deterministic, cudnn.benchmark = True, False
-    try:
-        yield
-    finally:
-        cudnn.deterministic, cudnn.benchmark = before
 
 
 class TorchDetector(BaseDetector):
@@ -157,17 +142,10 @@ class TorchDetector(BaseDetector):
         Override for training schemes with several losses (USAD's two adversarial decoders).
         """
         (optimizer,) = optimizers
-        optimizer.zero_grad(set_to_none=True)
-        loss = self._loss(module, batch)
-        self._check_loss(loss)
-        loss.backward()
-        optimizer.step()
-        return loss
+        return descend(optimizer, self._loss(module, batch), type(self).__name__)
 
     def _check_loss(self, loss: torch.Tensor) -> None:
-        if not bool(loss.isfinite()):
-            msg = f"{type(self).__name__} training diverged (loss {loss.item()}); lower learning_rate"
-            raise NumericalError(msg)
+        check_loss(loss, type(self).__name__)
 
     def _validation_loss(self, module: nn.Module, windows: torch.Tensor) -> float:
         """What early stopping minimises: the mean per-feature error of the validation windows."""
@@ -193,28 +171,11 @@ class TorchDetector(BaseDetector):
         )
 
     def _torch_device(self) -> torch.device:
-        torch = require_torch()
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if self.device == "cuda" and not torch.cuda.is_available():
-            msg = f"{type(self).__name__}(device='cuda') but no CUDA device is available"
-            raise InvalidInputError(msg)
-        return torch.device(self.device)
+        return torch_device(self.device, type(self).__name__)
 
-    @contextmanager
     def _seeded(self, device: torch.device):
-        """Seed a forked RNG (the caller's RNG state is restored on exit). On CUDA, cuDNN is also asked
-        for deterministic algorithms for the duration: its fastest convolution gradients add in a
-        varying order, and the same seed must give the same model. The previous flags come back after."""
-        torch = require_torch()
-        devices = [device.index or 0] if device.type == "cuda" else []
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(torch.random.fork_rng(devices=devices))
-            if device.type == "cuda":
-                stack.enter_context(_deterministic_cudnn(torch))
-            seed = int(self._rng().integers(2**31 - 1))
-            torch.manual_seed(seed)
-            yield torch.Generator(device="cpu").manual_seed(seed)
+        """The fit's forked torch RNG (see :func:`~vigil.detectors.training.seeded`), seeded from ``random_state``."""
+        return seeded(int(self._rng().integers(2**31 - 1)), device)
 
     def _windows(self, values: NDArray[np.float64]) -> NDArray[np.float32]:
         rows = self._sample_rows()
@@ -252,36 +213,22 @@ class TorchDetector(BaseDetector):
         self.relative_features_ = self._drifting_features(values)
         windows = self._windows(values)
         n_val = self._split(len(windows))
-        train = torch.from_numpy(windows[: len(windows) - n_val]).to(device)
-        val = torch.from_numpy(windows[len(windows) - n_val :]).to(device) if n_val else train
+        train_windows = torch.from_numpy(windows[: len(windows) - n_val]).to(device)
+        val = torch.from_numpy(windows[len(windows) - n_val :]).to(device) if n_val else train_windows
         with self._seeded(device) as generator:
             module = self._build_module(values.shape[1]).to(device)
             optimizers = self._optimizers(module)
-            best_loss, best_state, stale = math.inf, None, 0
-            history = []
-            # Training a network can take minutes: say so (the CLI turns reporting on, the library is quiet).
-            bar = progress_bar(
-                total=self.epochs, desc=f"training {type(self).__name__}", unit="epoch", enabled=reporting()
+            history = train(
+                module,
+                lambda rows, epoch: self._train_step(module, train_windows[rows.to(device)], optimizers, epoch),
+                lambda: self._validation_loss(module, val),
+                n_samples=len(train_windows),
+                batch_size=self.batch_size,
+                epochs=self.epochs,
+                patience=self.patience,
+                generator=generator,
+                name=type(self).__name__,
             )
-            for epoch in range(self.epochs):
-                module.train()
-                order = torch.randperm(len(train), generator=generator).to(device)
-                for start in range(0, len(train), self.batch_size):
-                    self._train_step(module, train[order[start : start + self.batch_size]], optimizers, epoch)
-                val_loss = self._validation_loss(module, val)
-                history.append(val_loss)
-                bar.set_postfix_str(f"validation loss {val_loss:.4g}")
-                bar.update(1)
-                if val_loss < best_loss * (1.0 - 1e-6):  # losses are non-negative; inf at the start
-                    best_loss, stale = val_loss, 0
-                    best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-                else:
-                    stale += 1
-                    if stale >= self.patience:
-                        break
-            bar.close()
-            if best_state is not None:
-                module.load_state_dict(best_state)
         self.module_ = module.eval()
         self.epochs_trained_ = len(history)
         self.validation_loss_ = np.asarray(history, dtype=np.float64)
@@ -324,22 +271,14 @@ class TorchDetector(BaseDetector):
     # ------------------------------------------------------------------ persistence
     def _learned_state(self) -> dict[str, Any]:
         state = {k: v for k, v in vars(self).items() if k.endswith("_") and k != "module_"}
-        for name, tensor in self.module_.state_dict().items():
-            state[_WEIGHT_PREFIX + name] = tensor.detach().cpu().numpy().copy()
-        return state
+        return {**state, **weight_arrays(self.module_, _WEIGHT_PREFIX)}
 
     def _restore_state(self, state: dict[str, Any]) -> None:
-        torch = require_torch()
-        weights = {k[len(_WEIGHT_PREFIX) :]: v for k, v in state.items() if k.startswith(_WEIGHT_PREFIX)}
         for key, value in state.items():
             if not key.startswith(_WEIGHT_PREFIX):
                 setattr(self, key, value)
         device = self._torch_device()
         with self._seeded(device):
             module = self._build_module(int(self.n_features_in_))
-        try:
-            module.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in weights.items()})
-        except (RuntimeError, KeyError) as exc:
-            msg = f"saved weights do not fit {type(self).__name__} with these parameters: {exc}"
-            raise ModelFormatError(msg) from exc
+        load_weight_arrays(module, state, _WEIGHT_PREFIX, type(self).__name__)
         self.module_ = module.to(device).eval()

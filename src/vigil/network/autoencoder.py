@@ -21,7 +21,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
     msg = "the flow autoencoder needs PyTorch: pip install 'vigil[deep]'"
     raise ImportError(msg) from exc
 
-from vigil.network._torch_utils import load_state_arrays, seeded, state_arrays, threads
+from vigil.detectors.training import descend, load_weight_arrays, seeded, threads, train, weight_arrays
 from vigil.network.torch_models import DenseAutoencoder
 
 __all__ = ["FlowAutoencoderDetector"]
@@ -49,7 +49,8 @@ class FlowAutoencoderDetector(BaseDetector):
     learning_rate, weight_decay : float
         AdamW settings.
     validation : float
-        Share of the training rows (random) held out for early stopping.
+        Share of the training rows (random) held out for early stopping. Each epoch visits every other
+        training row once, in a new random order.
     patience : int
         Epochs without a better validation loss before training stops.
     n_threads : int or None
@@ -122,37 +123,40 @@ class FlowAutoencoderDetector(BaseDetector):
         n_val = round(self.validation * len(values))
         order = rng.permutation(len(values))
         val_rows, train_rows = (order[:n_val], order[n_val:]) if n_val >= 1 else (order, order)
-        with seeded(self.random_state), threads(self.n_threads):
+        train_x, val = inputs[torch.from_numpy(train_rows)], inputs[torch.from_numpy(val_rows)]
+        with seeded(int(rng.integers(2**31 - 1))) as generator, threads(self.n_threads):
             net = self._network()
             optimizer = torch.optim.AdamW(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
-            val = inputs[torch.from_numpy(val_rows)]
-            best: tuple[float, int, dict[str, torch.Tensor]] = (float("inf"), -1, {})
-            for epoch in range(self.epochs):
-                net.train()
-                for start in range(0, len(train_rows), self.batch_size):
-                    batch = inputs[torch.from_numpy(rng.permutation(train_rows)[start : start + self.batch_size])]
-                    loss = ((net(batch) - batch) ** 2).mean()
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
+
+            def step(rows: torch.Tensor, epoch: int) -> torch.Tensor:
+                batch = train_x[rows]
+                return descend(optimizer, ((net(batch) - batch) ** 2).mean(), type(self).__name__)
+
+            def validate() -> float:
                 net.eval()
                 with torch.no_grad():
-                    val_loss = float(((net(val) - val) ** 2).mean())
-                if val_loss < best[0] - 1e-9:
-                    best = (val_loss, epoch, {k: v.clone() for k, v in net.state_dict().items()})
-                elif epoch - best[1] >= self.patience:
-                    break
-            net.load_state_dict(best[2])
-            net.eval()
-        self.n_epochs_ = epoch + 1
-        self.weights_ = state_arrays(net, _PREFIX)
+                    return float(((net(val) - val) ** 2).mean())
+
+            history = train(
+                net,
+                step,
+                validate,
+                n_samples=len(train_x),
+                batch_size=self.batch_size,
+                epochs=self.epochs,
+                patience=self.patience,
+                generator=generator,
+                name=type(self).__name__,
+            )
+        self.n_epochs_ = len(history)
+        self.weights_ = weight_arrays(net, _PREFIX)
         self._net = net
 
     def _loaded_network(self) -> DenseAutoencoder:
         net = getattr(self, "_net", None)
         if net is None:
             net = self._network()
-            load_state_arrays(net, self.weights_, _PREFIX)
+            load_weight_arrays(net, self.weights_, _PREFIX, "FlowAutoencoderDetector")
             net.eval()
             self._net = net
         return net

@@ -27,8 +27,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
     msg = "the flow classifier needs PyTorch: pip install 'vigil[deep]'"
     raise ImportError(msg) from exc
 
+from vigil.detectors.training import descend, load_weight_arrays, seeded, threads, train, weight_arrays
 from vigil.errors import InvalidInputError, NotFittedError
-from vigil.network._torch_utils import load_state_arrays, seeded, state_arrays, threads
 from vigil.network.torch_models import FlowMLP
 from vigil.persistence import FORMAT_VERSION, read_state, write_state
 from vigil.validation import check_array, check_features
@@ -199,9 +199,9 @@ class FlowClassifier:
         n_pos, n_neg = int(y_bool[~held].sum()), int((~y_bool[~held]).sum())
         pos_weight = (n_neg / max(n_pos, 1)) ** self.class_weight_power
         seed = None if self.random_state is None else int(self.random_state)
-        with seeded(seed), threads(self.n_threads):
+        with seeded(seed) as generator, threads(self.n_threads):
             self._train(inputs, torch.from_numpy(y_bool.astype(np.float32)), torch.from_numpy(codes), held, rng,
-                        pos_weight)  # fmt: skip
+                        pos_weight, generator)  # fmt: skip
         return self
 
     def _losses(self, pos_weight: float) -> tuple[nn.Module, nn.Module]:
@@ -217,38 +217,45 @@ class FlowClassifier:
         held: NDArray[np.bool_],
         rng: np.random.Generator,
         pos_weight: float,
+        generator: torch.Generator,
     ) -> None:
         self.network_ = FlowMLP(self.n_features_in_, len(self.categories_), hidden=self.hidden, dropout=self.dropout)
         optimizer = torch.optim.AdamW(self.network_.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
         binary_loss, category_loss = self._losses(pos_weight)
         train_rows = np.flatnonzero(~held)
         val = torch.from_numpy(np.flatnonzero(held))
-        best = (float("inf"), 0, None)
-        self.history_ = []
-        for epoch in range(self.epochs):
-            self.network_.train()
-            order = rng.permutation(train_rows)
-            total = 0.0
-            for start in range(0, len(order), self.batch_size):
-                rows = torch.from_numpy(order[start : start + self.batch_size])
-                binary, category = self.network_(inputs[rows])
-                loss = binary_loss(binary, targets[rows]) + category_loss(category, codes[rows])
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                total += float(loss.detach()) * len(rows)
+        totals: dict[int, float] = {}  # each epoch's summed training loss
+
+        def loss_of(rows: torch.Tensor) -> torch.Tensor:
+            binary, category = self.network_(inputs[rows])
+            return binary_loss(binary, targets[rows]) + category_loss(category, codes[rows])
+
+        def step(rows: NDArray[np.intp], epoch: int) -> torch.Tensor:
+            loss = descend(optimizer, loss_of(torch.from_numpy(rows)), "FlowClassifier")
+            totals[epoch] = totals.get(epoch, 0.0) + float(loss.detach()) * len(rows)
+            return loss
+
+        def validate() -> float:
             self.network_.eval()
             with torch.no_grad():
-                binary, category = self.network_(inputs[val])
-                val_loss = float(binary_loss(binary, targets[val]) + category_loss(category, codes[val]))
-            self.history_.append({"epoch": epoch + 1, "train_loss": total / len(order), "val_loss": val_loss})
-            if val_loss < best[0] - 1e-6:
-                best = (val_loss, epoch, {k: v.clone() for k, v in self.network_.state_dict().items()})
-            elif epoch - best[1] >= self.patience:
-                break
-        assert best[2] is not None
-        self.network_.load_state_dict(best[2])
-        self.network_.eval()
+                return float(loss_of(val))
+
+        history = train(
+            self.network_,
+            step,
+            validate,
+            n_samples=len(train_rows),
+            batch_size=self.batch_size,
+            epochs=self.epochs,
+            patience=self.patience,
+            generator=generator,
+            name="FlowClassifier",
+            order=lambda: rng.permutation(train_rows),
+        )
+        self.history_ = [
+            {"epoch": i + 1, "train_loss": total / len(train_rows), "val_loss": loss}
+            for i, (total, loss) in enumerate(zip(totals.values(), history, strict=True))
+        ]
         self.n_epochs_ = len(self.history_)
 
     def _outputs(self, X: Any) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -294,7 +301,7 @@ class FlowClassifier:
             "feature_names_in": getattr(self, "feature_names_in_", None),
             "history": self.history_,
         }
-        arrays = {**state_arrays(self.network_, "net."), "class_weights": self.class_weights_}
+        arrays = {**weight_arrays(self.network_, "net."), "class_weights": self.class_weights_}
         directory = Path(path)
         write_state(directory, json.loads(json.dumps(document)), arrays)
         return directory
@@ -314,6 +321,6 @@ class FlowClassifier:
         clf.n_epochs_ = len(clf.history_)
         clf.class_weights_ = arrays["class_weights"]
         clf.network_ = FlowMLP(clf.n_features_in_, len(clf.categories_), hidden=clf.hidden, dropout=clf.dropout)
-        load_state_arrays(clf.network_, arrays, "net.")
+        load_weight_arrays(clf.network_, arrays, "net.", "FlowClassifier")
         clf.network_.eval()
         return clf

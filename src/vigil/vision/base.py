@@ -26,10 +26,8 @@ Randomness comes from ``random_state`` through a forked torch RNG seeded in ``fi
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -37,6 +35,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vigil.base import BaseDetector, Interval, Options
+from vigil.detectors.training import (
+    descend,
+    load_weight_arrays,
+    require_torch,
+    seeded,
+    torch_device,
+    train,
+    weight_arrays,
+)
 from vigil.errors import InvalidInputError, ModelFormatError, NotFittedError, NumericalError
 from vigil.persistence import read_state
 
@@ -46,19 +53,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ImageDetector", "TorchImageDetector", "check_images", "require_torch"]
 
-_LOG = logging.getLogger(__name__)
 _WEIGHT_PREFIX = "weights."
 _CHUNK = 64  # images per scoring batch: bounds memory whatever the number of images
-
-
-def require_torch():
-    """Import torch, or explain how to install it."""
-    try:
-        import torch
-    except ImportError as exc:  # pragma: no cover - exercised only without torch
-        msg = "this image detector needs PyTorch: pip install 'vigil[deep,vision]'"
-        raise ImportError(msg) from exc
-    return torch
 
 
 def check_images(X: Any, *, where: str = "X", min_images: int = 1) -> NDArray[np.float32]:
@@ -360,22 +356,10 @@ class TorchImageDetector(ImageDetector):
 
     # ------------------------------------------------------------------ plumbing
     def _torch_device(self) -> torch.device:
-        torch = require_torch()
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if self.device == "cuda" and not torch.cuda.is_available():
-            msg = f"{type(self).__name__}(device='cuda') but no CUDA device is available"
-            raise InvalidInputError(msg)
-        return torch.device(self.device)
+        return torch_device(self.device, type(self).__name__)
 
-    @contextmanager
     def _seeded(self, device: torch.device):
-        torch = require_torch()
-        devices = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            seed = int(self._rng().integers(2**31 - 1))
-            torch.manual_seed(seed)
-            yield torch.Generator(device="cpu").manual_seed(seed)
+        return seeded(int(self._rng().integers(2**31 - 1)), device)
 
     def _split(self, n: int, groups: Any, targets: Any) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
         """Training and validation indices: a seeded share of the images, or of the groups when given."""
@@ -410,34 +394,24 @@ class TorchImageDetector(ImageDetector):
         with self._seeded(device) as generator:
             module = self._build_module(images.shape[1]).to(device)
             optimizer = torch.optim.Adam(module.parameters(), lr=self.learning_rate)
-            best_loss, best_state, stale, history = math.inf, None, 0, []
-            for _ in range(self.epochs):
-                module.train()
-                order = self._epoch_order(len(x_train), generator)
-                for start in range(0, len(order), self.batch_size):
-                    pick = order[start : start + self.batch_size]
-                    batch = x_train[pick].to(device)
-                    target = None if t_train is None else t_train[pick].to(device)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss = self._batch_loss(module, batch, target, generator)
-                    if not torch.isfinite(loss):
-                        msg = f"{type(self).__name__} training diverged (loss {loss.item()}); lower learning_rate"
-                        raise NumericalError(msg)
-                    loss.backward()
-                    optimizer.step()
-                val_loss = self._validation_loss(module, x_val, t_val, device)
-                history.append(val_loss)
-                _LOG.info(
-                    "%s epoch %d/%d: validation loss %.5g", type(self).__name__, len(history), self.epochs, val_loss
-                )
-                if val_loss < best_loss * (1.0 - 1e-6) or best_state is None:
-                    best_loss, stale = val_loss, 0
-                    best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-                else:
-                    stale += 1
-                    if stale >= self.patience:
-                        break
-            module.load_state_dict(best_state)
+
+            def step(pick: Any, epoch: int) -> Any:
+                target = None if t_train is None else t_train[pick].to(device)
+                loss = self._batch_loss(module, x_train[pick].to(device), target, generator)
+                return descend(optimizer, loss, type(self).__name__)
+
+            history = train(
+                module,
+                step,
+                lambda: self._validation_loss(module, x_val, t_val, device),
+                n_samples=len(x_train),
+                batch_size=self.batch_size,
+                epochs=self.epochs,
+                patience=self.patience,
+                generator=generator,
+                name=type(self).__name__,
+                order=lambda: self._epoch_order(len(x_train), generator),
+            )
         self.module_ = module.eval()
         self.epochs_trained_ = len(history)
         self.validation_loss_ = np.asarray(history, dtype=np.float64)
@@ -466,20 +440,12 @@ class TorchImageDetector(ImageDetector):
     # ------------------------------------------------------------------ persistence
     def _learned_state(self) -> dict[str, Any]:
         state = {k: v for k, v in vars(self).items() if k.endswith("_") and k != "module_"}
-        for name, tensor in self.module_.state_dict().items():
-            state[_WEIGHT_PREFIX + name] = tensor.detach().cpu().numpy().copy()
-        return state
+        return {**state, **weight_arrays(self.module_, _WEIGHT_PREFIX)}
 
     def _restore_state(self, state: dict[str, Any]) -> None:
-        torch = require_torch()
-        weights = {k[len(_WEIGHT_PREFIX) :]: v for k, v in state.items() if k.startswith(_WEIGHT_PREFIX)}
         super()._restore_state({k: v for k, v in state.items() if not k.startswith(_WEIGHT_PREFIX)})
         device = self._torch_device()
         with self._seeded(device):
             module = self._build_module(int(self.image_shape_[2]))
-        try:
-            module.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in weights.items()})
-        except (RuntimeError, KeyError) as exc:
-            msg = f"saved weights do not fit {type(self).__name__} with these parameters: {exc}"
-            raise ModelFormatError(msg) from exc
+        load_weight_arrays(module, state, _WEIGHT_PREFIX, type(self).__name__)
         self.module_ = module.to(device).eval()
