@@ -123,6 +123,9 @@ def _add_pipeline_options(
     alarms.add_argument("--deadband", type=float, metavar="D", help="clear level = set level × (1 − D)")
     alarms.add_argument("--holdoff", type=int, metavar="H", help="no re-alarm within H readings of a clear")
     alarms.add_argument(
+        "--bypass", type=float, metavar="B", help="one reading above B × the set level alarms at once (high-high)"
+    )
+    alarms.add_argument(
         "--adapt", choices=["fixed", "baseline", "conformal", "spot"], help="how the set level follows the plant"
     )
     alarms.add_argument(
@@ -147,6 +150,7 @@ def _alarm_stage(args: argparse.Namespace):
         off_delay=args.off_delay,
         deadband=args.deadband,
         holdoff=args.holdoff,
+        bypass=args.bypass,
         adapt=args.adapt,
         adapt_params=dict(args.adapt_param),
         guard=args.alarm_guard,
@@ -159,7 +163,7 @@ def _alarm_rule(args: argparse.Namespace) -> str:
 
 def _alarm_given(args: argparse.Namespace) -> bool:
     """Whether the command line fixes the alarm stage (a rule or any of its parts), rather than auto choosing it."""
-    parts = (args.on_delay, args.off_delay, args.deadband, args.holdoff, args.adapt, args.alarm_guard)
+    parts = (args.on_delay, args.off_delay, args.deadband, args.holdoff, args.bypass, args.adapt, args.alarm_guard)
     return args.alarms is not None or any(v is not None for v in parts) or bool(args.adapt_param)
 
 

@@ -24,14 +24,15 @@ KINDS = [
 
 scores_strategy = arrays(np.float64, st.integers(1, 300), elements=st.floats(-1.0, 5.0))
 policies = st.builds(
-    lambda k, extra, off, deadband, holdoff: AlarmPolicy(
-        on_delay=k, window=k + extra, off_delay=off, deadband=deadband, holdoff=holdoff
+    lambda k, extra, off, deadband, holdoff, bypass: AlarmPolicy(
+        on_delay=k, window=k + extra, off_delay=off, deadband=deadband, holdoff=holdoff, bypass=bypass
     ),
     st.integers(1, 6),
     st.integers(0, 6),
     st.integers(1, 8),
     st.sampled_from([0.0, 0.1, 0.5]),
     st.integers(0, 10),
+    st.sampled_from([None, 1.5, 3.0]),
 )
 
 
@@ -68,6 +69,51 @@ def test_on_delay_never_alarms_on_fewer_than_k_hits(scores, k, extra):
         # a lone flag (no other flag within the window) never raises an alarm
         lone = [i for i in np.flatnonzero(flags) if flags[max(0, i - policy.window + 1) : i + policy.window].sum() == 1]
         assert not run.raised[lone].any()
+
+
+@settings(max_examples=60, deadline=None)
+@given(scores=scores_strategy, policy=policies, kind=st.sampled_from(KINDS))
+def test_a_reading_above_the_bypass_level_is_always_in_alarm(scores, policy, kind):
+    stage = _stage(policy, *kind, guard_window=30)
+    run = stage.run(scores)
+    if policy.bypass is None:
+        return
+    above = scores > np.array([policy.bypass_level(level) for level in run.thresholds])
+    assert run.active[above].all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(scores=scores_strategy, policy=policies, kind=st.sampled_from(KINDS))
+def test_the_bypass_changes_nothing_while_no_reading_reaches_it(scores, policy, kind):
+    # Until the first reading beyond the bypass level, a rule with a bypass is the rule without one.
+    with_bypass = AlarmPolicy(**{**policy.to_dict(), "bypass": 3.0})
+    without = AlarmPolicy(**{**policy.to_dict(), "bypass": None})
+    plain_run = _stage(without, *kind, guard_window=30).run(scores)
+    levels = np.array([with_bypass.bypass_level(level) for level in plain_run.thresholds])
+    bypass_run = _stage(with_bypass, *kind, guard_window=30).run(scores)
+    if (scores <= levels).all():
+        for field in ("flagged", "active", "raised", "thresholds", "learned"):
+            np.testing.assert_array_equal(getattr(bypass_run, field), getattr(plain_run, field), err_msg=field)
+    else:
+        first = int(np.flatnonzero(scores > levels)[0])
+        # up to the first reading beyond the bypass level the two runs agree
+        np.testing.assert_array_equal(bypass_run.active[:first], plain_run.active[:first])
+        assert bypass_run.active[first]
+
+
+def test_bypass_alarms_one_far_reading_at_once_and_says_so():
+    stage = _stage(AlarmPolicy(on_delay=3, window=5, off_delay=2, bypass=3.0))
+    run = stage.run([0.5, 2.0, 0.5, 3.5, 0.5, 0.5, 0.5])
+    assert run.raised.tolist() == [False, False, False, True, False, False, False]
+    assert run.active.tolist() == [False, False, False, True, True, False, False]
+    assert any("bypass" in reason for row, reason in run.notes if row == 3)
+
+
+def test_bypass_must_be_a_factor_above_one():
+    with pytest.raises(ValueError, match="bypass"):
+        AlarmPolicy(bypass=1.0)
+    with pytest.raises(ValueError, match="bypass"):
+        AlarmPolicy(bypass=math.inf)
 
 
 @settings(max_examples=60, deadline=None)

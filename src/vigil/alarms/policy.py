@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -29,6 +30,11 @@ class AlarmPolicy:
     holdoff : int
         Re-alarm suppression: for this many readings after an alarm clears, the same condition is not
         annunciated again (the readings are still scored and stored; the alarm stays quiet).
+    bypass : float or None
+        A second, higher level as a multiple of the set level (ISA-18.2's "high-high"): a reading above
+        ``set + (bypass − 1) × |set|`` raises the alarm at once, bypassing the on-delay and the re-alarm
+        suppression, so a delay that calms a noisy score never hides one reading far out of range.
+        ``None``: no bypass.
 
     The defaults (1 of 1, clear at once, no deadband, no holdoff) annunciate every flagged reading, which
     is what a bare threshold does.
@@ -36,7 +42,9 @@ class AlarmPolicy:
     Examples
     --------
     >>> AlarmPolicy(on_delay=3, window=5, off_delay=10, deadband=0.1)
-    AlarmPolicy(on_delay=3, window=5, off_delay=10, deadband=0.1, holdoff=0)
+    AlarmPolicy(on_delay=3, window=5, off_delay=10, deadband=0.1, holdoff=0, bypass=None)
+    >>> AlarmPolicy(on_delay=3, window=5, bypass=3.0).bypass_level(2.0)
+    6.0
     >>> AlarmPolicy(on_delay=3, window=2)
     Traceback (most recent call last):
     ...
@@ -48,6 +56,7 @@ class AlarmPolicy:
     off_delay: int = 1
     deadband: float = 0.0
     holdoff: int = 0
+    bypass: float | None = None
 
     def __post_init__(self) -> None:
         def whole(name: str, low: int) -> None:
@@ -66,6 +75,15 @@ class AlarmPolicy:
         if isinstance(self.deadband, bool) or not isinstance(self.deadband, int | float) or not 0 <= self.deadband < 1:
             msg = f"AlarmPolicy(deadband={self.deadband!r}) must be a share in [0, 1)"
             raise InvalidInputError(msg)
+        if self.bypass is not None and (
+            isinstance(self.bypass, bool) or not isinstance(self.bypass, int | float) or not 1 < self.bypass < math.inf
+        ):
+            msg = f"AlarmPolicy(bypass={self.bypass!r}) must be a finite factor > 1 of the set level, or None"
+            raise InvalidInputError(msg)
+
+    def bypass_level(self, level: float) -> float:
+        """The level above which one reading alarms at once (``inf`` without a bypass)."""
+        return math.inf if self.bypass is None else level + (self.bypass - 1.0) * abs(level)
 
     @property
     def is_plain(self) -> bool:

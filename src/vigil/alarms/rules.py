@@ -2,9 +2,9 @@
 
 ``plain``: a bare static threshold; every flagged reading is an alarm (what Vigil did before the alarm
 stage; benchmark tables use it unless they say otherwise, so they compare with published per-point
-thresholds). ``recommended``: a stated plant policy (3 of 5 on-delay, 10-reading off-delay) with the adaptive set level
-``benchmarks/alarm_dev.py`` chose under it on normal development runs with synthetic faults (never a
-benchmark's test rows); ``vigil fit`` deploys it.
+thresholds). ``recommended``: a stated plant policy (3 of 5 on-delay, 10-reading off-delay) with the adaptive
+set level and the bypass level ``benchmarks/alarm_dev.py`` chose under it on normal development runs with
+synthetic faults (never a benchmark's test rows); ``vigil fit`` deploys it.
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ __all__ = ["ALARM_RULES", "make_alarm_stage", "parse_on_delay"]
 ALARM_RULES: dict[str, dict[str, Any]] = {
     "plain": {"policy": {}, "adapt": "fixed", "params": {}, "guard": 0.2},
     # The plant policy (3 of 5 on-delay, 10-reading off-delay) is stated; the adaptive set level under it
-    # was chosen by benchmarks/alarm_dev.py on development runs (benchmarks/results/alarms/dev.json).
+    # was chosen by benchmarks/alarm_dev.py on development runs (benchmarks/results/alarms/dev.json), and
+    # the bypass (one reading above 2 × the set level alarms at once) by its --bypass study
+    # (benchmarks/results/alarms/dev-bypass.json: the most sensitive level within 6 false-alarm events/h).
     "recommended": {
-        "policy": {"on_delay": 3, "window": 5, "off_delay": 10},
+        "policy": {"on_delay": 3, "window": 5, "off_delay": 10, "bypass": 2.0},
         "adapt": "baseline",
         "params": {"memory": 1200},
         "guard": 0.2,
@@ -50,6 +52,7 @@ def make_alarm_stage(
     off_delay: int | None = None,
     deadband: float | None = None,
     holdoff: int | None = None,
+    bypass: float | None = None,
     adapt: str | None = None,
     adapt_params: dict[str, Any] | None = None,
     guard: float | None = None,
@@ -59,7 +62,7 @@ def make_alarm_stage(
     Examples
     --------
     >>> make_alarm_stage("plain", on_delay=(3, 5), off_delay=10).policy
-    AlarmPolicy(on_delay=3, window=5, off_delay=10, deadband=0.0, holdoff=0)
+    AlarmPolicy(on_delay=3, window=5, off_delay=10, deadband=0.0, holdoff=0, bypass=None)
     >>> make_alarm_stage("recommended").threshold
     RollingBaselineThreshold(memory=1200, floor=0.01)
     """
@@ -70,7 +73,7 @@ def make_alarm_stage(
     policy = dict(base["policy"])
     if on_delay is not None:
         policy["on_delay"], policy["window"] = on_delay
-    for name, value in (("off_delay", off_delay), ("deadband", deadband), ("holdoff", holdoff)):
+    for name, value in (("off_delay", off_delay), ("deadband", deadband), ("holdoff", holdoff), ("bypass", bypass)):
         if value is not None:
             policy[name] = value
     kind = adapt if adapt is not None else base["adapt"]

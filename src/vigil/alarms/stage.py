@@ -6,7 +6,8 @@ For every score, in time order, of one device:
    within ``[base / limit, base × limit]`` of the static threshold, so no drift and no poisoning can move
    it further than that, and never below the device's ``floor`` (the level operators' verdicts set);
 2. the score is *flagged* when it is above that set level; the :class:`~vigil.alarms.policy.AlarmPolicy`
-   turns flags into an *active* alarm (k-of-n on-delay, off-delay, deadband, re-alarm suppression);
+   turns flags into an *active* alarm (k-of-n on-delay, off-delay, deadband, re-alarm suppression, and a
+   bypass level above which one reading alarms at once);
 3. the score is shown to the online threshold only when it is believed normal: no alarm active and not
    flagged (unless that threshold learns from its own alarms, as adaptive conformal inference does), and
    the share of active alarms over the last ``guard_window`` readings is at most ``guard``. An incident
@@ -314,7 +315,13 @@ class AlarmStage:
                 del state.recent[0]
             if not state.active:
                 state.since_clear += 1
-                if sum(state.recent) >= policy.on_delay:
+                if score > policy.bypass_level(level):
+                    if sum(state.recent) < policy.on_delay or state.since_clear <= policy.holdoff:
+                        notes.append((i, f"score above the bypass level ({policy.bypass:g} × set): alarmed at once"))
+                    state.active = True
+                    state.clear_run = 0
+                    raised[i] = True
+                elif sum(state.recent) >= policy.on_delay:
                     if state.since_clear <= policy.holdoff:
                         notes.append((i, f"re-alarm within holdoff of {policy.holdoff} readings: suppressed"))
                         state.recent.clear()

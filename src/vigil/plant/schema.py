@@ -10,7 +10,7 @@ Its tables (``vigil config init`` writes a commented example, :data:`vigil.plant
     ``model``: a directory written by ``vigil fit`` (added to the registry under NAME), or absent when the
     registry already serves a model NAME; ``sampling_period`` (seconds, default 1); ``[.alarm]``: the
     annunciation rules of :class:`~vigil.alarms.AlarmPolicy` (``on_delay``, ``window``, ``off_delay``,
-    ``deadband``, ``holdoff``) applied to this type's model; ``[.sensors.SENSOR]``: ``unit``, ``range =
+    ``deadband``, ``holdoff``, ``bypass``) applied to this type's model; ``[.sensors.SENSOR]``: ``unit``, ``range =
     [low, high]``, and the partial-record policy of :class:`~vigil.streaming.sensor_policy.SensorPolicy`
     (``on_missing``, ``on_out_of_range``, ``numeric_strings``).
 ``[sources.NAME]``
@@ -213,6 +213,7 @@ _ALARM: dict[str, Check] = {
     "off_delay": _number(1),
     "deadband": _number(0),
     "holdoff": _number(0),
+    "bypass": _number(1),
 }
 _SENSOR: dict[str, Check] = {
     "unit": _text,
