@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 for _module in ("fastapi", "uvicorn", "paho.mqtt", "prometheus_client", "httpx"):
     pytest.importorskip(_module, reason=f"the service tests need {_module}: pip install 'vigil[service]'")
 
-from service_helpers import READ_TOKEN, WRITE_TOKEN, free_port, port_open, training_frame  # noqa: E402
+from service_helpers import READ_TOKEN, WRITE_TOKEN, free_port, port_open, serve_in_thread, training_frame  # noqa: E402
 
 from vigil.alerts import SqlAlertStore  # noqa: E402
 from vigil.detectors.pca import PCADetector  # noqa: E402
@@ -117,23 +116,9 @@ def own_broker(tmp_path: Path, service_missing) -> Iterator[Callable[[], None]]:
 
 @pytest.fixture
 def live_server(runtime: Runtime) -> Iterator[str]:
-    import uvicorn
-
     app = create_app(runtime, auth=TokenAuth({WRITE_TOKEN: "write", READ_TOKEN: "read"}))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run)
-    thread.start()
-    try:
-        for _ in range(200):
-            if server.started:
-                break
-            threading.Event().wait(0.05)
-        assert server.started
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with serve_in_thread(app) as url:
+        yield url
 
 
 @pytest.fixture

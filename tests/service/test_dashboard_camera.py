@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import io
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 pytest.importorskip("torch")
 
 from PIL import Image
-from service_helpers import READ_TOKEN, WRITE_TOKEN, free_port
+from service_helpers import READ_TOKEN, WRITE_TOKEN, serve_in_thread
 from test_dashboard import feed
 
 from vigil.alerts import SqlAlertStore
@@ -38,24 +37,10 @@ def _png(image: np.ndarray) -> bytes:
 @pytest.fixture
 def camera_server(runtime: Runtime, store: SqlAlertStore, camera_model: Path) -> Iterator[str]:
     """The service with telemetry (the runtime) and a camera model, on a free port."""
-    import uvicorn
-
     inspector = CameraInspector(camera_model, store)
     app = create_app(runtime, auth=TokenAuth({WRITE_TOKEN: "write", READ_TOKEN: "read"}), inspector=inspector)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run)
-    thread.start()
-    try:
-        for _ in range(200):
-            if server.started:
-                break
-            threading.Event().wait(0.05)
-        assert server.started
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with serve_in_thread(app) as url:
+        yield url
 
 
 def _post_defect(url: str) -> dict:

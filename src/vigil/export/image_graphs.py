@@ -20,6 +20,7 @@ import numpy as np
 
 from vigil.errors import InvalidInputError
 from vigil.vision.base import ImageDetector, require_torch
+from vigil.vision.embedding import local_features
 
 __all__ = ["image_graph"]
 
@@ -67,7 +68,6 @@ def image_graph(detector: ImageDetector) -> Any:
 def _embedding(detector: Any) -> Any:
     """The locally aware patch features of :class:`~vigil.vision.embedding.PretrainedPatchDetector`."""
     torch = require_torch()
-    functional = torch.nn.functional
     h, w, c = (int(v) for v in detector.image_shape_)
     size = detector.working_size()
     down, across = _resize_matrices(h, w, size) if (h, w) != size else (None, None)
@@ -86,15 +86,7 @@ def _embedding(detector: Any) -> Any:
                 x = torch.cat([x, x, x], dim=1)
             if down is not None:
                 x = torch.matmul(self.down, torch.matmul(x, self.across.T))
-            maps = list(self.backbone(x))
-            grid = max((tuple(m.shape[2:]) for m in maps), key=lambda s: s[0] * s[1])
-            parts = []
-            for m in maps:
-                m = functional.avg_pool2d(m, 3, stride=1, padding=1, count_include_pad=False)
-                if tuple(m.shape[2:]) != grid:
-                    m = functional.interpolate(m, size=grid, mode="bilinear", align_corners=False)
-                parts.append(m)
-            return torch.cat(parts, dim=1)
+            return local_features(list(self.backbone(x)))
 
     return Embedding()
 

@@ -125,14 +125,7 @@ class PretrainedPatchDetector(ImageDetector):
         picks = None if isinstance(self.backbone, str) else self.layers
         with torch.inference_mode():
             maps = backbone_features(self._module(), x.contiguous(), picks)
-            grid = max((m.shape[2], m.shape[3]) for m in maps)
-            parts = []
-            for m in maps:
-                m = functional.avg_pool2d(m, 3, stride=1, padding=1, count_include_pad=False)
-                if tuple(m.shape[2:]) != grid:
-                    m = functional.interpolate(m, size=grid, mode="bilinear", align_corners=False)
-                parts.append(m)
-            return torch.cat(parts, dim=1)
+            return local_features(maps)
 
     def _to_maps(self, patch_scores: torch.Tensor) -> NDArray[np.float64]:
         """Patch scores (n, h, w) → smoothed per-pixel maps (n, H, W) at the input size."""
@@ -156,6 +149,21 @@ class PretrainedPatchDetector(ImageDetector):
             )
             raise ModelFormatError(msg)
         return super().save(path)
+
+
+def local_features(maps: list[torch.Tensor]) -> torch.Tensor:
+    """Feature maps of several layers → one (n, ΣD, h, w) tensor on the finest grid, each position averaged
+    over its 3 × 3 neighbourhood (PatchCore's "locally aware" features); also traced by the ONNX export."""
+    torch = require_torch()
+    functional = torch.nn.functional
+    grid = max((tuple(m.shape[2:]) for m in maps), key=lambda shape: shape[0] * shape[1])
+    parts = []
+    for m in maps:
+        m = functional.avg_pool2d(m, 3, stride=1, padding=1, count_include_pad=False)
+        if tuple(m.shape[2:]) != grid:
+            m = functional.interpolate(m, size=grid, mode="bilinear", align_corners=False)
+        parts.append(m)
+    return torch.cat(parts, dim=1)
 
 
 def patch_rows(features: torch.Tensor) -> torch.Tensor:
