@@ -27,6 +27,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
+        self.arrivals: list[float] = []  # wall-clock time each record was handed to the runtime
         self.sources: set[str] = set()
         self._lock = threading.Lock()
 
@@ -35,12 +36,17 @@ class Recorder:
         assert record["device"] == device_hint
         with self._lock:
             self.records.append(record)
+            self.arrivals.append(time.time())
             self.sources.add(source)
         on_done([])
 
     def of(self, device: str) -> list[dict[str, Any]]:
         with self._lock:
             return [r for r in self.records if r["device"] == device]
+
+    def arrived(self, device: str) -> list[float]:
+        with self._lock:
+            return [t for r, t in zip(self.records, self.arrivals, strict=True) if r["device"] == device]
 
     def wait_for(self, condition: Any, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
@@ -154,6 +160,8 @@ def test_server_restart_reports_the_gap_invents_nothing_and_resumes(server):
         # no record falls in the outage; the first one after it comes within a few seconds of the server
         assert new[0]["time"] > back - PERIOD
         assert new[0]["time"] < back + 10
+        # and it reaches the runtime within 10 s of the server being back (the resume target)
+        assert recorder.arrived(asset)[len(old)] - back < 10
         assert all(v < 2000 for r in old for v in r["readings"].values())
         assert all(v >= 2000 for r in new for v in r["readings"].values())  # no old value carried over
         gaps = status["assets"][asset]["gaps"]
