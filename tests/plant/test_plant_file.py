@@ -230,3 +230,25 @@ def test_modbus_and_sparkplug_problems_name_their_line(edit, expected):
     assert old in MIXED
     found = problems_of(MIXED.replace(old, new, 1))
     assert any(p.startswith(expected) for p in found), found
+
+
+def test_a_kafka_sink_is_checked_key_by_key_with_its_line():
+    text = GOOD + '\n[sinks.kafka]\nalert_topic = "a"\nbatch = 3\n[sinks.kafka.options]\n"linger.ms" = [1]\n'
+    problems = problems_of(text)
+    start = len(GOOD.splitlines()) + 2
+    assert f"plant.toml:{start}: [sinks.kafka] needs bootstrap (the brokers, host:port[,host:port...])" in problems
+    assert any(p.startswith(f"plant.toml:{start + 2}: unknown key 'batch' in [sinks.kafka]") for p in problems)
+    assert f"plant.toml:{start + 4}: sinks.kafka.options.linger.ms must be a string, number or boolean, got [1]" in (
+        problems
+    )
+
+
+def test_a_kafka_sink_reaches_the_service_config():
+    from vigil.plant.deploy import apply_plant
+    from vigil.service.server import ServiceConfig
+
+    text = GOOD + '\n[sinks.kafka]\nbootstrap = "k1:9092"\n[sinks.kafka.options]\n"acks" = "all"\n'
+    plant, problems = parse_plant(text)
+    assert problems == []
+    config = apply_plant(plant, ServiceConfig(registry=plant.resolve("registry")))
+    assert config.kafka_sink == {"bootstrap": "k1:9092", "kafka_options": {"acks": "all"}}

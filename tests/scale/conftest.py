@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.resources
 import os
-import socket
 import subprocess
 import time
 import uuid
@@ -18,17 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from scale_helpers import listening, training_frame
+from scale_helpers import free_port, listening, training_frame
 
 from vigil.detectors.pca import PCADetector
 from vigil.pipeline import Pipeline
 from vigil.streaming.model_registry import ModelRegistry
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _tansu_binary() -> Path:

@@ -58,6 +58,13 @@ def apply_plant(plant: Plant, config: Any, overrides: Collection[str] = ()) -> A
         changes["runtime"] = dataclasses.replace(runtime, **tuning)
     if "webhooks" not in overrides and plant.sinks.get("webhooks"):
         changes["webhooks"] = list(plant.sinks["webhooks"])
+    kafka = plant.sinks.get("kafka")
+    if kafka is not None:
+        changes["kafka_sink"] = {
+            "bootstrap": kafka["bootstrap"],
+            **{key: kafka[key] for key in ("alert_topic", "dead_letter_topic") if key in kafka},
+            "kafka_options": {key: str(value) for key, value in kafka.get("options", {}).items()},
+        }
     if "models" not in overrides:
         changes["models"] = [
             (name, plant.resolve(str(kind.model)) if kind.model is not None else None)

@@ -106,4 +106,8 @@ map.current_a = "ns=2;s=Pump2.Current"
 # webhooks = ["https://ops.example.com/vigil"]   # receive every alert event as JSON
 # alert_topic = "vigil/alerts"                   # published on the broker of the mqtt source
 # dead_letter_topic = "vigil/dead-letters"
+# [sinks.kafka]                                  # alert events and dead letters to Kafka as well
+# bootstrap = "kafka1:9092,kafka2:9092"
+# alert_topic = "vigil.alerts"
+# dead_letter_topic = "vigil.dead-letters"
 """

@@ -28,7 +28,9 @@ Its tables (``vigil config init`` writes a commented example, :data:`vigil.plant
     no map: its records name their sensors. Every sensor of the type is mapped exactly once.
 ``[sinks]``
     ``webhooks`` (URLs that receive alert events), ``alert_topic`` and ``dead_letter_topic`` (published on
-    the broker of the ``mqtt`` source).
+    the broker of the ``mqtt`` source); ``[sinks.kafka]``: ``bootstrap`` (``host:port,...``, required),
+    ``alert_topic`` and ``dead_letter_topic`` (Kafka topics, default ``vigil.alerts`` and
+    ``vigil.dead-letters``) and ``options`` (further librdkafka producer properties).
 
 Checking reports *every* problem at once, each with its line (:class:`Problem`): a syntax error, an
 unknown key, a value of the wrong type, an asset of an unknown type or source, a sensor mapped twice (in
@@ -254,6 +256,15 @@ _ASSET: dict[str, Check] = {
     "device": _text,
 }
 _SINKS: dict[str, Check] = {"webhooks": _texts, "alert_topic": _text, "dead_letter_topic": _text}
+_KAFKA_SINK: dict[str, Check] = {"bootstrap": _text, "alert_topic": _text, "dead_letter_topic": _text}
+
+
+def _producer_option(value: Any) -> str | None:
+    if isinstance(value, bool | str) or (isinstance(value, int | float) and math.isfinite(value)):
+        return None
+    return "must be a string, number or boolean"
+
+
 _TOP = ("service", "asset_types", "sources", "assets", "sinks")
 
 
@@ -323,7 +334,9 @@ def parse_plant(text: str, path: str | Path = "plant.toml") -> tuple[Plant | Non
     service = checker.table(document.get("service", {}), ("service",))
     checker.fields(service, ("service",), _SERVICE)
     sinks = checker.table(document.get("sinks", {}), ("sinks",))
-    checker.fields(sinks, ("sinks",), _SINKS)
+    checker.fields(sinks, ("sinks",), _SINKS, nested=("kafka",))
+    if "kafka" in sinks:
+        _kafka_sink(checker, checker.table(sinks["kafka"], ("sinks", "kafka")))
     types = _asset_types(checker, checker.table(document.get("asset_types", {}), ("asset_types",)))
     sources = _sources(checker, checker.table(document.get("sources", {}), ("sources",)))
     assets = _assets(checker, checker.table(document.get("assets", {}), ("assets",)), types, sources)
@@ -340,6 +353,16 @@ def parse_plant(text: str, path: str | Path = "plant.toml") -> tuple[Plant | Non
         return None, problems
     plant = Plant(Path(path), dict(service), types, sources, assets, dict(sinks))
     return plant, []
+
+
+def _kafka_sink(checker: _Checker, document: dict[str, Any]) -> None:
+    path = ("sinks", "kafka")
+    checker.fields(document, path, _KAFKA_SINK, nested=("options",))
+    if "bootstrap" not in document:
+        checker.add(path, "[sinks.kafka] needs bootstrap (the brokers, host:port[,host:port...])")
+    if "options" in document:
+        options = checker.table(document["options"], (*path, "options"))
+        checker.fields(options, (*path, "options"), dict.fromkeys(options, _producer_option))
 
 
 def _asset_types(checker: _Checker, document: dict[str, Any]) -> dict[str, AssetType]:

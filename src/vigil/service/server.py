@@ -71,6 +71,7 @@ class ServiceConfig:
     alarm_policies: dict[str, Any] = field(default_factory=dict)
     prepare: list[Any] = field(default_factory=list)
     sources: list[tuple[str, Any]] = field(default_factory=list)
+    kafka_sink: dict[str, Any] | None = None  # KafkaSink keywords: alert events and dead letters to Kafka
 
 
 class Service:
@@ -100,6 +101,12 @@ class Service:
                 self.webhooks = WebhookSink(config.webhooks)
                 self._closers.append(self.webhooks.close)
                 sinks.append(self.webhooks)
+            if config.kafka_sink is not None:
+                from vigil.scale.kafka_sink import KafkaSink
+
+                kafka = KafkaSink(**config.kafka_sink)
+                self._closers.append(kafka.close)
+                sinks.append(kafka)
             self.runtime = Runtime(
                 self.store,
                 self.registry,
