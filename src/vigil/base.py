@@ -247,6 +247,55 @@ class BaseDetector:
         values = self._prepare(X)
         return _as_shares(self._contributions(values))
 
+    #: True when :meth:`score_without` can score rows that lack some features (a plant's failed sensor).
+    scores_without_features: ClassVar[bool] = False
+
+    def score_without(self, X: Any, missing: Any) -> NDArray[np.float64]:
+        """Scores of rows that lack the features ``missing`` (column indices), on the scale of
+        :meth:`score_samples`, so ``threshold_`` (and a pipeline's calibrated threshold) still applies.
+
+        The values in the missing columns are ignored (NaN is fine). Detectors with
+        ``scores_without_features`` implement it; the others raise ``InvalidInputError``, because a
+        threshold calibrated on every feature says nothing about a score over fewer of them.
+        """
+        values, observed = self._prepare_without(X, missing)
+        return self._check_scores(self._score_without(values, observed), values)
+
+    def contributions_without(self, X: Any, missing: Any) -> NDArray[np.float64]:
+        """:meth:`feature_contributions` of rows that lack the features ``missing``; theirs are 0."""
+        values, observed = self._prepare_without(X, missing)
+        raw = np.zeros_like(values)
+        raw[:, observed] = self._contributions_without(values, observed)
+        return _as_shares(raw)
+
+    def _prepare_without(self, X: Any, missing: Any) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+        check_fitted(self)
+        if not self.scores_without_features:
+            msg = f"{type(self).__name__} cannot score a row without some of its features"
+            raise InvalidInputError(msg)
+        filled = np.array(X, dtype=np.float64, copy=True, ndmin=2)
+        index = np.asarray(missing, dtype=np.intp).reshape(-1)
+        d = self.n_features_in_
+        if filled.ndim != 2 or filled.shape[1] != d:
+            msg = f"X has shape {filled.shape}; {type(self).__name__} was fitted on {d} features"
+            raise InvalidInputError(msg)
+        if index.size and (index.min() < 0 or index.max() >= d):
+            msg = f"missing features {index.tolist()} are not all column indices in [0, {d})"
+            raise InvalidInputError(msg)
+        observed = np.ones(d, dtype=bool)
+        observed[index] = False
+        if not observed.any():
+            msg = "every feature is missing: there is nothing to score"
+            raise InvalidInputError(msg)
+        filled[:, ~observed] = 0.0  # ignored; finite, so the usual checks pass over the other columns
+        return self._prepare(filled), observed
+
+    def _score_without(self, values: NDArray[np.float64], observed: NDArray[np.bool_]) -> NDArray[np.float64]:
+        raise NotImplementedError
+
+    def _contributions_without(self, values: NDArray[np.float64], observed: NDArray[np.bool_]) -> NDArray[np.float64]:
+        raise NotImplementedError
+
     def occlusion_contributions(self, X: Any) -> NDArray[np.float64]:
         """Model-agnostic shares: how much each row's score drops when one feature reads its training centre.
 

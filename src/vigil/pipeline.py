@@ -311,6 +311,49 @@ class Pipeline:
         check_fitted(self)
         return self.alarm_.run(scores, state, timestamps=timestamps)
 
+    @property
+    def scores_without_features(self) -> bool:
+        """Whether :meth:`score_without` can score rows that lack some sensors: the detector can, and each row
+        is scored on its own (no window, no smoothing, no text columns)."""
+        check_fitted(self)
+        return self.detector_.scores_without_features and self.context_rows == 0 and self.encoder_ is None
+
+    def score_without(self, X: Any, missing: Sequence[str | int]) -> NDArray[np.float64]:
+        """Scores of rows that lack the sensors ``missing`` (names or column indices), against the same threshold.
+
+        The values in the missing columns are ignored (NaN is fine). See
+        :meth:`~vigil.base.BaseDetector.score_without`; raises ``InvalidInputError`` when
+        :attr:`scores_without_features` is false.
+        """
+        scaled, index = self._scaled_without(X, missing)
+        return self.detector_.score_without(scaled, index)
+
+    def contributions_without(self, X: Any, missing: Sequence[str | int]) -> NDArray[np.float64]:
+        """:meth:`contributions` of rows that lack the sensors ``missing``; theirs are 0."""
+        scaled, index = self._scaled_without(X, missing)
+        return self.detector_.contributions_without(scaled, index)
+
+    def _scaled_without(self, X: Any, missing: Sequence[str | int]) -> tuple[NDArray[np.float64], list[int]]:
+        if not self.scores_without_features:
+            why = (
+                f"its detector {type(self.detector_).__name__} cannot"
+                if not self.detector_.scores_without_features
+                else "it scores rows in context (a window or smoothing) or encodes text columns"
+            )
+            msg = f"this pipeline cannot score a row without some of its sensors: {why}"
+            raise InvalidInputError(msg)
+        names = self.feature_names_out_
+        index = []
+        for item in missing:
+            if isinstance(item, str) and item not in names:
+                msg = f"missing sensor {item!r} is not one of the model's sensors {names}"
+                raise InvalidInputError(msg)
+            index.append(names.index(item) if isinstance(item, str) else int(item))
+        filled = np.array(X, dtype=np.float64, copy=True, ndmin=2)
+        if index:
+            filled[:, index] = self.scaler_.center_[index]  # any finite value: the detector ignores them
+        return self._transform(filled), index
+
     def contributions(self, X: Any, *, method: str = "model") -> NDArray[np.float64]:
         """Each feature's share of each row's score, shape (n, d), rows summing to 1.
 

@@ -13,11 +13,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vigil.alerts import SqlAlertStore
+from vigil.detectors.mahalanobis import MahalanobisDetector
 from vigil.detectors.pca import PCADetector
 from vigil.pipeline import Pipeline
 from vigil.streaming.dead_letters import DeadLetter
 from vigil.streaming.model_registry import ModelRegistry
-from vigil.streaming.runtime import Decision, Runtime
+from vigil.streaming.runtime import Decision, Redelivery, Runtime
 from vigil.streaming.sensor_policy import SensorPolicy, apply_policies
 
 POLICIES = {
@@ -25,6 +26,8 @@ POLICIES = {
     "f": SensorPolicy(low=0, high=10, on_out_of_range="score", numeric_strings=True, on_missing="score_without"),
     "p": SensorPolicy(low=0, high=5, on_out_of_range="missing"),
 }
+# A model that can score without a sensor: its flow and pressure may be scored without.
+BOILER = {"f": SensorPolicy(on_missing="score_without"), "p": SensorPolicy(on_missing="score_without")}
 
 
 @pytest.fixture
@@ -35,10 +38,12 @@ def runtime(tmp_path):
     registry = ModelRegistry(tmp_path / "registry")
     registry.add("pump", Pipeline(PCADetector(n_components=1)).fit(frame), activate=True)
     registry.add("fan", Pipeline(PCADetector(n_components=1)).fit(frame), activate=True)
-    routes = [("pump-*", "pump"), ("fan-*", "fan")]
+    registry.add("boiler", Pipeline(MahalanobisDetector(random_state=0)).fit(frame), activate=True)
+    routes = [("pump-*", "pump"), ("fan-*", "fan"), ("boiler-*", "boiler")]
+    policies = {"pump": POLICIES, "boiler": BOILER}
     with (
         SqlAlertStore(tmp_path / "alerts.db") as store,
-        Runtime(store, registry, routes=routes, sensor_policies={"pump": POLICIES}) as rt,
+        Runtime(store, registry, routes=routes, sensor_policies=policies) as rt,
     ):
         yield rt
 
@@ -83,6 +88,30 @@ def test_each_policy_refuses_or_scores_and_says_what_it_did(runtime):
     assert partial == {"out_of_range": 3, "numeric_string": 1, "missing": 3}
     dead = runtime.metrics.snapshot()["dead_letters"]
     assert dead == {"out_of_range": 1, "wrong_type": 2, "missing_value": 3}
+
+
+def test_a_model_that_can_scores_without_the_sensor_and_says_so(runtime):
+    ok = {"t": 40.0, "f": 2.0, "p": 2.0}
+    outcome = send(runtime, "boiler-1", 1, {**ok, "f": None}, {"f": "BadSensorFailure (node ns=2;s=B1.F)"})
+    assert isinstance(outcome, Decision) and not outcome.anomaly
+    assert outcome.note == "scored without 'f' (BadSensorFailure (node ns=2;s=B1.F))"
+    outcome = send(runtime, "boiler-1", 2, {"t": 40.0, "f": 2.0})  # p left out of the record
+    assert isinstance(outcome, Decision) and outcome.note == "scored without 'p' (not in the record)"
+    # Temperature far from what pressure says: found on the sensors that remain, and explained by them.
+    broken = {"t": 75.0, "f": None, "p": 1.2}
+    outcome = send(runtime, "boiler-1", 3, broken, {"f": "BadNotConnected"})
+    assert isinstance(outcome, Decision) and outcome.anomaly and outcome.alert_id is not None
+    assert isinstance(send(runtime, "boiler-1", 3, broken, {"f": "BadNotConnected"}), Redelivery)
+    (alert,) = runtime.store.list(device="boiler-1")
+    shares = dict(alert.top_features)
+    assert shares.get("f", 0.0) == 0.0 and alert.top_features[0][0] in ("t", "p")
+    points = runtime.timeline("boiler-1")
+    json.dumps(points, allow_nan=False)  # a sensor scored without is null, not NaN
+    assert [p["values"]["f"] for p in points] == [None, 2.0, None]
+    assert points[1]["values"]["p"] is None
+    outcome = send(runtime, "boiler-1", 4, {"f": 2.0, "p": 2.0})  # t's policy is the default: refused
+    assert isinstance(outcome, DeadLetter) and outcome.kind == "sensors_mismatch"
+    assert runtime.metrics.snapshot()["partial_readings"]["missing"] == 4  # the redelivery counted too
 
 
 def test_a_model_without_policies_still_refuses_text_and_nulls(runtime):

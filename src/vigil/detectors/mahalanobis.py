@@ -10,6 +10,7 @@ from numpy.typing import NDArray
 from sklearn.covariance import MinCovDet
 
 from vigil.base import BaseDetector, Interval
+from vigil.detectors.chi2_tail import same_tail
 from vigil.registry import register
 
 __all__ = ["MahalanobisDetector"]
@@ -50,6 +51,7 @@ class MahalanobisDetector(BaseDetector):
     array([False,  True])
     """
 
+    scores_without_features: ClassVar[bool] = True
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "support_fraction": [None, Interval(float, 0.0, 1.0, closed="right")],
         "ridge": [Interval(float, 0.0, None)],
@@ -122,3 +124,23 @@ class MahalanobisDetector(BaseDetector):
         """c_j = x_j · (P x)_j, which sums to the squared distance; magnitudes are used."""
         centred = values - self.location_
         return np.abs(centred * (centred @ self.precision_))
+
+    def _observed_precision(self, observed: NDArray[np.bool_]) -> NDArray[np.float64]:
+        """The inverse covariance of the observed sensors' marginal: the Schur complement of the missing block."""
+        precision = self.precision_
+        missing = ~observed
+        if not missing.any():
+            return precision
+        p_oo = precision[np.ix_(observed, observed)]
+        p_om = precision[np.ix_(observed, missing)]
+        p_mm = precision[np.ix_(missing, missing)]
+        return p_oo - p_om @ np.linalg.pinv(p_mm, hermitian=True) @ p_om.T
+
+    def _score_without(self, values: NDArray[np.float64], observed: NDArray[np.bool_]) -> NDArray[np.float64]:
+        centred = values[:, observed] - self.location_[observed]
+        distance = np.einsum("ij,jk,ik->i", centred, self._observed_precision(observed), centred)
+        return same_tail(distance, int(observed.sum()), observed.size)
+
+    def _contributions_without(self, values: NDArray[np.float64], observed: NDArray[np.bool_]) -> NDArray[np.float64]:
+        centred = values[:, observed] - self.location_[observed]
+        return np.abs(centred * (centred @ self._observed_precision(observed)))

@@ -9,6 +9,7 @@ from numpy.typing import NDArray
 from scipy import stats
 
 from vigil.base import Interval, OnlineDetector
+from vigil.detectors.chi2_tail import same_tail
 from vigil.registry import register
 
 __all__ = ["OnlineZScoreDetector"]
@@ -21,7 +22,9 @@ class OnlineZScoreDetector(OnlineDetector):
     Moments follow West's weighted incremental algorithm with forgetting factor λ = 2^(−1/half_life):
     every past weight is multiplied by λ when a record arrives, so ``fit`` on a table and ``learn_one``
     over its rows give the same state. Under Gaussian, independent features d·score follows χ²(d), which
-    sets ``threshold_`` at the ``1 - contamination`` quantile without needing training scores.
+    sets ``threshold_`` at the ``1 - contamination`` quantile without needing training scores, and puts the
+    score of a row without some sensors (:meth:`score_without`, over the sensors that remain) on the same
+    scale at the same χ² tail probability.
 
     Parameters
     ----------
@@ -45,6 +48,7 @@ class OnlineZScoreDetector(OnlineDetector):
     True
     """
 
+    scores_without_features: ClassVar[bool] = True
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "half_life": [None, Interval(float, 0.0, None, closed="neither"), Interval(int, 1, None)],
         "grace_period": [Interval(int, 1, None)],
@@ -111,6 +115,13 @@ class OnlineZScoreDetector(OnlineDetector):
 
     def _contributions(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
         return self._z_squared(values)
+
+    def _score_without(self, values: NDArray[np.float64], observed: NDArray[np.bool_]) -> NDArray[np.float64]:
+        k, d = int(observed.sum()), observed.size
+        return same_tail(self._z_squared(values)[:, observed].sum(axis=1), k, d) / d
+
+    def _contributions_without(self, values: NDArray[np.float64], observed: NDArray[np.bool_]) -> NDArray[np.float64]:
+        return self._z_squared(values)[:, observed]
 
     def _online_threshold(self) -> float:
         d = self.n_features_in_

@@ -34,7 +34,8 @@ holdoff = 0
 
 # Each sensor: its unit, its valid range, and what to do with a partial record:
 #   on_missing      = "reject" (default: dead letter with the reason) or "score_without" (score with the other
-#                     sensors where the model can; otherwise a dead letter that says so)
+#                     sensors where the model can: mahalanobis, online-zscore; otherwise a dead letter that
+#                     says so)
 #   on_out_of_range = "reject" (default: dead letter), "missing" (treated as missing) or "score" (scored,
 #                     and the decision says so)
 #   numeric_strings = true to read a reading sent as text ("29.8") as its number (default: refused)

@@ -514,7 +514,7 @@ class Runtime:
                 "threshold": thr,
                 "anomaly": flag,
                 **({"note": note} if note else {}),
-                **({"values": dict(zip(values[0], values[1], strict=True))} if values else {}),
+                **({"values": {k: v if v == v else None for k, v in zip(*values, strict=True)}} if values else {}),
             }
             for ts, score, thr, flag, note, values in list(state.timeline)
         ]
@@ -645,6 +645,7 @@ class Runtime:
             return Rejection("unknown_device", reason, device)
         slot = self._slots[model]
         values, note = reading.values, ""
+        missing: dict[str, str] = {}
         policies = self.sensor_policies.get(model)
         if policies is not None:
             result = apply_policies(values, reading.quality, policies)
@@ -652,17 +653,22 @@ class Runtime:
             if result.rejection is not None:
                 kind, why = result.rejection
                 return Rejection(kind, f"readings (device={device}, {where}): {why}", device)
-            if result.missing:
-                # No served detector scores a record without some of its sensors: its threshold was
-                # calibrated on all of them. The record is refused, and says why.
-                lacking = ", ".join(f"{name!r} ({why})" for name, why in result.missing.items())
-                reason = (
-                    f"readings (device={device}, {where}): no value for {lacking}; on_missing is 'score_without' "
-                    f"but model {model} ({type(slot.pipeline.detector).__name__}) cannot score without them"
-                )
-                return Rejection("missing_value", reason, device)
             values = result.values or {}
-            note = "; ".join(result.notes)
+            notes, missing = result.notes, result.missing
+            if missing:
+                lacking = ", ".join(f"{name!r} ({why})" for name, why in missing.items())
+                if not slot.pipeline.scores_without_features:
+                    # Its threshold was calibrated on every sensor: a score over fewer says nothing against it.
+                    reason = (
+                        f"readings (device={device}, {where}): no value for {lacking}; on_missing is "
+                        f"'score_without' but model {model} ({type(slot.pipeline.detector_).__name__}) cannot "
+                        "score without them"
+                    )
+                    return Rejection("missing_value", reason, device)
+                # A placeholder that passes the checks of the other readings; NaN marks it once they passed.
+                values = {**values, **dict.fromkeys(missing, 0.0)}
+                notes = [f"scored without {lacking}", *notes]
+            note = "; ".join(notes)
         vector = _fast_vector(values, slot.features, slot.feature_set)
         if vector is None:  # something is off: let validation.py find it and word the reason
             missing = _missing_readings(reading)
@@ -678,6 +684,8 @@ class Runtime:
                 text = str(exc)
                 kind = "non_finite" if (" is NaN" in text or " is infinite" in text) else "wrong_type"
                 return Rejection(kind, text, device)
+        if missing:
+            vector = [math.nan if name in missing else v for name, v in zip(slot.features, vector, strict=True)]
         state = self._devices.get(device)
         if state is None:
             if len(self._devices) >= self.config.max_devices:
@@ -688,7 +696,8 @@ class Runtime:
             state.model = model
             state.history = None
         ts = reading.timestamp
-        digest = hash(tuple(vector))
+        # NaN (a sensor scored without) hashes by identity: hash what the record said instead.
+        digest = hash(tuple(None if v != v else v for v in vector))
         if state.last_ts is not None and ts <= state.last_ts:
             if state.is_redelivery(ts, digest):
                 return Redelivery(device, reading.time)
@@ -735,7 +744,8 @@ class Runtime:
         failures: dict[int, Exception] = {}
         scores = np.full(n, np.nan)
         if slot.context == 0:
-            _score_rows(slot.pipeline, X, np.arange(n), scores, failures)
+            for missing, rows in _by_missing(X):
+                _score_rows(_scorer(slot.pipeline, missing), X, rows, scores, failures)
         else:
             for device, rows in by_device.items():
                 state = self._devices[device]
@@ -771,7 +781,10 @@ class Runtime:
                 joined = windows[device]
                 shares[rows] = _contributions(slot.pipeline, joined)[len(joined) - len(rows) :]
         if slot.context == 0 and flagged.any():
-            shares[flagged] = _contributions(slot.pipeline, X[flagged])
+            for missing, rows in _by_missing(X):
+                rows = rows[flagged[rows]]
+                if len(rows):
+                    shares[rows] = _contributions(slot.pipeline, X[rows], missing)
 
         results: list[Decision | Rejection] = []
         refused: dict[int, Rejection] = {}
@@ -804,7 +817,8 @@ class Runtime:
             ts = reading.timestamp
             slot.calibration.observe(device, ts, score)
             slot.recent_scores.append(score)
-            slot.recent_rows.append((device, ts, item.vector))
+            if all(v == v for v in item.vector):  # retraining needs every sensor
+                slot.recent_rows.append((device, ts, item.vector))
             note = "; ".join(n for n in (item.note, notes.get(i, "")) if n)
             values = (slot.features, tuple(float(v) for v in item.vector))
             self._devices[device].observe(ts, score, threshold, is_anomaly, note, values)
@@ -1080,8 +1094,29 @@ class Runtime:
         )
 
 
+def _by_missing(X: np.ndarray) -> list[tuple[tuple[int, ...], np.ndarray]]:
+    """The rows of ``X`` grouped by which sensors they lack (NaN), complete rows first."""
+    gaps = np.isnan(X)
+    if not gaps.any():
+        return [((), np.arange(len(X)))]
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, row in enumerate(gaps):
+        groups.setdefault(tuple(np.flatnonzero(row).tolist()), []).append(i)
+    return [(missing, np.array(rows)) for missing, rows in sorted(groups.items())]
+
+
+def _scorer(pipeline: Any, missing: tuple[int, ...]) -> Callable[[np.ndarray], Any]:
+    if not missing:
+        return pipeline.score_samples
+    return lambda X: pipeline.score_without(X, missing)
+
+
 def _score_rows(
-    pipeline: Any, X: np.ndarray, rows: np.ndarray, scores: np.ndarray, failures: dict[int, Exception]
+    score: Callable[[np.ndarray], Any],
+    X: np.ndarray,
+    rows: np.ndarray,
+    scores: np.ndarray,
+    failures: dict[int, Exception],
 ) -> None:
     """Score ``X[rows]`` of a row-wise model into ``scores``; put the rows it cannot score in ``failures``.
 
@@ -1090,7 +1125,7 @@ def _score_rows(
     """
     try:
         with np.errstate(all="ignore"):  # an overflow shows as a non-finite score, refused below
-            values = np.asarray(pipeline.score_samples(X[rows]), dtype=np.float64)
+            values = np.asarray(score(X[rows]), dtype=np.float64)
         if not np.isfinite(values).all():
             msg = "the model produced non-finite scores"
             raise NumericalError(msg)
@@ -1100,8 +1135,8 @@ def _score_rows(
             failures[int(rows[0])] = exc
             return
         half = len(rows) // 2
-        _score_rows(pipeline, X, rows[:half], scores, failures)
-        _score_rows(pipeline, X, rows[half:], scores, failures)
+        _score_rows(score, X, rows[:half], scores, failures)
+        _score_rows(score, X, rows[half:], scores, failures)
 
 
 def _score_windows(
@@ -1143,11 +1178,13 @@ def _score_windows(
     return kept
 
 
-def _contributions(pipeline: Any, X: np.ndarray) -> np.ndarray:
-    """Feature shares of flagged rows; a row the model cannot explain gets none (its score still stands)."""
+def _contributions(pipeline: Any, X: np.ndarray, missing: tuple[int, ...] = ()) -> np.ndarray:
+    """Feature shares of flagged rows (0 for the ``missing`` sensors); a row the model cannot explain gets none
+    (its score still stands)."""
     try:
         with np.errstate(all="ignore"):
-            shares = np.asarray(pipeline.contributions(X), dtype=np.float64)
+            raw = pipeline.contributions_without(X, missing) if missing else pipeline.contributions(X)
+            shares = np.asarray(raw, dtype=np.float64)
         if np.isfinite(shares).all():
             return shares
         log.error("the model gave non-finite feature shares for %d flagged rows; their alerts name no feature", len(X))

@@ -9,9 +9,11 @@ accepted, and both are counted:
 record's ``quality``):
 
 - ``"reject"`` (default): the record becomes a ``missing_value`` dead letter naming the sensor and reason;
-- ``"score_without"``: the record is scored with its other sensors when the model can score a record
-  without some of its sensors; no detector shipped with Vigil can yet (their thresholds are calibrated on
-  every sensor), so the record is then a ``missing_value`` dead letter that says so.
+- ``"score_without"``: the record is scored with its other sensors (and so is a record that leaves the
+  sensor out) when the model can score a row without some of its sensors against the same threshold
+  (:attr:`vigil.pipeline.Pipeline.scores_without_features`: ``mahalanobis`` and ``online-zscore``, each row
+  on its own); the decision's note names the sensors scored without and why. With any other model the
+  record is a ``missing_value`` dead letter that says so.
 
 ``on_out_of_range`` — a number outside the sensor's ``[low, high]`` valid range:
 
@@ -166,6 +168,10 @@ def apply_policies(
             refusals["missing_value"].append(f"{name!r} ({reason})")
         else:
             missing[name] = reason
+    for name, policy in policies.items():
+        if name not in values and policy.on_missing == "score_without":
+            counts["missing"] += 1
+            missing[name] = "not in the record"
     for kind in ("out_of_range", "missing_value"):
         if refusals[kind]:
             prefix = "no value for " if kind == "missing_value" else ""
