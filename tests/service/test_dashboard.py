@@ -263,6 +263,9 @@ def test_dashboard_shows_dead_letters_drift_and_declared_assets(
     # 250 anomalous scores: far more above the training quantiles than training saw, so the model drifts
     drifting = [record("p2", float(t), anomalous_readings(rng)) for t in range(250)]
     runtime.submit(json.dumps(drifting).encode(), "http").result(timeout=30)
+    # a device whose every record lacks a sensor: listed, with its dead letters, though it never scored
+    lacking = [record("p5", float(t), {"temp_c": 1.0, "pressure_bar": 2.0, "flow_m3h": 3.0}) for t in range(3)]
+    runtime.submit(json.dumps(lacking).encode(), "http").result(timeout=30)
     runtime.declare("p9", "pump", silent_after=3600)
     page = browser.new_page(viewport={"width": 1400, "height": 1400})
     page.goto(live_server + "/")
@@ -270,11 +273,13 @@ def test_dashboard_shows_dead_letters_drift_and_declared_assets(
     page.click("#token-form button")
 
     page.locator("#dead-letters tbody tr").first.wait_for()
-    row = page.locator("#dead-letters tbody tr").first
+    assert page.locator("#dead-letters tbody tr").count() == 4  # newest first: p5's three, then the markup id
+    row = page.locator("#dead-letters tbody tr").last
     assert row.locator("td").nth(1).text_content() == "invalid_record"
     assert "device" in row.locator("td").nth(3).text_content()
-    assert page.locator("#dead-letter-kinds .kind").all_text_contents() == ["invalid_record 1"]
-    assert page.text_content("#dead-letter-count") == "1 in all"
+    kinds = page.locator("#dead-letter-kinds .kind").all_text_contents()
+    assert kinds == ["sensors_mismatch 3", "invalid_record 1"]
+    assert page.text_content("#dead-letter-count") == "4 in all"
 
     drift = page.locator("#drift tbody tr[data-model='pump']")
     drift.wait_for()
@@ -287,8 +292,16 @@ def test_dashboard_shows_dead_letters_drift_and_declared_assets(
         r.locator("td").first.text_content(): r.locator("td").all_text_contents()
         for r in page.locator("#assets tbody tr").all()
     }
-    assert assets["p9"][2:] == ["yes", "never", "waiting"]
-    assert assets["p1"][2] == "no" and assets["p1"][4] == "sending"
+    # declared, sensors, last record, state, dead letters, drift
+    assert assets["p9"][2:] == ["yes", "4", "never", "waiting", "0", "— (0 scores)"]
+    assert assets["p1"][2] == "no" and assets["p1"][5] == "sending" and assets["p1"][7] == "— (80 scores)"
+    assert assets["p5"][4:7] == ["never", "waiting", "3"]
+    p5 = page.locator("#assets tbody tr[data-device='p5'] td.dead")
+    assert p5.get_attribute("title") == "latest: sensors_mismatch"
+    assert assets["p2"][7].startswith("drifted ") and float(assets["p2"][7].split()[1]) > 4
+    assert "drifted" in (page.locator("#assets tbody tr[data-device='p2']").get_attribute("class") or "")
+    sensors = page.locator("#assets tbody tr[data-device='p9'] td.sensors").get_attribute("title")
+    assert sensors == "temp_c, pressure_bar, flow_m3h, current_a"
     assert "1 declared" in page.text_content("#asset-count")
     page.screenshot(path=str(tmp_path / "operations.png"), full_page=True)
     assert page.evaluate("window.__xss") is None

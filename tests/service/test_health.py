@@ -1,4 +1,4 @@
-"""/health tells the truth: degraded, with the reason, on many dead letters, a stall or a failing store."""
+"""/health tells the truth: degraded, with the reason, on many dead letters, a stall, a failing store or drift."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from fastapi.testclient import TestClient
-from service_helpers import normal_readings, payload, record
+from service_helpers import anomalous_readings, normal_readings, payload, record
 
 from vigil.alerts import SqlAlertStore
 from vigil.service.app import create_app
@@ -34,6 +34,26 @@ def test_health_is_ok_with_few_dead_letters_and_degraded_with_many(runtime: Runt
     state = health(runtime)
     assert state["status"] == "degraded"
     assert "45 of the last 75 records (60%) were dead-lettered" in state["reasons"][0]
+
+
+def test_scores_drifting_from_training_degrade_health_with_the_reason(tmp_path: Path, registry: ModelRegistry) -> None:
+    rng = np.random.default_rng(2)
+    config = RuntimeConfig(drift_check_seconds=0.05)
+    with SqlAlertStore(tmp_path / "alerts.db") as store, Runtime(store, registry, config=config) as runtime:
+        runtime.submit(payload(*[record("d1", float(t), normal_readings(rng)) for t in range(300)]), "t").result(10)
+        time.sleep(0.3)
+        assert health(runtime)["reasons"] == []
+        worn = [record("d1", float(t), anomalous_readings(rng)) for t in range(300, 700)]
+        runtime.submit(payload(*worn), "t").result(10)
+        deadline = time.monotonic() + 10
+        while not health(runtime)["reasons"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        state = health(runtime)
+        assert state["status"] == "degraded"
+        (reason,) = state["reasons"]
+        assert reason.startswith("model pump (pca-") and "score drift: " in reason and "vigil retrain" in reason
+        (device,) = runtime.devices()
+        assert device["drift"]["drifted"] and device["drift"]["z"] > 4 and device["drift"]["n"] == 600
 
 
 def test_a_failing_store_and_the_stall_it_causes_are_reported(tmp_path: Path, registry: ModelRegistry) -> None:

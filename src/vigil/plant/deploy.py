@@ -151,9 +151,9 @@ def _opcua(plant: Plant, source: PlantSource, assets: list[Asset]) -> list[tuple
                 username=settings.get("username"),
                 password=password,
                 security=security,
-                timeout=float(settings.get("timeout", 4.0)),
-                reconnect_min=float(settings.get("reconnect_min", 1.0)),
-                reconnect_max=float(settings.get("reconnect_max", 30.0)),
+                timeout=float(settings.get("timeout", OpcUaOptions.timeout)),
+                reconnect_min=float(settings.get("reconnect_min", OpcUaOptions.reconnect_min)),
+                reconnect_max=float(settings.get("reconnect_max", OpcUaOptions.reconnect_max)),
                 max_age=settings.get("max_age"),
             )
             return OpcUaSource(runtime, options)
@@ -203,10 +203,10 @@ def _modbus(plant: Plant, source: PlantSource, assets: list[Asset]) -> Callable[
                     port=int(settings.get("port", 502)),
                     unit=int(settings.get("unit", 1)),
                     poll_period=asset.sampling_period,
-                    timeout=float(settings.get("timeout", 1.0)),
+                    timeout=float(settings.get("timeout", ModbusDevice.timeout)),
                     asset_type=asset.type,
-                    reconnect_min=float(settings.get("reconnect_min", 0.5)),
-                    reconnect_max=float(settings.get("reconnect_max", 30.0)),
+                    reconnect_min=float(settings.get("reconnect_min", ModbusDevice.reconnect_min)),
+                    reconnect_max=float(settings.get("reconnect_max", ModbusDevice.reconnect_max)),
                 )
             )
         return ModbusSource(runtime, ModbusOptions(devices=tuple(devices)))

@@ -65,7 +65,7 @@ endpoint = "opc.tcp://127.0.0.1:4840/line3/"
 # password_file = "secrets/opcua-password"       # first line is the password
 # security = "Basic256Sha256,SignAndEncrypt,certs/vigil.pem,certs/vigil-key.pem"
 reconnect_min = 1                    # back-off between reconnection attempts, seconds
-reconnect_max = 30
+reconnect_max = 5                    # keeps a resumed stream within 10 s of the server being back
 
 # [sources.broker]
 # kind = "mqtt"                      # Vigil JSON records on MQTT; the topic level at "+" names the asset

@@ -65,8 +65,8 @@ class ModelSlot:
         Recent accepted ``(device, time, values)`` rows, saved for retraining.
     open_devices : set of str
         Devices with an open alert: only their quiet points need the tracker.
-    drifted : bool
-        Outcome of the last drift check.
+    drifted, drift_message : bool, str
+        Outcome of the last drift check, and its words.
     last_event_ts, last_event_mono : float
         Newest event time seen and the monotonic clock when it arrived: together the stream's clock,
         which closes alerts of devices that fell silent.
@@ -85,6 +85,7 @@ class ModelSlot:
     open_devices: set[str] = field(default_factory=set)
     alarm_states: dict[str, AlarmState] = field(default_factory=dict)
     drifted: bool = False
+    drift_message: str = ""
     last_event_ts: float | None = None
     last_event_mono: float = 0.0
 

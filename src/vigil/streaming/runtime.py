@@ -127,6 +127,8 @@ class _Device:
     silent_after: float | None = None
     last_seen: float | None = None  # monotonic time of the last accepted record (or of the declaration)
     silent_since: float | None = None  # POSIX time the silence started (its last record, or the declaration)
+    dead_letters: int = 0  # since the service started, and the kind of the latest
+    last_dead_letter: str = ""
 
     def remember(self, ts: float, digest: int) -> None:
         self.seen[ts] = digest
@@ -284,14 +286,19 @@ class Runtime:
         return self._queue.qsize()
 
     def health(self) -> list[str]:
-        """Why the runtime is degraded: many dead letters, stalled ingestion, a failing store (empty: healthy)."""
+        """Why the runtime is degraded: many dead letters, stalled ingestion, a failing store, a model whose scores
+        drifted from its training scores (empty: healthy)."""
         config = self.config
-        return self.metrics.health(
+        reasons = self.metrics.health(
             window=config.health_window_seconds,
             stall_seconds=config.stall_seconds,
             max_dead_share=config.health_dead_letter_share,
             min_records=config.health_min_records,
         )
+        for name, slot in list(self._slots.items()):
+            if slot.drifted:
+                reasons.append(f"model {name} ({slot.version}): score {slot.drift_message}; consider `vigil retrain`")
+        return reasons
 
     # -- ingestion -----------------------------------------------------------------------------------
 
@@ -396,8 +403,7 @@ class Runtime:
         def add() -> None:
             state = self._devices.get(device)
             if state is None:
-                state = _Device(device, model, timeline=deque(maxlen=self.config.timeline_points))
-                self._devices[device] = state
+                state = self._add_device(device, model)
             if not state.declared:
                 self._declared.append(state)
             state.declared = True
@@ -497,9 +503,35 @@ class Runtime:
                     "declared": device.declared,
                     "silent": device.silent_since is not None,
                     "silent_since": None if device.silent_since is None else _iso(device.silent_since),
+                    "dead_letters": device.dead_letters,
+                    "last_dead_letter": device.last_dead_letter or None,
+                    "drift": self._device_drift(device),
+                    "sensors": self._sensors(device.model),
                 }
             )
         return sorted(out, key=lambda d: d["device"])
+
+    def _device_drift(self, device: _Device) -> dict[str, Any] | None:
+        """The device's recent scores against its model's training scores (:func:`score_drift`), in brief."""
+        slot = self._slots.get(device.model)
+        if slot is None:
+            return None
+        report = score_drift([point[1] for point in list(device.timeline)], slot.pipeline.train_score_quantiles_)
+        worst = max((c["z"] for c in report.checks), key=abs, default=None)
+        return {"n": report.n, "drifted": report.drifted, "z": worst, "message": report.message}
+
+    def _sensors(self, model: str) -> list[dict[str, Any]]:
+        """The model's sensors with the unit and valid range the plant file gives them (None where it does not)."""
+        slot = self._slots.get(model)
+        if slot is None:
+            return []
+        policies = self.sensor_policies.get(model, {})
+        out = []
+        for name in slot.features:
+            policy = policies.get(name)
+            unit, low, high = (None, None, None) if policy is None else (policy.unit, policy.low, policy.high)
+            out.append({"name": name, "unit": unit, "low": low, "high": high})
+        return out
 
     def timeline(self, device: str) -> list[dict[str, Any]]:
         """The device's recent points (time, score, threshold, anomaly, the sensor values scored), oldest first."""
@@ -617,6 +649,7 @@ class Runtime:
 
         if not self.sink.deliver(events, letters, stop=self._stop):
             return  # stopping while the store is down: leave the submissions unacknowledged
+        self._count_letters(letters)
         now = time.perf_counter()
         latencies = [now - sub.received for sub in submissions for _ in (sub.records or [None])]
         self.metrics.record_batch(
@@ -691,7 +724,7 @@ class Runtime:
             if len(self._devices) >= self.config.max_devices:
                 reason = f"{where}: device {device!r} is beyond the limit of {self.config.max_devices} devices"
                 return Rejection("unknown_device", reason, device)
-            state = self._devices[device] = _Device(device, model, timeline=deque(maxlen=self.config.timeline_points))
+            state = self._add_device(device, model)
         elif state.model != model:
             state.model = model
             state.history = None
@@ -893,6 +926,7 @@ class Runtime:
         """Log when a model's recent scores start or stop looking unlike its training scores."""
         for name, slot in self._slots.items():
             report = score_drift(list(slot.recent_scores), slot.pipeline.train_score_quantiles_)
+            slot.drift_message = report.message
             if report.drifted != slot.drifted:
                 slot.drifted = report.drifted
                 if report.drifted:
@@ -1069,17 +1103,35 @@ class Runtime:
             slot.tracker.resume(alert)
             slot.open_devices.add(alert.device)
             ts = alert.end.timestamp()
-            self._devices[alert.device] = _Device(
-                alert.device,
-                slot.name,
-                last_ts=ts,
-                timeline=deque(maxlen=self.config.timeline_points),
-                committed_from=alert.start.timestamp(),
-            )
+            self._add_device(alert.device, slot.name, last_ts=ts, committed_from=alert.start.timestamp())
             slot.last_event_ts = max(slot.last_event_ts or ts, ts)
             slot.last_event_mono = time.monotonic()
         if stale:
             self.store.upsert_many(stale, [])
+
+    def _add_device(self, device: str, model: str, **state: Any) -> _Device:
+        added = _Device(device, model, timeline=deque(maxlen=self.config.timeline_points), **state)
+        self._devices[device] = added
+        return added
+
+    def _count_letters(self, letters: list[DeadLetter]) -> None:
+        """Count each device's dead letters, so that an operator sees which device sends what cannot be scored.
+
+        A device whose every record is refused is listed too (it would otherwise never appear), as long as
+        it is routed to a model and the device limit leaves room.
+        """
+        for letter in letters:
+            device = letter.device
+            if device is None:
+                continue
+            state = self._devices.get(device)
+            if state is None:
+                model = self._route(device, None)
+                if model is None or len(self._devices) >= self.config.max_devices:
+                    continue
+                state = self._add_device(device, model)
+            state.dead_letters += 1
+            state.last_dead_letter = letter.kind
 
     def _letter(self, rejection: Rejection, source: str, payload: Any) -> DeadLetter:
         if isinstance(payload, Reading):

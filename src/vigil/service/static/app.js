@@ -458,10 +458,20 @@ async function refreshAssets() {
   const data = await api("/devices");
   const declared = data.devices.filter((d) => d.declared).length;
   $("asset-count").textContent = `${data.devices.length} seen or declared · ${declared} declared`;
-  $("assets").tBodies[0].replaceChildren(...data.devices.map((d) =>
-    el("tr", { class: d.silent ? "silent" : "" }, el("td", {}, d.device), el("td", {}, d.model),
-      el("td", {}, d.declared ? "yes" : "no"), el("td", {}, d.last_time ? fmtTime(d.last_time) : "never"),
-      el("td", {}, d.silent ? `silent since ${fmtTime(d.silent_since)}` : d.last_time ? "sending" : "waiting"))));
+  $("assets").tBodies[0].replaceChildren(...data.devices.map((d) => {
+    const sensors = (d.sensors || []).map((s) => (s.unit ? `${s.name} [${s.unit}]` : s.name));
+    const drift = d.drift || { n: 0, z: null, message: "" };
+    const classes = [d.silent ? "silent" : "", drift.drifted ? "drifted" : ""].filter(Boolean).join(" ");
+    return el("tr", { class: classes, "data-device": d.device }, el("td", {}, d.device), el("td", {}, d.model),
+      el("td", {}, d.declared ? "yes" : "no"),
+      el("td", { class: "sensors", title: sensors.join(", ") }, String(sensors.length)),
+      el("td", {}, d.last_time ? fmtTime(d.last_time) : "never"),
+      el("td", {}, d.silent ? `silent since ${fmtTime(d.silent_since)}` : d.last_time ? "sending" : "waiting"),
+      el("td", { class: "dead", title: d.last_dead_letter ? `latest: ${d.last_dead_letter}` : "" },
+        String(d.dead_letters || 0)),
+      el("td", { class: "drift", title: drift.message },
+        drift.z === null ? `— (${drift.n} scores)` : `${drift.drifted ? "drifted " : ""}${fmtNum(drift.z)}`));
+  }));
 }
 
 async function refreshModels() {

@@ -80,7 +80,9 @@ class ModbusDevice:
     asset_type : str, optional
         The model that scores the asset.
     reconnect_min, reconnect_max : float
-        The back-off range, in seconds, between connection attempts.
+        The back-off range, in seconds, between connection attempts. The default ceiling of 5 s keeps the
+        first record after an outage of any length within 10 s of the device answering again (a wait of at
+        most 5 s, a connection within ``timeout``, one poll period).
     """
 
     asset: str
@@ -92,7 +94,7 @@ class ModbusDevice:
     timeout: float = 1.0
     asset_type: str | None = None
     reconnect_min: float = 0.5
-    reconnect_max: float = 30.0
+    reconnect_max: float = 5.0
 
     def __post_init__(self) -> None:
         where = f"Modbus device {self.asset!r} ({self.host}:{self.port})"

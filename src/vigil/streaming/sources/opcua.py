@@ -123,7 +123,9 @@ class OpcUaOptions:
     timeout : float
         Seconds each request may take.
     reconnect_min, reconnect_max : float
-        The back-off range between connection attempts, in seconds.
+        The back-off range between connection attempts, in seconds. The default ceiling of 5 s keeps the
+        first record after an outage of any length within 10 s of the server being back (a wait of at most
+        5 s, then a session and a subscription, then one tick).
     first_value_grace : float, optional
         Seconds after subscribing before an asset whose nodes have not all reported is sent with those
         sensors missing; default two sampling intervals.
@@ -141,7 +143,7 @@ class OpcUaOptions:
     security: str | None = None
     timeout: float = 4.0
     reconnect_min: float = 1.0
-    reconnect_max: float = 30.0
+    reconnect_max: float = 5.0
     first_value_grace: float | None = None
     max_age: float | None = None
 
