@@ -2,24 +2,28 @@
 
 The script fits a PCA pipeline on 8 correlated sensors, starts ``vigil serve`` in a subprocess (SQLite
 alert store, MQTT 5, QoS 1, manual acknowledgement after commit), and publishes from this process as
-100 devices, with 0.5 % of the readings anomalous so that alerts are opened, grown and stored. Three runs:
+100 devices, with 0.5 % of the readings anomalous so that alerts are opened, grown and stored. The runs:
 
-- ``throughput``: publish as fast as possible; messages scored and stored per second, from the first
-  publication to the last stored decision (read from ``/metrics``);
-- ``latency``: publish at 1,000 messages/s; the p50/p99 of the service's receipt-to-stored-decision
-  histogram (``vigil_ingest_latency_seconds``, read as bucket bounds);
+- ``throughput`` (``--runs`` of them): publish as fast as possible; messages scored and stored per second,
+  from the first publication to the last stored decision (read from ``/metrics``);
+- ``latency`` (``--runs`` of them): publish at ``--rate`` messages/s; the p50/p99 of the service's
+  receipt-to-stored-decision histogram (``vigil_ingest_latency_seconds``, read as bucket bounds);
 - ``soak``: publish at 1,000 messages/s for ``--soak`` seconds; the service's resident memory sampled
-  every second, comparing the last tenth with the tenth after warm-up.
+  every second, comparing the last tenth with the tenth after warm-up;
+- ``profile`` (with ``--profile``): one more throughput run against a second service whose runtime worker
+  and MQTT network thread run under cProfile, timed in thread CPU; where each message's time goes.
 
-Each run also reports the service's CPU seconds per message, which other load on a shared machine
-does not inflate the way it slows the wall-clock rate.
+Each run reports the service's CPU seconds per message, which other load on a shared machine does not
+inflate the way it slows the wall-clock rate, the load average before and after it, the messages lost
+(published but neither scored nor dead-lettered) and the service's resident memory at its start and end.
 
 The script starts its own Mosquitto on a free loopback port, configured as a deployment should be: with
 ``max_queued_messages`` high enough for the service's persistent session to absorb a burst (Mosquitto's
 default of 1,000 drops QoS 1 messages beyond it while the subscriber is busy). ``--broker URL`` uses a
-running loopback broker instead. Every run is bounded in time. Example::
+running loopback broker instead. Every run is bounded in time. The results go to
+``benchmarks/results/service/throughput.json`` unless ``--json`` names another file. Example::
 
-    python benchmarks/service_throughput.py --messages 100000 --soak 600 --json results.json
+    python benchmarks/service_throughput.py --messages 100000 --runs 3 --rate 5000 --soak 600 --profile
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ import getpass
 import json
 import os
 import platform
+import pstats
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -52,6 +58,48 @@ from vigil.pipeline import Pipeline
 
 SENSORS = [f"s{j}" for j in range(8)]
 N_DEVICES = 100
+RESULTS = Path(__file__).parent / "results" / "service" / "throughput.json"
+
+# Runs ``python -m vigil.service ARGS`` with the runtime worker and the MQTT network thread under cProfile,
+# timed in thread CPU (so waiting on a queue or a socket costs nothing); each writes DIR/THREAD.prof as it ends.
+PROFILED_SERVE = """
+import cProfile, runpy, sys, threading, time
+out = sys.argv.pop(1)
+run = threading.Thread.run
+def profiled(self):
+    if self.name != "vigil-runtime" and not self.name.startswith("paho"):
+        return run(self)
+    profile = cProfile.Profile(time.thread_time)
+    profile.enable()
+    try:
+        run(self)
+    finally:
+        profile.disable()
+        profile.dump_stats(f"{out}/{'runtime' if self.name == 'vigil-runtime' else 'mqtt'}.prof")
+threading.Thread.run = profiled
+runpy.run_module("vigil.service", run_name="__main__", alter_sys=True)
+"""
+
+# Where a message's time goes, as (stage, functions): the functions of a stage are not called by those of
+# another, so the stages add up; what they leave of a thread's time is its own bookkeeping.
+STAGES = {
+    "mqtt": [
+        ("decode", [("streaming/messages.py", "decode_payload")]),
+        ("queue", [("streaming/runtime.py", "_put")]),
+    ],
+    "runtime": [
+        ("collect", [("streaming/runtime.py", "_collect")]),
+        ("validate", [("streaming/messages.py", "parse_record"), ("streaming/runtime.py", "_fast_vector")]),
+        ("route", [("streaming/runtime.py", "_route")]),
+        ("score", [("streaming/runtime.py", "_score_rows"), ("streaming/runtime.py", "_contributions")]),
+        ("alarm", [("alarms/stage.py", "run")]),
+        ("track", [("alerts/tracker.py", "update")]),
+        ("commit", [("alerts/sink.py", "deliver")]),
+        ("acknowledge", [("service/mqtt.py", "acknowledge")]),
+        ("metrics", [("streaming/runtime_metrics.py", "record_batch")]),
+        ("housekeeping", [("streaming/runtime.py", "_housekeeping")]),
+    ],
+}
 
 
 def fit_model(directory: Path) -> None:
@@ -133,6 +181,33 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def load_average() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def breakdown(directory: Path, messages: int) -> dict[str, Any]:
+    """µs of thread CPU per message, by stage, from the profiles that ``PROFILED_SERVE`` wrote."""
+    out: dict[str, Any] = {}
+    for thread, stages in STAGES.items():
+        stats = pstats.Stats(str(directory / f"{thread}.prof"))
+        cumulative: dict[tuple[str, str], float] = {}
+        for (filename, _, name), (_, _, _, ct, _) in stats.stats.items():  # type: ignore[attr-defined]
+            key = (filename.replace(os.sep, "/"), name)
+            cumulative[key] = cumulative.get(key, 0.0) + ct
+        total = stats.total_tt  # type: ignore[attr-defined]
+        rows = {}
+        for stage, functions in stages:
+            seconds = sum(ct for (f, n), ct in cumulative.items() if (f.split("/vigil/")[-1], n) in functions)
+            rows[stage] = round(1e6 * seconds / messages, 2)
+        rows["other"] = round(1e6 * total / messages - sum(rows.values()), 2)
+        out[thread] = {
+            "us_per_message": round(1e6 * total / messages, 2),
+            "stages_us_per_message": rows,
+            "stages_percent": {stage: round(100 * 1e-6 * us * messages / total, 1) for stage, us in rows.items()},
+        }
+    return out
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -141,24 +216,25 @@ def rss_kib(pid: int) -> int:
 
 
 class Bench:
-    def __init__(self, broker: str, workdir: Path) -> None:
+    def __init__(self, broker: str, workdir: Path, *, profile: Path | None = None) -> None:
         self.broker = broker
         self.workdir = workdir
         self.prefix = f"vigilbench-{uuid.uuid4().hex[:8]}"
         model = workdir / "model"
-        fit_model(model)
+        if not model.exists():
+            fit_model(model)
         self.mixing = np.load(model / "mixing.npy")
+        launcher = ["-m", "vigil.service"] if profile is None else ["-c", PROFILED_SERVE, str(profile)]
         command = [
             sys.executable,
-            "-m",
-            "vigil.service",
+            *launcher,
             "serve",
             "--model",
             f"plant={model}",
             "--registry",
-            str(workdir / "registry"),
+            str(workdir / f"registry-{self.prefix}"),
             "--store",
-            f"sqlite:///{workdir / 'alerts.db'}",
+            f"sqlite:///{workdir / f'alerts-{self.prefix}.db'}",
             "--http",
             "127.0.0.1:0",
             "--mqtt",
@@ -192,49 +268,68 @@ class Bench:
         self.client.loop_start()
         self.clock = 1_700_000_000.0
         time.sleep(1.0)  # let the service subscribe before the first message
+        self.rss_start_mib = rss_kib(self.proc.pid) / 1024
 
     def publish(self, n: int, rate: float, *, on_second: Any = None, deadline: float = 900.0) -> dict[str, Any]:
         payloads = make_payloads(n, self.mixing, self.clock)
         self.clock += n // N_DEVICES + 1
+        load_before = load_average()
         before = scrape(self.url)
         cpu_before = cpu_seconds(self.proc.pid)
+        rss_before = rss_kib(self.proc.pid)
         began = time.perf_counter()
         last_tick = began
+        waits = 0
         for i, (device, body) in enumerate(payloads):
             if rate > 0:
                 pause = began + i / rate - time.perf_counter()
                 if pause > 0:
                     time.sleep(pause)  # pacing of the load generator
-            self.client.publish(f"{self.prefix}/{device}/telemetry", body, qos=1)
+            while self.client.publish(f"{self.prefix}/{device}/telemetry", body, qos=1).rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+                # All 65,535 message ids are waiting for the broker's acknowledgement: paho refuses the
+                # message rather than queue it, so the load generator waits instead of losing it.
+                waits += 1
+                time.sleep(0.001)
             if on_second is not None and time.perf_counter() - last_tick >= 1.0:
                 last_tick = time.perf_counter()
                 on_second()
         published = time.perf_counter()
         target = before["scored"] + before["dead"] + n
+        progress, moved = 0.0, time.perf_counter()
         while True:
             now = scrape(self.url)
-            if now["scored"] + now["dead"] >= target or time.perf_counter() - began > deadline:
-                break
+            if now["scored"] + now["dead"] > progress:
+                progress, moved = now["scored"] + now["dead"], time.perf_counter()
+            if progress >= target or time.perf_counter() - began > deadline or time.perf_counter() - moved > 30:
+                break  # all decided, out of time, or nothing decided for 30 s: the rest counts as lost
             if on_second is not None and time.perf_counter() - last_tick >= 1.0:
                 last_tick = time.perf_counter()
                 on_second()
             time.sleep(0.25)  # polling the service's metrics (each scrape costs the service a little)
         done = time.perf_counter()
         cpu = cpu_seconds(self.proc.pid) - cpu_before
+        scored, dead = now["scored"] - before["scored"], now["dead"] - before["dead"]
         return {
+            "offered_rate": rate or None,
+            "load_average_before": load_before,
+            "load_average_after": load_average(),
             # CPU time is robust to other load on the machine, unlike the wall-clock rate: one core
             # of this kind sustains about messages / cpu_seconds messages per second.
             "service_cpu_seconds": cpu,
             "service_cpu_us_per_message": 1e6 * cpu / n,
             "messages": n,
-            "scored": now["scored"] - before["scored"],
-            "dead_letters": now["dead"] - before["dead"],
+            "scored": scored,
+            "dead_letters": dead,
+            "lost": n - scored - dead,
             "alerts_opened": now["alerts_opened"] - before["alerts_opened"],
             "publish_seconds": published - began,
+            "publisher_waits": waits,
             "seconds": done - began,
             "rate": n / (done - began),
             "p50_s": quantile(now["buckets"], before["buckets"], 0.50),
             "p99_s": quantile(now["buckets"], before["buckets"], 0.99),
+            "rss_start_mib": rss_before / 1024,
+            "rss_end_mib": rss_kib(self.proc.pid) / 1024,
         }
 
     def close(self) -> None:
@@ -249,59 +344,98 @@ class Bench:
         self.proc.stderr.close()
 
 
+def soak(bench: Bench, seconds: float) -> dict[str, Any]:
+    samples: list[tuple[float, int]] = []
+    start = time.perf_counter()
+
+    def sample() -> None:
+        samples.append((time.perf_counter() - start, rss_kib(bench.proc.pid)))
+
+    run = bench.publish(int(seconds * 1000), 1000, on_second=sample)
+    tenth = max(1, len(samples) // 10)
+    early = float(np.mean([kib for _, kib in samples[tenth : 2 * tenth]]))
+    late = float(np.mean([kib for _, kib in samples[-tenth:]]))
+    return {
+        **run,
+        "rss_early_mib": early / 1024,
+        "rss_late_mib": late / 1024,
+        "growth": late / early - 1.0,
+        "samples": len(samples),
+    }
+
+
+def profile(broker: str, workdir: Path, messages: int) -> dict[str, Any]:
+    """One throughput run against a service under cProfile: where each message's time goes."""
+    directory = workdir / "profile"
+    directory.mkdir()
+    bench = Bench(broker, workdir, profile=directory)
+    try:
+        bench.publish(5000, 0)  # warm-up, as in the measured runs
+        run = bench.publish(messages, 0)
+    finally:
+        bench.close()
+    return {
+        "note": "thread CPU under cProfile, which inflates every call; compare the stages, not the totals",
+        "messages": messages,
+        "lost": run["lost"],
+        "service_cpu_us_per_message": run["service_cpu_us_per_message"],
+        **breakdown(directory, messages + 5000),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--broker", help="a running loopback MQTT broker (default: start a private one)")
-    parser.add_argument("--messages", type=int, default=60_000, help="messages in the throughput run")
-    parser.add_argument("--latency-messages", type=int, default=30_000, help="messages at 1,000/s")
+    parser.add_argument("--messages", type=int, default=60_000, help="messages in each throughput run")
+    parser.add_argument("--runs", type=int, default=3, help="throughput runs, and latency runs")
+    parser.add_argument("--rate", type=float, default=5000.0, help="offered messages/s of the latency runs")
+    parser.add_argument("--latency-seconds", type=float, default=20.0, help="seconds of each latency run")
     parser.add_argument("--soak", type=float, default=60.0, help="seconds of the memory soak at 1,000/s (0: skip)")
-    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--profile", action="store_true", help="add one throughput run under cProfile")
+    parser.add_argument("--json", default=str(RESULTS), help="write the results here")
     args = parser.parse_args(argv)
     if args.broker and not re.match(r"^mqtt://(127\.\d+\.\d+\.\d+|localhost):\d+$", args.broker):
         parser.error("the benchmark only talks to a broker on the loopback interface")
     results: dict[str, Any] = {
+        "command": "python benchmarks/service_throughput.py " + shlex.join(sys.argv[1:] if argv is None else argv),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "devices": N_DEVICES,
         "sensors": len(SENSORS),
+        "broker": "private Mosquitto (max_queued_messages 1000000)" if args.broker is None else args.broker,
     }
     with tempfile.TemporaryDirectory() as tmp:
         broker_proc = None
         broker = args.broker
         if broker is None:
             broker_proc, broker = start_broker(Path(tmp))
-        bench = Bench(broker, Path(tmp))
         try:
-            bench.publish(5000, 0)  # warm-up
-            results["throughput"] = bench.publish(args.messages, 0)
-            print(f"throughput: {json.dumps(results['throughput'])}", flush=True)
-            results["latency_1000_per_s"] = bench.publish(args.latency_messages, 1000)
-            print(f"latency at 1000/s: {json.dumps(results['latency_1000_per_s'])}", flush=True)
-            if args.soak > 0:
-                samples: list[tuple[float, int]] = []
-                start = time.perf_counter()
-
-                def sample() -> None:
-                    samples.append((time.perf_counter() - start, rss_kib(bench.proc.pid)))
-
-                run = bench.publish(int(args.soak * 1000), 1000, on_second=sample)
-                tenth = max(1, len(samples) // 10)
-                early = float(np.mean([kib for _, kib in samples[tenth : 2 * tenth]]))
-                late = float(np.mean([kib for _, kib in samples[-tenth:]]))
-                results["soak"] = {
-                    **run,
-                    "rss_early_mib": early / 1024,
-                    "rss_late_mib": late / 1024,
-                    "growth": late / early - 1.0,
-                    "samples": len(samples),
-                }
-                print(f"soak: {json.dumps(results['soak'])}", flush=True)
+            bench = Bench(broker, Path(tmp))
+            try:
+                results["rss_start_mib"] = bench.rss_start_mib
+                bench.publish(5000, 0)  # warm-up
+                for key, count, rate in [
+                    ("throughput", args.messages, 0.0),
+                    ("latency", int(args.rate * args.latency_seconds), args.rate),
+                ]:
+                    results[key] = []
+                    for _ in range(args.runs):
+                        results[key].append(bench.publish(count, rate))
+                        print(f"{key}: {json.dumps(results[key][-1])}", flush=True)
+                if args.soak > 0:
+                    results["soak"] = soak(bench, args.soak)
+                    print(f"soak: {json.dumps(results['soak'])}", flush=True)
+                results["rss_end_mib"] = rss_kib(bench.proc.pid) / 1024
+            finally:
+                bench.close()
+            if args.profile:
+                results["profile"] = profile(broker, Path(tmp), args.messages)
+                print(f"profile: {json.dumps(results['profile'])}", flush=True)
         finally:
-            bench.close()
             if broker_proc is not None:
                 broker_proc.terminate()
                 broker_proc.wait(10)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 
