@@ -40,6 +40,5 @@ _OPTIONAL_PACKAGES = frozenset(
         "ray",
         "confluent_kafka",
         "pyarrow",
-        "safetensors",
     }
 )

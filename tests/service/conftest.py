@@ -125,7 +125,7 @@ def live_server(runtime: Runtime) -> Iterator[str]:
 def browser():
     if not Path(CHROMIUM).exists():
         pytest.skip("Chromium is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install 'vigil[service]' for Playwright")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install 'vigil[test]' for Playwright")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
