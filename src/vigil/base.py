@@ -131,6 +131,16 @@ class BaseDetector:
             setattr(self, key, value)
         return self
 
+    @classmethod
+    def params_from_json(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` read from JSON (a saved model, ``--param``), with the tuple type given back to the
+        parameters whose default is a tuple: JSON has no tuples."""
+        defaults = {p.name: p.default for p in inspect.signature(cls.__init__).parameters.values()}
+        return {
+            key: tuple(value) if isinstance(defaults.get(key), tuple) and isinstance(value, list) else value
+            for key, value in params.items()
+        }
+
     def clone(self) -> Self:
         """Return an unfitted copy with the same parameters."""
         return type(self)(**copy.deepcopy(self.get_params()))
@@ -378,12 +388,7 @@ class BaseDetector:
         if not isinstance(document.get("params", {}), dict) or not isinstance(document.get("state"), dict):
             msg = f"{Path(path) / 'config.json'}: fields 'params' and 'state' must be objects"
             raise ModelFormatError(msg)
-        params = dict(document.get("params", {}))
-        # JSON has no tuples: give back the tuple type of parameters whose default is a tuple.
-        defaults = {p.name: p.default for p in inspect.signature(klass.__init__).parameters.values()}
-        for key, value in params.items():
-            if isinstance(defaults.get(key), tuple) and isinstance(value, list):
-                params[key] = tuple(value)
+        params = klass.params_from_json(document.get("params", {}))
         try:
             detector = klass(**params)
         except TypeError as exc:

@@ -52,8 +52,12 @@ def image_graph(detector: ImageDetector) -> Any:
     from vigil.vision.patch import PatchGaussianDetector
     from vigil.vision.patchcore import PatchCoreDetector
 
-    if isinstance(detector, PadimDetector | PatchCoreDetector) and not isinstance(detector.backbone, str):
-        msg = "a detector with a backbone module of your own cannot be exported: export that module yourself"
+    if isinstance(detector, PadimDetector | PatchCoreDetector) and not detector.has_built_in_backbone:
+        # An ONNX backbone runs in onnxruntime, outside the graph torch traces.
+        msg = (
+            "a detector with a backbone of your own (a module or an ONNX file) cannot be exported: export the "
+            "backbone yourself"
+        )
         raise InvalidInputError(msg)
     if isinstance(detector, PadimDetector):
         return _padim_graph(detector)

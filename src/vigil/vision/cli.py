@@ -82,7 +82,7 @@ def fit_image_folder(
     if cls.supervised:
         msg = f"{detector} is supervised: it needs labelled defects, which `vigil fit` on a folder does not read"
         raise InvalidInputError(msg)
-    extra = dict(params or {})
+    extra = cls.params_from_json(params or {})
     unknown = sorted(set(extra) - set(cls._param_names()))
     if unknown:
         msg = f"{cls.__name__} has no parameter {unknown[0]!r}; valid: {cls._param_names()}"

@@ -19,6 +19,7 @@ from vigil.base import Interval
 from vigil.errors import ModelFormatError
 from vigil.vision.backbones import BACKBONES, backbone_features, is_module, pretrained_backbone
 from vigil.vision.base import ImageDetector, require_torch
+from vigil.vision.onnx_backbone import is_onnx_path, onnx_backbone
 
 if TYPE_CHECKING:
     import torch
@@ -29,7 +30,7 @@ _MAP_SIGMA = 4.0  # working pixels: the PatchCore paper's smoothing of the upsam
 
 
 def _backbone_param(value: Any) -> bool:
-    return (isinstance(value, str) and value in BACKBONES) or is_module(value)
+    return (isinstance(value, str) and value in BACKBONES) or is_onnx_path(value) or is_module(value)
 
 
 def _layers_param(value: Any) -> bool:
@@ -48,13 +49,15 @@ class PretrainedPatchDetector(ImageDetector):
     Parameters
     ----------
     backbone : str or torch.nn.Module
-        A built-in backbone name (``"efficientnet-lite0"``) or a module of your own (see
-        :mod:`vigil.vision.backbones` for what it must take and return). A detector with a module of
+        A built-in backbone name (``"efficientnet-lite0"``), the path of an ONNX file (``"x.onnx"``, run by
+        onnxruntime: :mod:`vigil.vision.onnx_backbone`), or a module of your own (see
+        :mod:`vigil.vision.backbones` for what either must take and return). A detector with a module of
         your own scores and localises like any other, but cannot be saved (the module is not a parameter
-        JSON can hold).
+        JSON can hold); one with an ONNX file saves the path and the file's SHA-256, and refuses to score
+        with a file that changed since.
     layers : tuple of int, optional
-        Built-in backbone: block indices (0–15 for EfficientNet-Lite0). A module of your own: positions in
-        what it returns (None: all of it).
+        Built-in backbone: block indices (0–15 for EfficientNet-Lite0). An ONNX file or a module of your
+        own: positions in what it returns (None: all of it).
     resolution : int
         Shorter side of the image the backbone sees, in pixels.
     """
@@ -84,12 +87,21 @@ class PretrainedPatchDetector(ImageDetector):
         # Not a learned attribute: the weights are the installed package's (checked by hash), not the fit's.
         module = getattr(self, "_backbone_module", None)
         if module is None:
-            if isinstance(self.backbone, str):
+            if is_onnx_path(self.backbone):
+                module = onnx_backbone(self.backbone, getattr(self, "backbone_sha256_", None))
+            elif isinstance(self.backbone, str):
                 module = pretrained_backbone(self.backbone, self.layers or (4, 10))
             else:
                 module = self.backbone.eval()
             self._backbone_module = module
+        if is_onnx_path(self.backbone):
+            self.backbone_sha256_ = module.sha256  # learned with the fit: a loaded model's file must match it
         return module
+
+    @property
+    def has_built_in_backbone(self) -> bool:
+        """True for a built-in backbone name; False for an ONNX file or a module of your own."""
+        return isinstance(self.backbone, str) and not is_onnx_path(self.backbone)
 
     def backbone_module(self) -> torch.nn.Module:
         """The backbone module this detector runs (what an ONNX export traces)."""
@@ -106,7 +118,7 @@ class PretrainedPatchDetector(ImageDetector):
     def _working_size(self) -> tuple[int, int]:
         h, w = int(self.image_shape_[0]), int(self.image_shape_[1])
         scale = self.resolution / min(h, w)
-        step = 32 if isinstance(self.backbone, str) else 1
+        step = 32 if self.has_built_in_backbone else 1
         return (
             max(step, round(h * scale / step) * step),
             max(step, round(w * scale / step) * step),
@@ -122,7 +134,7 @@ class PretrainedPatchDetector(ImageDetector):
         size = self._working_size()
         if tuple(x.shape[2:]) != size:
             x = functional.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-        picks = None if isinstance(self.backbone, str) else self.layers
+        picks = None if self.has_built_in_backbone else self.layers
         with torch.inference_mode():
             maps = backbone_features(self._module(), x.contiguous(), picks)
             return local_features(maps)
@@ -141,7 +153,7 @@ class PretrainedPatchDetector(ImageDetector):
 
     # ------------------------------------------------------------------ persistence
     def save(self, path):
-        if not isinstance(self.backbone, str):
+        if not isinstance(self.backbone, str):  # a built-in name or an ONNX file's path is a parameter JSON holds
             msg = (
                 f"this {type(self).__name__} uses a backbone module of your own ({type(self.backbone).__name__}), "
                 "which cannot be saved as parameters; save your module's weights yourself, or use a built-in "
