@@ -1318,7 +1318,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hours", type=float, default=4.0, help="simulated hours (4)")
     p.add_argument("--seed", type=int, default=7, help="simulator seed (7)")
     p.add_argument("--detector", default="pca", help="detector to deploy (pca)")
-    p.add_argument("--alarms", default="plain", choices=["plain", "recommended"], help="alarm rule to deploy (plain)")
+    p.add_argument(
+        "--alarms",
+        default="recommended",
+        choices=["plain", "recommended"],
+        help="alarm rule to deploy (recommended; plain: every flagged reading is an alarm)",
+    )
     p.add_argument("--no-network", action="store_true", help="skip the plant's network traffic part")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--examples", metavar="DIR", help="also write the files the README's tour uses into DIR")

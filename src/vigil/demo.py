@@ -355,7 +355,7 @@ def run_demo(
     detector: str = "pca",
     progress: bool = True,
     network: bool = False,
-    alarms: str = "plain",
+    alarms: str = "recommended",
 ) -> DemoResult:
     """Run the whole demo and write ``report.html``, ``alerts.db`` and ``model/`` under ``output``.
 

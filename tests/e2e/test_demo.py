@@ -37,9 +37,10 @@ def test_alert_store_holds_complete_alerts(demo):
     with SqlAlertStore(demo.store) as store:
         alerts = store.list(limit=None)
     assert len(alerts) == len(demo.alerts) >= len(demo.outcomes)
+    assert not pipe.alarm_.is_plain  # the recommended rule: its set level follows the plant
     for alert in alerts:
         assert alert.id and alert.device == "line-1"
-        assert alert.score > alert.threshold == pytest.approx(pipe.threshold_)
+        assert alert.score > alert.threshold > 0
         assert alert.model_version == pipe.version_
         assert alert.top_features and all(name in pipe.feature_names_in_ for name, _ in alert.top_features)
         assert alert.incident_type and alert.explanation
@@ -85,16 +86,18 @@ def test_a_port_scan_of_a_machines_controller_and_its_deviation_are_one_incident
     assert incident.asset == "pump2" and incident.status == "closed"
     assert incident.modalities == ["network", "telemetry"]
     with SqlAlertStore(demo_with_network.store) as store:
-        network, telemetry = store.get_many(incident.alert_ids)
+        alerts = store.get_many(incident.alert_ids)
         assert store.count_incidents() == 1
-    assert (network.modality, network.device, network.incident_type) == ("network", CONTROLLER, "port_scan")
-    assert (telemetry.modality, telemetry.device) == ("telemetry", "line-1")
-    assert telemetry.top_features[0][0].startswith("pump2.")
-    # the scan falls inside the valve closing that the simulator injected on that machine
+    (network,) = [a for a in alerts if a.modality == "network"]
+    assert (network.device, network.incident_type) == (CONTROLLER, "port_scan")
+    telemetry = [a for a in alerts if a.modality == "telemetry"]
+    # every telemetry alert of the incident is pump2's (an earlier one of that machine may join within the window)
+    assert telemetry and all(a.device == "line-1" and a.top_features[0][0].startswith("pump2.") for a in telemetry)
+    # the scan falls inside the valve closing that the simulator injected on that machine, and so does an alert
     valve = next(o.incident for o in demo_with_network.outcomes if o.incident.kind == "valve_closing")
     index = simulate_plant(hours=1.0, seed=7).frame.index.tz_localize("UTC")
     assert index[valve.start] <= network.start < index[valve.end]
-    assert index[valve.start] <= telemetry.start < index[valve.end]
+    assert any(index[valve.start] <= a.start < index[valve.end] for a in telemetry)
     assert "Asset incidents" in demo_with_network.report.read_text()
     # the telemetry part of the demo is the same with the network beside it
     assert [a.id for a in demo_with_network.alerts] == [a.id for a in demo.alerts]
