@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,11 +10,15 @@ import pandas as pd
 import pytest
 from service_helpers import SENSORS, normal_readings, payload, record, training_frame
 
+from vigil.alarms.rules import make_alarm_stage
 from vigil.alerts import AlertTracker, SqlAlertStore
+from vigil.detectors.forecasters import TCNForecasterDetector
+from vigil.detectors.pca import PCADetector
 from vigil.errors import InvalidInputError
+from vigil.pipeline import Pipeline
 from vigil.service.cli import main
 from vigil.streaming.model_registry import ModelRegistry
-from vigil.streaming.retrain import load_recent, retrain
+from vigil.streaming.retrain import load_recent, retrain, retrain_many
 from vigil.streaming.runtime import Runtime, RuntimeConfig
 
 
@@ -117,3 +122,54 @@ def test_the_retrain_command(tmp_path: Path, registry: ModelRegistry, capsys: py
     assert "activated" in capsys.readouterr().out
     assert out.is_file()
     assert main([*base, "--model", "nope"]) == 2
+
+
+def test_the_challenger_keeps_the_champions_alarm_rule_and_smoothing(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path / "registry")
+    champion = Pipeline(PCADetector(n_components=1), smoothing=3, alarm=make_alarm_stage("recommended"))
+    registry.add("pump", champion.fit(training_frame()), activate=True)
+    result = retrain(registry, "pump", data=recent(training_frame(seed=6, n=800, shift=0.8)), activate=False)
+    challenger = registry.load("pump", result.challenger)
+    assert challenger.smoothing == 3
+    assert challenger.alarm_.to_dict()["policy"] == registry.load("pump").alarm_.to_dict()["policy"]
+    assert not challenger.alarm_.is_plain
+
+
+def tcn() -> Pipeline:
+    return Pipeline(TCNForecasterDetector(window=8, filters=4, epochs=3, random_state=0))
+
+
+def test_many_models_retrain_as_one_fleet_each_as_it_would_alone(tmp_path: Path) -> None:
+    def registry_of(names: list[str]) -> ModelRegistry:
+        registry = ModelRegistry(tmp_path / "-".join(names))
+        for i, name in enumerate(names):
+            registry.add(name, tcn().fit(training_frame(seed=10 + i, n=400)), activate=True)
+        return registry
+
+    names = ["pump-1", "pump-2", "fan-1"]
+    tables = {name: recent(training_frame(seed=20 + i, n=600, shift=0.3)) for i, name in enumerate(names)}
+    tables["fan-1"] = tables["fan-1"].drop(columns="flow_m3h")  # this one cannot be retrained
+    fleet = retrain_many(registry_of(names), names, data=tables, activate=False)
+    assert list(fleet) == names
+    assert isinstance(fleet["fan-1"], InvalidInputError) and "model fan-1: " in str(fleet["fan-1"])
+    for name in ("pump-1", "pump-2"):
+        alone = retrain(registry_of([name]), name, data=tables[name], activate=False)
+        assert fleet[name].challenger == alone.challenger  # the same fitted model: its content hash
+        assert fleet[name].challenger_far == alone.challenger_far
+
+
+def test_the_retrain_command_takes_several_models_and_reports_each(
+    tmp_path: Path, registry: ModelRegistry, store: SqlAlertStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(5)
+    with Runtime(store, registry, config=RuntimeConfig(recent_flush_seconds=3600)) as runtime:
+        runtime.submit(payload(*[record("p1", float(i), normal_readings(rng)) for i in range(600)]), "t").result(10)
+    registry.add("fan", Pipeline(PCADetector(n_components=1)).fit(training_frame(seed=2)), activate=True)
+    out = tmp_path / "result.json"
+    assert main(["retrain", "--registry", str(registry.root), "--model", "all", "--json", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.startswith("retrained pump: challenger pca-")
+    assert "vigil retrain: error: model fan: " not in captured.err  # load_recent names the model itself
+    assert "no recent telemetry saved for model 'fan'" in captured.err
+    document = json.loads(out.read_text())
+    assert set(document) == {"fan", "pump"} and "error" in document["fan"] and document["pump"]["n_train"] == 450

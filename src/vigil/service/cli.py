@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -160,22 +161,32 @@ def _given_options(args: argparse.Namespace) -> set[str]:
 
 def _cmd_retrain(args: argparse.Namespace) -> int:
     from vigil.alerts import open_store
+    from vigil.errors import InvalidInputError
     from vigil.streaming.model_registry import ModelRegistry
-    from vigil.streaming.retrain import retrain
+    from vigil.streaming.retrain import retrain_many
 
     registry = ModelRegistry(args.registry)
+    names = args.model or ["default"]
+    if "all" in names:
+        names = registry.names()
+        if not names:
+            msg = f"--model all: the registry {args.registry} holds no model"
+            raise InvalidInputError(msg)
     data = None
     if args.data:
+        if len(names) != 1:
+            msg = f"--data is one model's table; it was given with {len(names)} models ({', '.join(names)})"
+            raise InvalidInputError(msg)
         import pandas as pd
 
-        data = pd.read_csv(args.data)
+        data = {names[0]: pd.read_csv(args.data)}
     runs = 0
     while True:
         store = open_store(args.store) if args.store else None
         try:
-            result = retrain(
+            outcomes = retrain_many(
                 registry,
-                args.model,
+                names,
                 store=store,
                 data=data,
                 holdback=args.holdback,
@@ -186,18 +197,31 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
         finally:
             if store is not None:
                 store.close()
-        verdict = "activated" if result.activated else "kept the champion"
-        print(
-            f"retrained {result.model}: challenger {result.challenger} vs champion {result.champion}: {verdict} "
-            f"({result.reason}); FAR {result.challenger_far:.4f} vs {result.champion_far:.4f} on "
-            f"{result.n_holdback} held-back rows; trained on {result.n_train} rows, "
-            f"{result.n_excluded} rows of confirmed anomalies left out"
-        )
+        failed = {name: out for name, out in outcomes.items() if isinstance(out, Exception)}
+        for result in outcomes.values():
+            if isinstance(result, Exception):
+                continue
+            verdict = "activated" if result.activated else "kept the champion"
+            print(
+                f"retrained {result.model}: challenger {result.challenger} vs champion {result.champion}: {verdict} "
+                f"({result.reason}); FAR {result.challenger_far:.4f} vs {result.champion_far:.4f} on "
+                f"{result.n_holdback} held-back rows; trained on {result.n_train} rows, "
+                f"{result.n_excluded} rows of confirmed anomalies left out"
+            )
+        if len(names) == 1 and failed:
+            raise failed[names[0]]
+        for error in failed.values():
+            print(f"vigil retrain: error: {error}", file=sys.stderr)
         if args.json:
-            Path(args.json).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+            documents = {
+                name: {"error": str(out)} if isinstance(out, Exception) else out.to_dict()
+                for name, out in outcomes.items()
+            }
+            document = documents[names[0]] if len(names) == 1 else documents
+            Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
         runs += 1
         if args.every is None or (args.max_runs is not None and runs >= args.max_runs):
-            return 0
+            return 1 if failed else 0
         time.sleep(args.every)  # the schedule itself, not synchronisation
 
 
@@ -296,7 +320,12 @@ def add_commands(subparsers: Any) -> None:
 
     p = subparsers.add_parser("retrain", help="fit a challenger on recent data; activate it if not worse")
     p.add_argument("--registry", default="vigil-registry", help="model registry folder (vigil-registry)")
-    p.add_argument("--model", default="default", help="model (asset type) to retrain (default)")
+    p.add_argument(
+        "--model",
+        action="append",
+        help="model (asset type) to retrain; repeat it for several, whose challengers of one configuration "
+        "train as one fleet; 'all' for every model in the registry (default: default)",
+    )
     p.add_argument("--store", help="alert store whose confirmed alerts are left out of training")
     p.add_argument("--data", help="CSV with device, time (ISO 8601 or POSIX s) and the features (default: saved rows)")
     p.add_argument("--holdback", type=float, default=0.25, help="newest share used only to compare (0.25)")

@@ -3,27 +3,31 @@
 :func:`retrain` takes the recent rows a running service saved for a model (``REGISTRY/<model>/recent.npz``)
 or a table given by the caller, drops every row that falls inside a *confirmed* alert of its device, and
 splits the rest in time: the older part trains a challenger of the same configuration as the active
-model (the champion), the newest part (``holdback``) judges both. The challenger is stored as a new
+model (the champion: the same detector and parameters, scaler, threshold rule, smoothing and alarm rule),
+the newest part (``holdback``) judges both. The challenger is stored as a new
 version in every case — so the decision can be audited and reversed — and activated only if it is not
 worse: its false-alarm rate on held-back normal rows is at most the champion's plus ``tolerance``, and,
 when the held-back rows include confirmed anomalies, it flags at least as many of them (less
-``tolerance``).
+``tolerance``). :func:`retrain_many` retrains several models, the challengers of one configuration as
+one fleet (:mod:`vigil.fleet`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from vigil.errors import InvalidInputError
+from vigil.errors import InvalidInputError, VigilError
+from vigil.fleet import fit_pipelines
 from vigil.pipeline import Pipeline
 from vigil.streaming.model_registry import ModelRegistry
 from vigil.streaming.model_slot import read_recent, recent_path
 
-__all__ = ["RetrainResult", "load_recent", "retrain"]
+__all__ = ["RetrainResult", "load_recent", "retrain", "retrain_many"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,19 @@ def _confirmed_mask(data: pd.DataFrame, confirmed: list[tuple[str, float, float]
     return mask
 
 
+@dataclass
+class _Case:
+    """One model's retraining data: the champion, its recent rows split in time, and the confirmed rows."""
+
+    name: str
+    champion_version: str | None
+    champion: Pipeline
+    X_train: pd.DataFrame
+    X_hold: pd.DataFrame
+    hold_positive: np.ndarray
+    n_excluded: int
+
+
 def retrain(
     registry: ModelRegistry,
     name: str,
@@ -134,37 +151,108 @@ def retrain(
     >>> result.n_train, result.n_holdback, result.activated == (registry.active("pump") == result.challenger)
     (450, 150, True)
     """
+    outcome = retrain_many(
+        registry,
+        [name],
+        store=store,
+        data=None if data is None else {name: data},
+        holdback=holdback,
+        tolerance=tolerance,
+        min_rows=min_rows,
+        activate=activate,
+    )[name]
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def retrain_many(
+    registry: ModelRegistry,
+    names: Sequence[str],
+    *,
+    store: Any = None,
+    data: Mapping[str, pd.DataFrame] | None = None,
+    holdback: float = 0.25,
+    tolerance: float = 0.005,
+    min_rows: int = 200,
+    activate: bool = True,
+) -> dict[str, RetrainResult | VigilError]:
+    """:func:`retrain` for several models at once; challengers of one configuration train as one fleet.
+
+    The challengers whose champions share a configuration (detector, its parameters, scaler, threshold,
+    alarm rule…) are fitted together by :func:`vigil.fleet.fit_pipelines`, so a plant with a model per asset
+    pays a deep detector's per-step overhead once per step for all of them; each is still judged against its
+    own champion, on its own held-back rows. A model that cannot be retrained gets its error (naming it) in
+    the result and the others go on. ``data`` maps a model to its table (default: the rows the service saved).
+    """
     if not 0.0 < holdback < 1.0:
         msg = f"holdback must be a share in (0, 1), got {holdback!r}"
         raise InvalidInputError(msg)
-    champion_version = registry.active(name)
-    champion = registry.load(name)
-    frame = load_recent(registry, name) if data is None else data
-    missing = [c for c in ("device", "time", *champion.feature_names_in_) if c not in frame.columns]
-    if missing:
-        msg = f"retraining data lacks columns {missing}"
-        raise InvalidInputError(msg)
-    frame = frame.assign(time=_posix_seconds(frame["time"])).sort_values("time", kind="stable")
-    frame = frame.reset_index(drop=True)
     confirmed: list[tuple[str, float, float]] = []
     if store is not None:
         for alert in store.list(status="confirmed", limit=None):
             confirmed.append((alert.device, alert.start.timestamp(), alert.end.timestamp()))
+    outcomes: dict[str, RetrainResult | VigilError] = {}
+    cases: dict[str, _Case] = {}
+    for name in names:
+        try:
+            given = None if data is None else data.get(name)
+            cases[name] = _prepare(registry, name, given, confirmed, holdback, min_rows)
+        except VigilError as exc:
+            outcomes[name] = exc
+    groups: dict[str, list[_Case]] = {}
+    for case in cases.values():
+        # Same configuration, same fleet: the unfitted clone's repr names the detector, its parameters and
+        # the pipeline's settings.
+        groups.setdefault(repr(case.champion.clone()), []).append(case)
+    for members in groups.values():
+        fleet = fit_pipelines(members[0].champion.clone(), {case.name: case.X_train for case in members})
+        for case in members:
+            if case.name in fleet.failed:
+                error = fleet.failed[case.name]
+                outcomes[case.name] = error if isinstance(error, VigilError) else InvalidInputError(str(error))
+                continue
+            outcomes[case.name] = _judge(registry, case, fleet.fitted[case.name], tolerance, activate)
+    return {name: outcomes[name] for name in names}
+
+
+def _prepare(
+    registry: ModelRegistry,
+    name: str,
+    frame: pd.DataFrame | None,
+    confirmed: list[tuple[str, float, float]],
+    holdback: float,
+    min_rows: int,
+) -> _Case:
+    champion_version = registry.active(name)
+    champion = registry.load(name)
+    frame = load_recent(registry, name) if frame is None else frame
+    missing = [c for c in ("device", "time", *champion.feature_names_in_) if c not in frame.columns]
+    if missing:
+        msg = f"model {name}: retraining data lacks columns {missing}"
+        raise InvalidInputError(msg)
+    frame = frame.assign(time=_posix_seconds(frame["time"])).sort_values("time", kind="stable")
+    frame = frame.reset_index(drop=True)
     positive = _confirmed_mask(frame, confirmed)
     n_hold = max(1, round(holdback * len(frame)))
     split = len(frame) - n_hold
-    train_rows = ~positive[:split]
     X = frame[list(champion.feature_names_in_)]
-    X_train = X.iloc[:split][train_rows].reset_index(drop=True)
+    X_train = X.iloc[:split][~positive[:split]].reset_index(drop=True)
     if len(X_train) < min_rows:
-        msg = f"only {len(X_train)} normal rows to train on (at least {min_rows} needed)"
+        msg = f"model {name}: only {len(X_train)} normal rows to train on (at least {min_rows} needed)"
         raise InvalidInputError(msg)
-    challenger = Pipeline(
-        champion.detector.clone(), scaler=champion.scaler, threshold=champion.threshold, holdout=champion.holdout
-    ).fit(X_train)
+    return _Case(
+        name, champion_version, champion, X_train, X.iloc[split:], positive[split:], int(positive[:split].sum())
+    )
 
-    X_hold = X.iloc[split:]
-    hold_positive = positive[split:]
+
+def _judge(
+    registry: ModelRegistry, case: _Case, challenger: Pipeline, tolerance: float, activate: bool
+) -> RetrainResult:
+    """Compare the challenger with the champion on the held-back rows; store it, and activate it if not worse."""
+    name, champion, champion_version = case.name, case.champion, case.champion_version
+    X_hold, hold_positive = case.X_hold, case.hold_positive
+    n_hold = len(X_hold)
     champion_flags = champion.predict(X_hold)
     challenger_flags = challenger.predict(X_hold)
     normal = ~hold_positive
@@ -195,7 +283,7 @@ def retrain(
             "challenger_far": challenger_far,
             "champion_recall": champion_recall,
             "challenger_recall": challenger_recall,
-            "n_train": len(X_train),
+            "n_train": len(case.X_train),
             "n_holdback": int(n_hold),
         },
     }
@@ -210,9 +298,9 @@ def retrain(
         challenger=version,
         activated=activated,
         reason=reason,
-        n_train=len(X_train),
+        n_train=len(case.X_train),
         n_holdback=int(n_hold),
-        n_excluded=int(positive[:split].sum()),
+        n_excluded=case.n_excluded,
         champion_far=champion_far,
         challenger_far=challenger_far,
         champion_recall=champion_recall,
