@@ -100,6 +100,14 @@ STAGES = {
         ("housekeeping", [("streaming/runtime.py", "_housekeeping")]),
     ],
 }
+# What the runtime's commit stage spends its time on; these are inside "commit", so they add up to part of it.
+# ("~", "sqlite3") is SQLite's own C calls (statements and commits), inside "store".
+COMMIT_DETAIL = [
+    ("store", [("alerts/store.py", "upsert_many")]),
+    ("sqlite", [("~", "sqlite3")]),
+    ("incidents", [("alerts/asset_incidents.py", "observe")]),
+    ("publish", [("alerts/sink.py", "_publish")]),
+]
 
 
 def fit_model(directory: Path) -> None:
@@ -185,26 +193,33 @@ def load_average() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
 
+def _us(stats: pstats.Stats, functions: list[tuple[str, str]], messages: int) -> float:
+    """µs per message spent in (and under) ``functions``, as (path inside vigil, name) pairs."""
+    seconds = 0.0
+    for (filename, _, name), (_, _, _, ct, _) in stats.stats.items():  # type: ignore[attr-defined]
+        where = filename.replace(os.sep, "/").split("/vigil/")[-1]
+        if any(where == f and (name == n or (f == "~" and n in name)) for f, n in functions):
+            seconds += ct
+    return round(1e6 * seconds / messages, 2)
+
+
 def breakdown(directory: Path, messages: int) -> dict[str, Any]:
     """µs of thread CPU per message, by stage, from the profiles that ``PROFILED_SERVE`` wrote."""
     out: dict[str, Any] = {}
     for thread, stages in STAGES.items():
         stats = pstats.Stats(str(directory / f"{thread}.prof"))
-        cumulative: dict[tuple[str, str], float] = {}
-        for (filename, _, name), (_, _, _, ct, _) in stats.stats.items():  # type: ignore[attr-defined]
-            key = (filename.replace(os.sep, "/"), name)
-            cumulative[key] = cumulative.get(key, 0.0) + ct
         total = stats.total_tt  # type: ignore[attr-defined]
-        rows = {}
-        for stage, functions in stages:
-            seconds = sum(ct for (f, n), ct in cumulative.items() if (f.split("/vigil/")[-1], n) in functions)
-            rows[stage] = round(1e6 * seconds / messages, 2)
+        rows = {stage: _us(stats, functions, messages) for stage, functions in stages}
         rows["other"] = round(1e6 * total / messages - sum(rows.values()), 2)
         out[thread] = {
             "us_per_message": round(1e6 * total / messages, 2),
             "stages_us_per_message": rows,
-            "stages_percent": {stage: round(100 * 1e-6 * us * messages / total, 1) for stage, us in rows.items()},
+            "stages_percent": {stage: round(100 * 1e-6 * v * messages / total, 1) for stage, v in rows.items()},
         }
+        if thread == "runtime":
+            out[thread]["commit_us_per_message"] = {
+                part: _us(stats, functions, messages) for part, functions in COMMIT_DETAIL
+            }
     return out
 
 
