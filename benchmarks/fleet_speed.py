@@ -3,6 +3,7 @@
     VIGIL_DATA_DIR=../shared/data PYTHONPATH="$PYOD_DIR" .venv/bin/python benchmarks/fleet_speed.py skab
     VIGIL_DATA_DIR=../shared/data .venv/bin/python benchmarks/fleet_speed.py smd
     .venv/bin/python benchmarks/fleet_speed.py simulated --assets 1000
+    .venv/bin/python benchmarks/fleet_speed.py ray --assets 120 --workers 2
 
 ``skab`` times the whole SKAB protocol (34 files: scaler, model and threshold fitted on each file's first
 400 rows, the rest predicted) three ways in one process, in rounds whose order rotates so that each sees
@@ -21,6 +22,11 @@ plant gives six assets of 10 sensors (every sixth of its 61 columns, from each o
 asset sees the whole line. It reports the fleet's training time and the process's peak memory, the
 one-at-a-time fit of a sample of assets (scaled to the whole fleet), and batched scoring of every asset's
 test rows against a loop of ``Pipeline.score_samples`` (rows per second).
+
+``ray`` fits a simulated fleet's per-asset models three ways, in rotating order within one local Ray
+session: one fleet in this process (:func:`vigil.fleet.fit_groups`), and the assets dealt to 1 and to
+``--workers`` Ray tasks, one fleet each (:func:`vigil.scale.ray_fleet.fit_groups_with_ray`); it checks that
+every asset's test scores agree all three ways.
 
 PyTorch runs on ``--threads`` CPU threads (1 by default) for every way. Results go to
 ``benchmarks/results/speed/`` as JSON.
@@ -326,6 +332,79 @@ def run_simulated(entry: str, n_assets: int, sample: int, max_members: int | Non
     }
 
 
+def run_ray(entry: str, n_assets: int, workers: int, rounds: int, threads: int) -> dict[str, Any]:
+    import pandas as pd
+    import ray
+    import torch
+
+    from vigil.fleet import fit_groups
+    from vigil.scale.ray_fleet import fit_groups_with_ray
+
+    torch.set_num_threads(threads)
+    conditions = _conditions(threads)
+    assets = simulated_assets(n_assets)
+
+    # One table with an asset column, as `vigil fit --group-by` reads it: the assets' sensors share names.
+    def named(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.set_axis([f"s{j}" for j in range(frame.shape[1])], axis=1)
+
+    X = pd.concat([named(v[0]) for v in assets.values()]).reset_index(drop=True)
+    tests = {k: named(v[1]) for k, v in assets.items()}
+    groups = np.concatenate([[k] * len(v[0]) for k, v in assets.items()])
+    template, config = _template(entry, "skab")
+    ways = {
+        "local fleet": lambda: fit_groups(X, groups, template),
+        "ray, 1 task": lambda: fit_groups_with_ray(X, groups, template, workers=1),
+        f"ray, {workers} tasks": lambda: fit_groups_with_ray(X, groups, template, workers=workers),
+    }
+    seconds: dict[str, list[float]] = {way: [] for way in ways}
+    loads: list[list[float] | None] = []
+    failed: dict[str, str] = {}
+    versions: dict[str, dict[str, np.ndarray]] = {}  # each way's test scores per asset
+    start = time.perf_counter()
+    ray.init(num_cpus=workers + 2, include_dashboard=False, log_to_driver=False)
+    ray_start_seconds = time.perf_counter() - start
+    try:
+        order = list(ways)
+        for r in range(rounds):
+            for way in order[r % len(order) :] + order[: r % len(order)]:
+                loads.append(_load_average())
+                start = time.perf_counter()
+                fleet = ways[way]()
+                seconds[way].append(round(time.perf_counter() - start, 3))
+                versions[way] = {k: p.score_samples(tests[k]) for k, p in fleet.fitted.items()}
+                failed = fleet.reasons
+                print(f"{way}: {seconds[way][-1]:.1f} s", flush=True)
+    finally:
+        ray.shutdown()
+    median = {way: float(np.median(v)) for way, v in seconds.items()}
+    reference = versions["local fleet"]
+    return {
+        "benchmark": "per-asset fleet on Ray",
+        "assets": n_assets,
+        "rows_per_asset": {"train": len(next(iter(assets.values()))[0])},
+        "entry": entry,
+        "vigil_config": config,
+        "workers": workers,
+        "rounds": rounds,
+        "ray_start_seconds": round(ray_start_seconds, 3),
+        "seconds": seconds,
+        "median_seconds": median,
+        "speedup_vs_local_fleet": {way: round(median["local fleet"] / m, 2) for way, m in median.items()},
+        f"speedup_{workers}_tasks_vs_1": round(median["ray, 1 task"] / median[f"ray, {workers} tasks"], 2),
+        "fitted": len(reference),
+        "failed": failed,
+        # Members of a fleet train as they would alone to float rounding (the stack's size changes the
+        # summation order), so the models are compared by their scores, not by content hash.
+        "largest_relative_test_score_difference_vs_local_fleet": max(
+            float(np.max(np.abs(v[k] - reference[k]) / np.maximum(np.abs(reference[k]), 1e-12)))
+            for v in versions.values()
+            for k in reference
+        ),
+        "conditions": {**conditions, "load_average_before_each_run": loads, "load_average_at_end": _load_average()},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -344,6 +423,12 @@ def main() -> None:
     p.add_argument("--sample", type=int, default=30, help="assets also fitted one at a time")
     p.add_argument("--max-members", type=int, default=250, help="most members in one batched computation")
     p.add_argument("--threads", type=int, default=1)
+    p = sub.add_parser("ray", help="a simulated fleet on Ray tasks against one local fleet")
+    p.add_argument("--entry", default="tcn-sequence-drift")
+    p.add_argument("--assets", type=int, default=120)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     if args.what == "skab":
         result = run_skab(args.entries, args.rounds, args.threads, args.data_dir)
@@ -353,6 +438,11 @@ def main() -> None:
         result = run_smd(args.entry, args.threads, args.data_dir)
         name = f"smd-fleet-{args.entry}.json"
         print(f"SMD fit: {result['seconds']}, {result['speedup_fit']}x; F1 {result['pooled']}")
+    elif args.what == "ray":
+        result = run_ray(args.entry, args.assets, args.workers, args.rounds, args.threads)
+        name = f"ray-fleet-{args.assets}-assets-{args.entry}.json"
+        keys = ("median_seconds", "largest_relative_test_score_difference_vs_local_fleet")
+        print(json.dumps({k: result[k] for k in keys}, indent=1))
     else:
         result = run_simulated(args.entry, args.assets, args.sample, args.max_members, args.threads)
         name = f"simulated-fleet-{args.assets}-assets-{args.entry}.json"

@@ -824,7 +824,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if args.ray and args.detector == "auto":
         msg = "--ray fits a named detector: --detector auto selects on one machine (leave out --ray or name one)"
         raise InvalidInputError(msg)
-    if args.ray:
+    if args.ray and not args.group_by:
         from vigil.scale.archive import feature_columns
         from vigil.scale.ray_training import fit_with_ray
 
@@ -884,7 +884,12 @@ def _fit_groups(args: argparse.Namespace, make: Any) -> int:
     if table.y is not None and table.y.any():
         X, groups = table.X.loc[~table.y].reset_index(drop=True), groups[~table.y]
         print(f"left {int(table.y.sum())} labelled anomalous rows out of training", file=sys.stderr)
-    fleet = fit_groups(X, groups, make())
+    if args.ray:
+        from vigil.scale.ray_fleet import fit_groups_with_ray
+
+        fleet = fit_groups_with_ray(X, groups, make(), workers=args.workers or 2, address=args.ray_address)
+    else:
+        fleet = fit_groups(X, groups, make())
     registry = ModelRegistry(args.output)
     skipped = dict(fleet.reasons)
     added = 0
@@ -898,7 +903,8 @@ def _fit_groups(args: argparse.Namespace, make: Any) -> int:
         added += 1
     print(
         f"fitted {args.detector} for {added} of {added + len(skipped)} {args.group_by} values "
-        f"({len(fleet.batched)} trained as one fleet); models saved to registry {args.output}"
+        f"({len(fleet.batched)} trained as {'fleets on Ray' if args.ray else 'one fleet'}); "
+        f"models saved to registry {args.output}"
     )
     for reason in skipped.values():
         print(f"skipped {reason}", file=sys.stderr)

@@ -19,7 +19,7 @@ from vigil.detectors.fleet import FleetFit, FleetScores, fit_fleet, named_error,
 from vigil.errors import InvalidInputError, VigilError
 from vigil.pipeline import FitPlan, Pipeline
 
-__all__ = ["PipelineFleet", "fit_groups", "fit_pipelines", "score_pipelines", "supports_fleet"]
+__all__ = ["PipelineFleet", "fit_groups", "fit_pipelines", "score_pipelines", "split_groups", "supports_fleet"]
 
 
 @dataclass
@@ -153,10 +153,15 @@ def fit_groups(X: pd.DataFrame, groups: Any, template: Pipeline, *, max_members:
     >>> list(fleet.fitted), fleet.reasons["pump-4"]
     (['pump-1', 'pump-2', 'pump-3'], 'pump-4: X has 3 rows, at least 4 needed')
     """
+    return fit_pipelines(template, split_groups(X, groups), max_members=max_members)
+
+
+def split_groups(X: pd.DataFrame, groups: Any) -> dict[str, pd.DataFrame]:
+    """The rows of ``X`` of each distinct value of ``groups`` (one per row), in their order; the groups in the
+    order they first appear."""
     keys = np.asarray(groups).astype(str)
     if keys.shape != (len(X),):
         msg = f"groups has {keys.size} values for {len(X)} rows; give one group per row"
         raise InvalidInputError(msg)
     frame = X.reset_index(drop=True)
-    data = {str(key): frame.loc[keys == key].reset_index(drop=True) for key in dict.fromkeys(keys)}
-    return fit_pipelines(template, data, max_members=max_members)
+    return {str(key): frame.loc[keys == key].reset_index(drop=True) for key in dict.fromkeys(keys)}
