@@ -45,7 +45,6 @@ KNOWN_PRIVATE = {
     ("vigil.scale.cli", "vigil.service.cli._mqtt_options"),
     ("vigil.scale.cli", "vigil.service.cli._route_spec"),
     # Device hand-over between workers reaches into the runtime's per-device state (no public seam yet).
-    ("vigil.scale.device_state", "vigil.streaming.runtime._Device"),
     ("vigil.scale.ray_tuning", "vigil.tuning.search._fold_metrics"),
     # The image contract checks reuse the table contract's helpers.
     ("vigil.vision.testing", "vigil.testing._expect_invalid"),

@@ -18,8 +18,8 @@ Delivery is at least once, and alerts are effectively once:
 A worker that dies between 2 and 3 leaves messages whose effects are stored but whose offsets are not
 committed; their new owner reads them again. Alert ids are a hash of device, model version and start
 time, so re-scoring cannot create a second alert; and the new owner resumes the stored open alert of a
-device before its first message (:mod:`vigil.scale.device_state`), so readings already folded into that
-alert are refused as duplicates instead of being counted twice.
+device before its first message (``Runtime.resume_alert``), so readings already folded into that alert
+are refused as duplicates instead of being counted twice.
 
 Rebalancing uses the cooperative-sticky assignor by default: only partitions that move are revoked.
 On revocation the worker drains the runtime (everything consumed is stored), commits, then releases the
@@ -40,7 +40,6 @@ from typing import Any
 from vigil.alerts import Alert
 from vigil.errors import InvalidInputError, VigilError
 from vigil.scale._optional import require
-from vigil.scale.device_state import held_devices, release_devices, reload_calibration, resume_alert
 from vigil.scale.kafka_clients import consumer_config
 from vigil.scale.offsets import OffsetLedger
 from vigil.streaming.messages import Rejection
@@ -136,7 +135,7 @@ class KafkaWorker:
         self._source = f"kafka:{config.topic}"
         # A runtime resumes every open alert of the store when it is built; a worker owns no device until
         # Kafka assigns it partitions, and must not close (or grow) alerts of devices another worker owns.
-        self._on_runtime(lambda: release_devices(runtime, held_devices(runtime)))
+        self._on_runtime(lambda: runtime.release_devices(runtime.held_devices()))
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -231,7 +230,7 @@ class KafkaWorker:
         alert = self._to_warm.pop(device, None)
         if known or alert is None:
             return
-        if self.runtime.call(lambda: resume_alert(self.runtime, alert)):
+        if self.runtime.call(lambda: self.runtime.resume_alert(alert)):
             self.stats.warmed += 1
             log.info("device %s: resumed open alert %s from the store", device, alert.id)
 
@@ -284,7 +283,7 @@ class KafkaWorker:
             log.exception("could not read open alerts; devices of the new partitions start without them")
             open_alerts = []
         self._to_warm = {a.device: a for a in open_alerts if a.device not in self._owner}
-        self._on_runtime(lambda: reload_calibration(self.runtime))
+        self._on_runtime(self.runtime.reload_calibration)
         log.info("assigned partitions %s of %s (now %s)", sorted(added), self.config.topic, sorted(self._assigned))
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
@@ -311,7 +310,7 @@ class KafkaWorker:
         devices = [d for d, p in self._owner.items() if p in partitions]
         for device in devices:
             del self._owner[device]
-        released = self._on_runtime(lambda: release_devices(self.runtime, devices))
+        released = self._on_runtime(lambda: self.runtime.release_devices(devices))
         self.stats.released += int(released or 0)
 
     def _on_runtime(self, action: Callable[[], Any]) -> Any:

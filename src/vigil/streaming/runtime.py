@@ -31,7 +31,7 @@ import queue
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,6 +52,7 @@ from vigil.streaming.model_slot import (
     ModelSlot,
     calibration_path,
     load_slot,
+    read_calibration,
     save_alarm_states,
     save_calibration,
     save_recent,
@@ -1075,8 +1076,59 @@ class Runtime:
         }
 
     def _calibration_path(self, name: str, version: str) -> Path:
-        # vigil.scale.device_state reloads a version's thresholds from here when a worker takes a device over
         return calibration_path(self.registry, name, version)
+
+    # -- handing devices over (the workers of one consumer group, vigil.scale.worker) --------------------
+    # A worker keeps per device what this runtime keeps: the open alert and its attribution, the last time
+    # seen (for order checks), a windowed model's history. When a rebalance moves a device, the old owner
+    # stores everything it scored, then releases the device (its open alert stays open in the store); the
+    # new owner resumes that alert on the device's first message and takes its end as the device's last
+    # time, so a reading the old owner already folded in is refused as a duplicate, not counted twice.
+    # Not handed over: a windowed model's history (filled again from the next readings) and the recent
+    # scores of per-device recalibration (the thresholds themselves are read again from the registry).
+    # These methods run on the worker thread (:meth:`call`) or before the runtime starts.
+
+    def held_devices(self) -> set[str]:
+        """Devices the runtime holds state for (seen, or resumed from the store)."""
+        held = set(self._devices)
+        for slot in self._slots.values():
+            held.update(slot.tracker.devices)
+        return held
+
+    def release_devices(self, devices: Iterable[str]) -> int:
+        """Forget these devices' state without closing their open alerts; return how many were held."""
+        released = 0
+        for device in devices:
+            found = self._devices.pop(device, None) is not None
+            for slot in self._slots.values():
+                found = slot.tracker.forget(device) or found
+                slot.open_devices.discard(device)
+            released += found
+        return released
+
+    def resume_alert(self, alert: Alert, *, committed_here: bool = False) -> bool:
+        """Continue an open alert of a served version; False when its version is not served here.
+
+        The device's last time becomes the alert's end. ``committed_here``: this runtime's store holds the
+        alert's points from a previous run of this service, so the same times coming again are redeliveries
+        (acknowledged) rather than duplicates (dead letters).
+        """
+        slot = next((s for s in self._slots.values() if s.version == alert.model_version), None)
+        if slot is None:
+            return False
+        slot.tracker.resume(alert)
+        slot.open_devices.add(alert.device)
+        ts = alert.end.timestamp()
+        committed_from = alert.start.timestamp() if committed_here else None
+        self._add_device(alert.device, slot.name, last_ts=ts, committed_from=committed_from)
+        slot.last_event_ts = max(slot.last_event_ts or ts, ts)
+        slot.last_event_mono = time.monotonic()
+        return True
+
+    def reload_calibration(self) -> None:
+        """Read the per-device thresholds of every served version again (another worker may have changed them)."""
+        for slot in self._slots.values():
+            read_calibration(self._calibration_path(slot.name, slot.version), slot.calibration, slot.threshold)
 
     def _save_recent(self, slot: ModelSlot | None = None) -> None:
         # Recent rows (for retraining) and each device's alarm-stage state (adaptive level, shelving)
@@ -1093,19 +1145,10 @@ class Runtime:
             log.exception("could not read open alerts from the store; they will not be resumed")
             return
         stale = []
-        by_version = {slot.version: slot for slot in self._slots.values()}
         for alert in open_alerts:
-            slot = by_version.get(alert.model_version)
-            if slot is None:
+            if not self.resume_alert(alert, committed_here=True):
                 alert.status = "closed"
                 stale.append(alert)
-                continue
-            slot.tracker.resume(alert)
-            slot.open_devices.add(alert.device)
-            ts = alert.end.timestamp()
-            self._add_device(alert.device, slot.name, last_ts=ts, committed_from=alert.start.timestamp())
-            slot.last_event_ts = max(slot.last_event_ts or ts, ts)
-            slot.last_event_mono = time.monotonic()
         if stale:
             self.store.upsert_many(stale, [])
 
