@@ -13,8 +13,9 @@ a time (``Pipeline.fit`` / ``predict`` per file), and PyOD 3.x's ``AutoEncoder``
 ``contamination=0.01``). The pooled F1, FAR and MAR of every way are recorded. PyOD is not a Vigil
 dependency; install it for this script only (see ``benchmarks/deep_speed.py``).
 
-``smd`` fits the 19 SMD machines' models as one fleet and one at a time (same detector, seed 0) and
-compares their per-machine F1.
+``smd`` fits the 19 SMD machines' models as one fleet and one at a time (same detector, seed 0, after one
+untimed warm-up fit) and compares their per-machine F1 against the target (fleet ≥ 8× faster, per-machine
+F1 equal to 0.005).
 
 ``simulated`` builds a fleet of assets from the demo's plant simulator (:func:`vigil.data.simulator.
 simulate_plant`, 1 h at 1 Hz per plant: 1,350 training rows, 2,250 labelled test rows): each simulated
@@ -198,6 +199,9 @@ def run_smd(entry: str, threads: int, data_dir: str | None) -> dict[str, Any]:
     conditions = _conditions(threads)
     parts = load_benchmark("smd", data_dir=data_dir).parts
     template, config = _template(entry, "smd")
+    # Untimed warm-up on the first machine: lazy imports and first-call kernel set-up happen once per process,
+    # and would otherwise be charged to the fleet, which runs first.
+    template.clone().fit(parts[0].X_train)
     start = time.perf_counter()
     fleet = fit_pipelines(template, {p.name: p.X_train for p in parts})
     fleet_seconds = time.perf_counter() - start
@@ -215,17 +219,27 @@ def run_smd(entry: str, threads: int, data_dir: str | None) -> dict[str, Any]:
     reports = {way: evaluate_groups(g) for way, g in groups.items()}
     for p in parts:
         f1 = {way: reports[way]["per_part"][p.name]["f1"] for way in groups}
-        per_machine[p.name] = {"f1_fleet": round(f1["fleet"], 6), "f1_one_at_a_time": round(f1["one-at-a-time"], 6)}
-    largest = max(abs(v["f1_fleet"] - v["f1_one_at_a_time"]) for v in per_machine.values())
+        per_machine[p.name] = {
+            "train_rows": len(p.X_train),
+            "f1_fleet": round(f1["fleet"], 6),
+            "f1_one_at_a_time": round(f1["one-at-a-time"], 6),
+        }
+    largest = round(max(abs(v["f1_fleet"] - v["f1_one_at_a_time"]) for v in per_machine.values()), 6)
+    speedup = round(alone_seconds / fleet_seconds, 2)
     return {
         "benchmark": "smd fleet",
+        "command": "python benchmarks/fleet_speed.py " + " ".join(sys.argv[1:]),
         "protocol": "19 machines: fit on train/<machine>, predict test/<machine>",
+        "machines": [p.name for p in parts],
+        "warm_up": "one untimed fit of the first machine before timing",
         "entry": entry,
         "vigil_config": config,
         "seconds": {"fleet_fit": round(fleet_seconds, 3), "one_at_a_time_fit": round(alone_seconds, 3)},
-        "speedup_fit": round(alone_seconds / fleet_seconds, 2),
+        "speedup_fit": speedup,
         "pooled": {way: {k: round(r["pooled"][k], 6) for k in ("f1", "far", "mar")} for way, r in reports.items()},
         "largest_per_machine_f1_difference": largest,
+        "target": {"speedup_fit_at_least": 8.0, "largest_per_machine_f1_difference_at_most": 0.005},
+        "target_met": {"speedup": speedup >= 8.0, "f1": largest <= 0.005},
         "per_machine": per_machine,
         "conditions": {**conditions, "load_average_1_5_15min_at_end": _load_average()},
     }
