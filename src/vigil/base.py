@@ -27,7 +27,7 @@ from vigil.errors import InvalidInputError, ModelFormatError, NotWarmError, Nume
 from vigil.persistence import FORMAT_VERSION, read_state, split_state, write_state
 from vigil.validation import check_array, check_features, check_fitted, check_record
 
-__all__ = ["BaseDetector", "Interval", "OnlineDetector", "Options"]
+__all__ = ["BaseDetector", "Interval", "OnlineDetector", "Options", "as_shares", "satisfies"]
 
 
 class Interval:
@@ -68,7 +68,8 @@ class Options:
         return "one of " + ", ".join(repr(v) for v in self.values)
 
 
-def _accepts(constraint: Any, value: Any) -> bool:
+def satisfies(constraint: Any, value: Any) -> bool:
+    """True when ``value`` meets one of a parameter's constraints: ``None``, a type, an Interval or Options."""
     if constraint is None:
         return value is None
     if isinstance(constraint, (Interval, Options)):
@@ -81,7 +82,7 @@ def _accepts(constraint: Any, value: Any) -> bool:
     raise TypeError(msg)
 
 
-def _as_shares(raw: Any) -> NDArray[np.float64]:
+def as_shares(raw: Any) -> NDArray[np.float64]:
     """Absolute contributions normalised to rows summing to 1 (equal shares where a row is all zero)."""
     values = np.abs(np.asarray(raw, dtype=np.float64))
     totals = values.sum(axis=1, keepdims=True)
@@ -153,7 +154,7 @@ class BaseDetector:
             allowed = constraints.get(name)
             if allowed is None:
                 continue
-            if not any(_accepts(c, value) for c in allowed):
+            if not any(satisfies(c, value) for c in allowed):
                 expected = " or ".join(
                     "None" if c is None else getattr(c, "__name__", None) or repr(c) for c in allowed
                 )
@@ -255,7 +256,7 @@ class BaseDetector:
     def feature_contributions(self, X: Any) -> NDArray[np.float64]:
         """Return each feature's non-negative share of each row's score, shape (n, d), rows summing to 1."""
         values = self._prepare(X)
-        return _as_shares(self._contributions(values))
+        return as_shares(self._contributions(values))
 
     #: True when :meth:`score_without` can score rows that lack some features (a plant's failed sensor).
     scores_without_features: ClassVar[bool] = False
@@ -276,7 +277,7 @@ class BaseDetector:
         values, observed = self._prepare_without(X, missing)
         raw = np.zeros_like(values)
         raw[:, observed] = self._contributions_without(values, observed)
-        return _as_shares(raw)
+        return as_shares(raw)
 
     def _prepare_without(self, X: Any, missing: Any) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
         check_fitted(self)
@@ -316,7 +317,7 @@ class BaseDetector:
         score get equal shares.
         """
         values = self._prepare(X)
-        return _as_shares(self._occlusion(values))
+        return as_shares(self._occlusion(values))
 
     def _contributions(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
         """Per-feature contributions; detectors with an analytic decomposition override this."""

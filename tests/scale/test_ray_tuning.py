@@ -9,7 +9,7 @@ from scale_helpers import training_frame
 from vigil.detectors.pca import PCADetector
 from vigil.errors import InvalidInputError
 from vigil.pipeline import Pipeline
-from vigil.tuning.search import TrainingTable, _fold_metrics, cross_validate
+from vigil.tuning.search import TrainingTable, cross_validate, fold_metrics
 from vigil.tuning.spaces import search_space
 
 pytestmark = [
@@ -48,7 +48,7 @@ def test_ray_trials_compute_the_local_objective(ray_local) -> None:
         assert 0.5 <= trial["params"]["n_components"] <= 0.999
         expected = []
         for table in tables:
-            folds = _fold_metrics(lambda p=trial["params"]: make(p), table, 2, 0, 3)
+            folds = fold_metrics(lambda p=trial["params"]: make(p), table, 2, 0, 3)
             f1, far = np.mean([m["f1"] for m in folds]), np.mean([m["far"] for m in folds])
             expected.append(f1 - max(0.0, far - default["far"]))
         assert trial["value"] == pytest.approx(float(np.mean(expected)))

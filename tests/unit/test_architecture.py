@@ -35,17 +35,6 @@ KNOWN_UPWARD = {
 }
 
 KNOWN_PRIVATE = {
-    # The threshold wrappers reuse the detector base's argument check.
-    ("vigil.calibration.thresholds", "vigil.base._accepts"),
-    # The ensemble combines its members' attributions with the detector base's share helper.
-    ("vigil.detectors.ensemble", "vigil.base._as_shares"),
-    # The Kafka worker's command borrows the service command's option parsing.
-    ("vigil.scale.cli", "vigil.service.cli._add_mqtt_options"),
-    ("vigil.scale.cli", "vigil.service.cli._model_spec"),
-    ("vigil.scale.cli", "vigil.service.cli._mqtt_options"),
-    ("vigil.scale.cli", "vigil.service.cli._route_spec"),
-    # Device hand-over between workers reaches into the runtime's per-device state (no public seam yet).
-    ("vigil.scale.ray_tuning", "vigil.tuning.search._fold_metrics"),
     # The image contract checks reuse the table contract's helpers.
     ("vigil.vision.testing", "vigil.testing._expect_invalid"),
     ("vigil.vision.testing", "vigil.testing._state_snapshot"),

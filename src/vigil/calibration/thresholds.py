@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import optimize, stats
 
-from vigil.base import Interval, _accepts
+from vigil.base import Interval, satisfies
 from vigil.errors import InvalidInputError, NotFittedError
 
 __all__ = [
@@ -32,7 +32,7 @@ def check_parameters(obj: Any) -> None:
     """Check every parameter of a thresholder against its ``_parameter_constraints``; name the bad one."""
     for name, allowed in obj._parameter_constraints.items():
         value = getattr(obj, name)
-        if not any(_accepts(c, value) for c in allowed):
+        if not any(satisfies(c, value) for c in allowed):
             msg = f"{type(obj).__name__}({name}={value!r}) is invalid: expected {' or '.join(map(repr, allowed))}"
             raise InvalidInputError(msg)
 

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from vigil.base import BaseDetector, Options, _as_shares
+from vigil.base import BaseDetector, Options, as_shares
 from vigil.errors import InvalidInputError
 from vigil.registry import detector_class, make_detector, register
 
@@ -141,7 +141,7 @@ class EnsembleDetector(BaseDetector):
 
     def _contributions(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
         normalised = self._normalised(values)
-        shares = np.stack([_as_shares(m._contributions(values)) for m in self.members_])  # member × row × feature
+        shares = np.stack([as_shares(m._contributions(values)) for m in self.members_])  # member × row × feature
         if self.combination == "max":
             weights = (normalised == normalised.max(axis=0, keepdims=True)).astype(np.float64)
         else:

@@ -132,13 +132,13 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 def _cmd_bridge(args: argparse.Namespace) -> int:
     from vigil.scale.bridge import MqttKafkaBridge
     from vigil.scale.kafka_clients import ensure_topic
-    from vigil.service.cli import _mqtt_options
+    from vigil.service.cli import mqtt_options_from_args
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     kafka_options = dict(args.kafka_option)
     if args.create_topic:
         ensure_topic(args.kafka, args.kafka_topic, partitions=args.create_topic, overrides=kafka_options)
-    options = _mqtt_options(
+    options = mqtt_options_from_args(
         args,
         topic=args.topic,
         client_id=args.client_id,
@@ -167,7 +167,7 @@ def _cmd_bridge(args: argparse.Namespace) -> int:
 
 def add_commands(subparsers: Any) -> None:
     """Add ``worker`` and ``bridge`` to the ``vigil`` command's sub-parsers."""
-    from vigil.service.cli import _add_mqtt_options, _model_spec, _route_spec
+    from vigil.service.cli import add_mqtt_options, parse_model_spec, parse_route_spec
 
     p = subparsers.add_parser("worker", help="score a keyed Kafka telemetry topic as one worker of a consumer group")
     p.add_argument("--kafka", required=True, metavar="BOOTSTRAP", help="Kafka bootstrap servers, HOST:PORT[,...]")
@@ -176,7 +176,7 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument(
         "--model",
         action="append",
-        type=_model_spec,
+        type=parse_model_spec,
         default=[],
         metavar="[NAME=]DIR",
         help="model directory from `vigil fit`, optionally named by asset type; repeatable",
@@ -185,7 +185,7 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument(
         "--route",
         action="append",
-        type=_route_spec,
+        type=parse_route_spec,
         default=[],
         metavar="PATTERN=MODEL",
         help="devices matching the glob PATTERN use MODEL; repeatable, first match wins",
@@ -230,7 +230,7 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--client-id", default="vigil-bridge", help="fixed MQTT client id of the persistent session")
     p.add_argument("--session-expiry", type=int, default=86_400, help="seconds the broker keeps the session (MQTT 5)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    _add_mqtt_options(p, serve=False)
+    add_mqtt_options(p, serve=False)
     p.set_defaults(func=_cmd_bridge)
 
 

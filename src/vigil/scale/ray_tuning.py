@@ -25,7 +25,7 @@ from vigil.errors import InvalidInputError
 from vigil.pipeline import Pipeline
 from vigil.scale._optional import require
 from vigil.scale.ray_cluster import ray_session
-from vigil.tuning.search import TrainingTable, TuningResult, _fold_metrics, cross_validate, require_optuna
+from vigil.tuning.search import TrainingTable, TuningResult, cross_validate, fold_metrics, require_optuna
 
 __all__ = ["tune_with_ray"]
 
@@ -48,7 +48,7 @@ def _trial(
     params = config[_PARAMS]
     scores = []
     for step, table in enumerate(tables):
-        folds = _fold_metrics(lambda: make_pipeline(params), table, n_folds, gap, seed)
+        folds = fold_metrics(lambda: make_pipeline(params), table, n_folds, gap, seed)
         f1 = float(np.mean([m["f1"] for m in folds]))
         far = float(np.mean([m["far"] for m in folds]))
         scores.append(f1 - max(0.0, far - default_far))

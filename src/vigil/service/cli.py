@@ -22,14 +22,14 @@ from vigil.errors import InvalidInputError
 __all__ = ["add_commands", "main"]
 
 
-def _model_spec(text: str) -> tuple[str, Path | None]:
+def parse_model_spec(text: str) -> tuple[str, Path | None]:
     name, sep, path = text.partition("=")
     if sep:
         return name.strip(), Path(path)
     return "default", Path(text)
 
 
-def _route_spec(text: str) -> tuple[str, str]:
+def parse_route_spec(text: str) -> tuple[str, str]:
     pattern, sep, model = text.partition("=")
     if not sep or not pattern or not model:
         msg = f"--route expects PATTERN=MODEL, got {text!r}"
@@ -37,7 +37,7 @@ def _route_spec(text: str) -> tuple[str, str]:
     return pattern, model
 
 
-def _add_mqtt_options(parser: argparse.ArgumentParser, *, serve: bool) -> None:
+def add_mqtt_options(parser: argparse.ArgumentParser, *, serve: bool) -> None:
     group = parser.add_argument_group("MQTT")
     group.add_argument(
         "--mqtt", required=not serve, metavar="URL", help="broker, mqtt://HOST:1883 or mqtts://HOST:8883 for TLS"
@@ -63,7 +63,7 @@ def _add_mqtt_options(parser: argparse.ArgumentParser, *, serve: bool) -> None:
         )
 
 
-def _mqtt_options(args: argparse.Namespace, **overrides: Any) -> Any:
+def mqtt_options_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
     from vigil.service.mqtt import MqttOptions, read_password_file
 
     fields: dict[str, Any] = {
@@ -99,7 +99,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise InvalidInputError(msg)
     mqtt = None
     if args.mqtt:
-        mqtt = _mqtt_options(
+        mqtt = mqtt_options_from_args(
             args,
             topic=args.topic,
             client_id=args.client_id,
@@ -231,7 +231,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     frame = read_replay_table(
         args.data, time_column=args.time, device_column=args.device_column, drop=[c for c in args.drop if c]
     )
-    options = _mqtt_options(args, client_id=f"vigil-replay-{os.getpid()}")
+    options = mqtt_options_from_args(args, client_id=f"vigil-replay-{os.getpid()}")
     messages = iter_messages(
         frame,
         topic_template=args.topic_template,
@@ -252,7 +252,7 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument(
         "--model",
         action="append",
-        type=_model_spec,
+        type=parse_model_spec,
         default=[],
         metavar="[NAME=]DIR",
         help="model directory from `vigil fit`, optionally named by asset type; repeatable",
@@ -261,7 +261,7 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument(
         "--route",
         action="append",
-        type=_route_spec,
+        type=parse_route_spec,
         default=[],
         metavar="PATTERN=MODEL",
         help="devices matching the glob PATTERN use MODEL; repeatable, first match wins",
@@ -315,7 +315,7 @@ def add_commands(subparsers: Any) -> None:
         metavar="PLANT.toml",
         help="plant file (`vigil config init` writes an example); the options given here override it",
     )
-    _add_mqtt_options(p, serve=True)
+    add_mqtt_options(p, serve=True)
     p.set_defaults(func=_cmd_serve, _serve_parser=p)
 
     p = subparsers.add_parser("retrain", help="fit a challenger on recent data; activate it if not worse")
@@ -348,7 +348,7 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--device-prefix", default="device", help="name prefix of fanned-out devices")
     p.add_argument("--drop", action="append", default=[], help="column that is not a sensor (label…); repeatable")
     p.add_argument("--limit", type=int, help="stop after N messages")
-    _add_mqtt_options(p, serve=False)
+    add_mqtt_options(p, serve=False)
     p.set_defaults(func=_cmd_replay)
 
 

@@ -24,7 +24,7 @@ from vigil.evaluation.metrics import confusion_counts, point_metrics
 from vigil.pipeline import Pipeline
 from vigil.progress import progress as progress_bar
 
-__all__ = ["TrainingTable", "TuningResult", "cross_validate", "require_optuna", "tune"]
+__all__ = ["TrainingTable", "TuningResult", "cross_validate", "fold_metrics", "require_optuna", "tune"]
 
 
 def require_optuna():
@@ -55,7 +55,7 @@ class TuningResult:
     trials: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _fold_metrics(
+def fold_metrics(
     make_pipeline: Callable[[], Pipeline], table: TrainingTable, n_folds: int, gap: int, seed: int
 ) -> list[dict[str, float]]:
     out = []
@@ -103,7 +103,7 @@ def cross_validate(
     seed: int = 0,
 ) -> dict[str, float]:
     """Mean and standard deviation over tables × folds of F1, FAR, recall and scoring latency."""
-    rows = [m for table in tables for m in _fold_metrics(make_pipeline, table, n_folds, gap, seed)]
+    rows = [m for table in tables for m in fold_metrics(make_pipeline, table, n_folds, gap, seed)]
     out: dict[str, float] = {}
     for key in rows[0]:
         values = np.array([r[key] for r in rows], dtype=np.float64)
@@ -150,7 +150,7 @@ def tune(
         scores = []
         for step, table in enumerate(tables):
             try:
-                folds = _fold_metrics(lambda: make_pipeline(params), table, n_folds, gap, seed)
+                folds = fold_metrics(lambda: make_pipeline(params), table, n_folds, gap, seed)
             except InvalidInputError as exc:
                 # A configuration these folds cannot fit (a window longer than a fold, say) is a dead end
                 # of the space, not a reason to stop the search: it is pruned, with the reason kept.
