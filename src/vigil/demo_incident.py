@@ -4,7 +4,7 @@ The line's telemetry arrives as one device (``line-1``) whose sensors are named 
 its alerts belongs to the machine whose sensor drove it most. The plant network is the synthetic IoT
 traffic of :mod:`vigil.network.synthetic`, in which the controller at ``10.0.0.12`` is port-scanned; the
 asset map makes that controller the machine of the injected incident chosen below. The capture around the
-attack is written as a pcap and followed by a :class:`~vigil.network.monitor.CaptureMonitor`, as ``vigil
+attack is written as a pcap and followed by a :class:`~vigil.streaming.sources.capture.CaptureMonitor`, as ``vigil
 serve --capture`` does, with the same :class:`~vigil.alerts.asset_incidents.IncidentCorrelator` behind its
 sink as behind the telemetry's, so the network alert and the machine's telemetry alert meet as one
 incident in the alert store.
@@ -63,9 +63,9 @@ def scan_controller(
     benign traffic, and follow the capture into ``store`` through ``correlator``; return the monitor's status."""
     from vigil.network.capture import read_packets_as_table
     from vigil.network.kitnet import KitNETDetector
-    from vigil.network.monitor import CaptureMonitor
     from vigil.network.synthetic import make_capture, write_pcap
     from vigil.pipeline import Pipeline
+    from vigil.streaming.sources.capture import CaptureMonitor
 
     start = at.timestamp() - _TRAIN_SECONDS - _GAP_SECONDS
     cap = make_capture(
@@ -77,7 +77,7 @@ def scan_controller(
     monitor = CaptureMonitor(pipe, write_pcap(cap.packets, folder / "network.pcap"), store, follow=False)
     monitor.sink.correlator = correlator
     # The monitor logs each incident as a service would; the demo prints its own summary instead.
-    monitor_log = logging.getLogger("vigil.network.monitor")
+    monitor_log = logging.getLogger("vigil.streaming.sources.capture")
     level = monitor_log.level
     monitor_log.setLevel(logging.ERROR)
     try:

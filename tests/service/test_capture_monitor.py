@@ -12,11 +12,11 @@ import pytest
 pytest.importorskip("dpkt", reason="packet captures need dpkt: pip install 'vigil[network]'")
 
 from vigil.alerts import SqlAlertStore
-from vigil.network.monitor import CaptureMonitor
 from vigil.pipeline import Pipeline
 from vigil.service.cli import main
 from vigil.service.server import Service, ServiceConfig
 from vigil.streaming.model_registry import ModelRegistry
+from vigil.streaming.sources.capture import CaptureMonitor
 
 
 def _wait_for(predicate: Any, timeout: float = 60.0) -> None:

@@ -21,7 +21,7 @@ from vigil.alerts import SqlAlertStore
 from vigil.service.app import create_app
 from vigil.service.auth import TokenAuth
 from vigil.streaming.runtime import Runtime
-from vigil.vision.inspection import CameraInspector
+from vigil.streaming.sources.camera import CameraInspector
 from vigil.vision.synthetic import make_synthetic_set
 
 READ = {"Authorization": f"Bearer {READ_TOKEN}"}

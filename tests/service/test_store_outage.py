@@ -218,8 +218,8 @@ def test_telemetry_burst(backend: Backend, registry: ModelRegistry, tmp_path: Pa
 
 
 def test_capture_burst(backend: Backend, capture_setup: dict[str, Any], tmp_path: Path) -> None:
-    from vigil.network.monitor import CaptureMonitor
     from vigil.pipeline import Pipeline
+    from vigil.streaming.sources.capture import CaptureMonitor
 
     capture = tmp_path / "whole.pcap"
     capture.write_bytes(capture_setup["benign"].read_bytes() + capture_setup["attack_records"])
@@ -251,7 +251,7 @@ def test_camera_frames(backend: Backend, camera_model: Path) -> None:
 
     from PIL import Image
 
-    from vigil.vision.inspection import CameraInspector
+    from vigil.streaming.sources.camera import CameraInspector
     from vigil.vision.synthetic import make_synthetic_set
 
     def png(image: np.ndarray) -> bytes:

@@ -24,15 +24,7 @@ FAMILIES = (
 )
 RUNNERS = ("alerts", "streaming", "service", "scale", "plant", "cli")
 
-KNOWN_UPWARD = {
-    # Live sources that sit in their model family's folder and feed the alert sink; they belong in
-    # streaming/sources/ beside the other transports.
-    ("vigil.network.monitor", "vigil.alerts"),
-    ("vigil.vision.inspection", "vigil.alerts"),
-    # Converts a refused image into the runtime's dead letter (lazily); the conversion belongs with the
-    # camera source.
-    ("vigil.vision.io", "vigil.streaming.dead_letters"),
-}
+KNOWN_UPWARD: set[tuple[str, str]] = set()  # none left: the live sources sit in streaming/sources/
 
 KNOWN_PRIVATE = {
     # The image contract checks reuse the table contract's helpers.

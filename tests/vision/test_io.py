@@ -139,9 +139,7 @@ def test_stream_dead_letters_bad_frames_and_goes_on():
     assert names == ["f1", "f4"]
     assert stream.n_good == 2 and stream.n_bad == 2
     assert [letter.name for letter in stream.dead_letters] == ["f2", "f3"]
-    assert "f3" in stream.dead_letters[1].reason
-    letter = stream.dead_letters[0].to_dead_letter(source="camera:line1")
-    assert letter.kind == "invalid_record" and letter.source == "camera:line1" and letter.payload == "f2"
+    assert "f3" in stream.dead_letters[1].reason and stream.dead_letters[1].n_bytes == 40
 
 
 def bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:

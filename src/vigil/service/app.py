@@ -202,7 +202,7 @@ def create_app(
     ingest_timeout : float
         Seconds ``/ingest`` waits for its records' decisions before answering 504.
     inspector : CameraInspector or None
-        Scores the frames posted to ``/ingest/image/{camera}`` (:mod:`vigil.vision.inspection`); None
+        Scores the frames posted to ``/ingest/image/{camera}`` (:mod:`vigil.streaming.sources.camera`); None
         answers 404 there.
     max_image_bytes : int
         Body limit of ``/ingest/image/{camera}``.

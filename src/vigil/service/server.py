@@ -24,6 +24,7 @@ from vigil.service.app import DEFAULT_MAX_BODY_BYTES, create_app
 from vigil.service.auth import TokenAuth
 from vigil.streaming.model_registry import ModelRegistry
 from vigil.streaming.runtime import Runtime, RuntimeConfig
+from vigil.streaming.sources import Source
 
 __all__ = ["Service", "ServiceConfig", "parse_host_port", "run_service"]
 
@@ -89,7 +90,7 @@ class Service:
                     self.registry.activate(name, version, reason="first deployment")
             names.append(name)
         self._closers: list[Any] = []
-        self.sources: dict[str, Any] = {}
+        self.sources: dict[str, Source] = {}
         self.store = open_store(config.store)
         self._closers.append(self.store.close)
         try:
@@ -130,7 +131,7 @@ class Service:
             self.captures = self._capture_monitors(config, sinks)
             self.camera = None
             if config.camera_model is not None:
-                from vigil.vision.inspection import CameraInspector
+                from vigil.streaming.sources.camera import CameraInspector
 
                 self.camera = CameraInspector(config.camera_model, self.store, sinks)
             self.incidents = self._correlator(config)
@@ -148,14 +149,14 @@ class Service:
             self.close()
             raise
 
-    def _capture_monitors(self, config: ServiceConfig, sinks: list[Publisher]) -> list[Any]:
+    def _capture_monitors(self, config: ServiceConfig, sinks: list[Publisher]) -> list[Source]:
         if not config.captures:
             return []
         if config.capture_model is None:
             msg = "--capture needs --capture-model MODEL_DIR (a model fitted with `vigil fit BENIGN.pcap`)"
             raise InvalidInputError(msg)
-        from vigil.network.monitor import CaptureMonitor
         from vigil.pipeline import Pipeline
+        from vigil.streaming.sources.capture import CaptureMonitor
 
         pipe = Pipeline.load(config.capture_model)
         return [
@@ -187,13 +188,8 @@ class Service:
         """Start the runtime, then the MQTT subscription (so nothing arrives before it can be scored)."""
         self.runtime.start()
         self._closers.append(self.runtime.stop)
-        if self.mqtt is not None:
-            self.mqtt.start()
-            self._closers.append(self.mqtt.stop)
-        for monitor in self.captures:
-            monitor.start()
-            self._closers.append(monitor.stop)
-        for source in self.sources.values():
+        mqtt = [self.mqtt] if self.mqtt is not None else []
+        for source in [*mqtt, *self.captures, *self.sources.values()]:
             source.start()
             self._closers.append(source.stop)
         return self

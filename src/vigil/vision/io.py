@@ -476,22 +476,11 @@ class BadFrame:
         What was wrong, for a person.
     n_bytes : int
         Size of the payload.
-
-    Examples
-    --------
-    >>> BadFrame("cam1/000017.jpg", "corrupt or truncated image", 512).to_dead_letter().kind
-    'invalid_record'
     """
 
     name: str
     reason: str
     n_bytes: int
-
-    def to_dead_letter(self, source: str = "camera"):
-        """Convert to the streaming runtime's :class:`~vigil.streaming.dead_letters.DeadLetter`."""
-        from vigil.streaming.dead_letters import DeadLetter
-
-        return DeadLetter(kind="invalid_record", reason=self.reason, source=source, payload=self.name)
 
 
 @dataclass
