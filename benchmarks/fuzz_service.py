@@ -127,7 +127,7 @@ def run_mqtt(fitted: Pipeline, items: list) -> dict:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from vigil.service.mqtt import MqttIngest, MqttOptions
+    from vigil.streaming.sources.mqtt import MqttIngest, MqttOptions
 
     prefix = f"vigilbench-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as tmp:

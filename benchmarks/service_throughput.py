@@ -95,7 +95,7 @@ STAGES = {
         ("alarm", [("alarms/stage.py", "run")]),
         ("track", [("alerts/tracker.py", "update")]),
         ("commit", [("alerts/sink.py", "deliver")]),
-        ("acknowledge", [("service/mqtt.py", "acknowledge")]),
+        ("acknowledge", [("streaming/sources/mqtt.py", "acknowledge")]),
         ("metrics", [("streaming/runtime_metrics.py", "record_batch")]),
         ("housekeeping", [("streaming/runtime.py", "_housekeeping")]),
     ],

@@ -54,7 +54,7 @@ def skab_rows(data_dir: str | None) -> list[np.ndarray]:
 
 def run_edge(args: argparse.Namespace) -> int:
     """The edge node: births, then one DDATA per device per second for ``--seconds``, then NDEATH."""
-    from vigil.service.mqtt import MqttOptions
+    from vigil.streaming.sources.mqtt import MqttOptions
     from vigil.streaming.sources.sparkplug_edge import EdgeNode
 
     experiments = skab_rows(args.data_dir)
@@ -87,9 +87,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from vigil.alerts import SqlAlertStore
     from vigil.detectors.pca import PCADetector
     from vigil.pipeline import Pipeline
-    from vigil.service.mqtt import MqttOptions
     from vigil.streaming.model_registry import ModelRegistry
     from vigil.streaming.runtime import Decision, Runtime
+    from vigil.streaming.sources.mqtt import MqttOptions
     from vigil.streaming.sources.sparkplug import SparkplugIngest, SparkplugOptions
 
     data_dir = args.data_dir or os.environ.get("VIGIL_DATA_DIR")

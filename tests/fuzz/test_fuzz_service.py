@@ -21,8 +21,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from vigil.hostile import HOSTILE_KINDS, hostile_payload, valid_payload
 from vigil.service.app import create_app
 from vigil.service.auth import TokenAuth
-from vigil.service.mqtt import MqttIngest, MqttOptions
 from vigil.streaming.runtime import Runtime
+from vigil.streaming.sources.mqtt import MqttIngest, MqttOptions
 
 TOKEN = "fuzz-write-token-0123456789"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}

@@ -34,7 +34,7 @@ def test_bridge_forwards_keyed_in_order_and_acknowledges(
 
     from vigil.scale.bridge import MqttKafkaBridge
     from vigil.scale.kafka_clients import ensure_topic
-    from vigil.service.mqtt import MqttOptions
+    from vigil.streaming.sources.mqtt import MqttOptions
 
     n = ensure_topic(kafka_bootstrap, topic_name, partitions=5)
     prefix = f"vigil-test-{uuid.uuid4().hex[:8]}"

@@ -166,7 +166,7 @@ def test_incident_events_are_published_on_the_mqtt_incident_topic(
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from vigil.service.mqtt import MqttIngest, MqttOptions
+    from vigil.streaming.sources.mqtt import MqttIngest, MqttOptions
 
     prefix = f"vigiltest-{uuid.uuid4().hex[:10]}"
     received: list[dict] = []

@@ -23,9 +23,9 @@ from service_helpers import SENSORS, anomalous_readings, free_port, normal_readi
 
 from vigil.alerts import SqlAlertStore
 from vigil.pipeline import Pipeline
-from vigil.service.mqtt import MqttIngest, MqttOptions
 from vigil.streaming.model_registry import ModelRegistry
 from vigil.streaming.runtime import Runtime, RuntimeConfig
+from vigil.streaming.sources.mqtt import MqttIngest, MqttOptions
 
 pytestmark = pytest.mark.mqtt
 
@@ -284,7 +284,7 @@ def test_username_and_password_from_a_file(
     secret_file.write_text(secret + "\n")
     try:
         wait_for(lambda: port_open("127.0.0.1", port), 10, "mosquitto to listen")
-        from vigil.service.mqtt import read_password_file
+        from vigil.streaming.sources.mqtt import read_password_file
 
         runtime = Runtime(store, registry)
         good = MqttIngest(

@@ -17,10 +17,10 @@ from service_helpers import anomalous_readings, payload, record, training_frame
 
 from vigil.alerts import SqlAlertStore
 from vigil.service.cli import main
-from vigil.service.mqtt import MqttIngest, MqttOptions
 from vigil.service.webhooks import WebhookSink
 from vigil.streaming.model_registry import ModelRegistry
 from vigil.streaming.runtime import Runtime, RuntimeConfig
+from vigil.streaming.sources.mqtt import MqttIngest, MqttOptions
 
 MODULES = [
     "vigil.streaming.dead_letters",
@@ -37,7 +37,7 @@ MODULES = [
     "vigil.service.app",
     "vigil.service.auth",
     "vigil.service.cli",
-    "vigil.service.mqtt",
+    "vigil.streaming.sources.mqtt",
     "vigil.service.prometheus",
     "vigil.service.replay",
     "vigil.service.server",

@@ -14,8 +14,8 @@ from service_helpers import anomalous_readings, normal_readings
 pytest.importorskip("google.protobuf", reason="the Sparkplug B source needs protobuf: pip install 'vigil[plant]'")
 
 from vigil.alerts import SqlAlertStore
-from vigil.service.mqtt import MqttOptions
 from vigil.streaming.runtime import Decision, Runtime
+from vigil.streaming.sources.mqtt import MqttOptions
 from vigil.streaming.sources.sparkplug import SparkplugAsset, SparkplugIngest, SparkplugOptions
 from vigil.streaming.sources.sparkplug_edge import EdgeNode
 

@@ -9,7 +9,7 @@ import pytest
 from vigil.streaming.sources import Source
 
 SOURCES = [
-    ("vigil.service.mqtt", "MqttIngest"),
+    ("vigil.streaming.sources.mqtt", "MqttIngest"),
     ("vigil.streaming.sources.opcua", "OpcUaSource"),
     ("vigil.streaming.sources.sparkplug", "SparkplugIngest"),
     ("vigil.streaming.sources.modbus", "ModbusSource"),

@@ -163,7 +163,7 @@ def _opcua(plant: Plant, source: PlantSource, assets: list[Asset]) -> list[tuple
 
 
 def _mqtt(plant: Plant, source: PlantSource) -> Any:
-    from vigil.service.mqtt import MqttOptions
+    from vigil.streaming.sources.mqtt import MqttOptions
 
     settings = source.settings
     fields: dict[str, Any] = {
@@ -219,7 +219,7 @@ def _sparkplug(plant: Plant, source: PlantSource, assets: list[Asset]) -> Callab
     password = _secret(plant, source)
 
     def make(runtime: Any) -> Any:
-        from vigil.service.mqtt import MqttOptions
+        from vigil.streaming.sources.mqtt import MqttOptions
         from vigil.streaming.sources.sparkplug import SparkplugAsset, SparkplugIngest, SparkplugOptions
 
         broker: dict[str, Any] = {"url": settings["url"], "client_id": settings.get("client_id", "vigil-sparkplug")}

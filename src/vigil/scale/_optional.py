@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
 
-__all__ = ["INSTALL_HINT", "require"]
+from vigil import extras
 
-INSTALL_HINT = "pip install 'vigil[scale]'"
+__all__ = ["require"]
 
 
 def require(module: str, *, purpose: str = "scaling out") -> ModuleType:
@@ -29,8 +28,4 @@ def require(module: str, *, purpose: str = "scaling out") -> ModuleType:
     ...
     ImportError: Kafka workers need no_such_module_for_vigil: pip install 'vigil[scale]'
     """
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        msg = f"{purpose[:1].upper()}{purpose[1:]} need {module}: {INSTALL_HINT}"
-        raise ImportError(msg) from exc
+    return extras.require(module, needed_by=f"{purpose[:1].upper()}{purpose[1:]} need", extra="scale")

@@ -76,7 +76,7 @@ class MqttKafkaBridge:
 
     Parameters
     ----------
-    mqtt_options : vigil.service.mqtt.MqttOptions
+    mqtt_options : vigil.streaming.sources.mqtt.MqttOptions
         Broker, subscription (``topic``), persistent session (``client_id``), credentials and TLS.
     bootstrap : str
         Kafka bootstrap servers.
@@ -90,7 +90,7 @@ class MqttKafkaBridge:
         self, mqtt_options: Any, bootstrap: str, kafka_topic: str, *, kafka_options: Mapping[str, Any] | None = None
     ) -> None:
         kafka = require("confluent_kafka", purpose="the MQTT to Kafka bridge")
-        from vigil.service.mqtt import connect_options, device_level, make_client
+        from vigil.streaming.sources.mqtt import connect_options, device_level, make_client
 
         self.options = mqtt_options
         self.kafka_topic = kafka_topic

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
 
-__all__ = ["require"]
+from vigil import extras
 
-INSTALL_HINT = "pip install 'vigil[service]'"
+__all__ = ["require"]
 
 
 def require(module: str) -> ModuleType:
@@ -22,8 +21,4 @@ def require(module: str) -> ModuleType:
     ...
     ImportError: the Vigil service needs no_such_module_for_vigil: pip install 'vigil[service]'
     """
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        msg = f"the Vigil service needs {module}: {INSTALL_HINT}"
-        raise ImportError(msg) from exc
+    return extras.require(module, needed_by="the Vigil service needs", extra="service")

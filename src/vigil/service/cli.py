@@ -64,7 +64,7 @@ def add_mqtt_options(parser: argparse.ArgumentParser, *, serve: bool) -> None:
 
 
 def mqtt_options_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
-    from vigil.service.mqtt import MqttOptions, read_password_file
+    from vigil.streaming.sources.mqtt import MqttOptions, read_password_file
 
     fields: dict[str, Any] = {
         "url": args.mqtt,

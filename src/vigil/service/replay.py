@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from vigil.errors import InvalidInputError
-from vigil.service.mqtt import MqttOptions, connect_options, make_client
+from vigil.streaming.sources.mqtt import MqttOptions, connect_options, make_client
 
 __all__ = ["ReplayReport", "iter_messages", "read_replay_table", "replay"]
 

@@ -123,7 +123,7 @@ class Service:
             self.sources = {name: make(self.runtime) for name, make in config.sources}
             self.mqtt = None
             if config.mqtt is not None:
-                from vigil.service.mqtt import MqttIngest
+                from vigil.streaming.sources.mqtt import MqttIngest
 
                 self.mqtt = MqttIngest(self.runtime, config.mqtt)
                 sinks.append(self.mqtt)

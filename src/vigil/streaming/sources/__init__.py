@@ -2,7 +2,7 @@
 
 Every source of a running service has the same small interface, :class:`Source`: the service starts them
 after the runtime (so nothing arrives before it can be scored), reports their :meth:`~Source.status` in
-``/health``, and stops them first. The sources: MQTT (``vigil.service.mqtt.MqttIngest``), OPC UA
+``/health``, and stops them first. The sources: MQTT (:mod:`.mqtt`), OPC UA
 (:mod:`.opcua`), Sparkplug B (:mod:`.sparkplug`), Modbus TCP (:mod:`.modbus`) and packet captures
 (:mod:`.capture`); camera frames arrive by HTTP and are scored by :mod:`.camera` per request.
 """

@@ -23,7 +23,7 @@ metric → sensor mapping and its model. Unlisted nodes and devices are served a
 numeric metric under its own name, unless ``unlisted=False``.
 
 Sparkplug B messages are QoS 0 (data) or QoS 1 (deaths) in a clean session, so this source does not hold
-acknowledgements back as :class:`~vigil.service.mqtt.MqttIngest` does: after a lost connection the births
+acknowledgements back as :class:`~vigil.streaming.sources.mqtt.MqttIngest` does: after a lost connection the births
 it asks for restore the state.
 """
 
@@ -38,8 +38,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vigil.errors import InvalidInputError
-from vigil.service.mqtt import MqttOptions, connect_options, make_client
 from vigil.streaming.messages import Rejection
+from vigil.streaming.sources.mqtt import MqttOptions, connect_options, make_client
 from vigil.streaming.sources.sparkplug_codec import (
     BDSEQ_METRIC,
     NAMESPACE,

@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from vigil.service.mqtt import MqttOptions, connect_options, make_client
+from vigil.streaming.sources.mqtt import MqttOptions, connect_options, make_client
 from vigil.streaming.sources.sparkplug_codec import (
     BDSEQ_METRIC,
     NAMESPACE,

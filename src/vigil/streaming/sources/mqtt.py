@@ -29,12 +29,12 @@ from urllib.parse import unquote, urlsplit
 
 from vigil.alerts import AlertEvent, IncidentEvent
 from vigil.errors import InvalidInputError
-from vigil.service._optional import require
+from vigil.extras import require
 from vigil.streaming.dead_letters import DeadLetter
 from vigil.streaming.messages import Rejection
 from vigil.streaming.runtime import Runtime
 
-mqtt = require("paho.mqtt.client")
+mqtt = require("paho.mqtt.client", needed_by="the Vigil service needs", extra="service")
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
