@@ -56,7 +56,8 @@ def run(dataset: str, detectors: list[str] | None = None) -> int:
         "| F1 point-adjusted (inflated) | oracle F1, mean per part | fit + score s |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for name in detectors or list(available_detectors()):
+    unsupervised = [name for name, cls in available_detectors().items() if not cls.requires_y]
+    for name in detectors or unsupervised:
         out = folder / f"{name}.json"
         # A path relative to the working directory keeps machine paths out of the recorded command.
         argv = [

@@ -6,6 +6,9 @@
 * ``predict`` is ``score_samples(X) > threshold_``; ``threshold_`` is the training-score quantile at
   ``1 - contamination``. A :class:`~vigil.pipeline.Pipeline` replaces it with a calibrated threshold.
 * ``save``/``load`` write and read a directory of JSON and ``.npz`` (see :mod:`vigil.persistence`).
+* Supervised detectors (tag ``requires_y``) learn from labels too: ``fit(X, y)``, ``y`` True for anomalies.
+* A renamed parameter stays accepted under its old name for one release (``_renamed_params``), with a
+  ``DeprecationWarning``; saved files that hold the old name keep loading after that.
 
 Subclasses implement ``_fit(values, y)`` and ``_score(values)`` on validated float64 arrays, and may
 override ``_contributions(values)``; the public methods wrap them with validation.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import copy
 import inspect
 import numbers
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -103,6 +107,10 @@ class BaseDetector:
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
+    #: Supervised: ``fit`` needs labels ``y``, and refuses to run without them.
+    requires_y: ClassVar[bool] = False
+    #: Old parameter name → new one, accepted by ``__init__(**renamed)`` and ``set_params`` with a warning.
+    _renamed_params: ClassVar[dict[str, str]] = {}
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "contamination": [Interval(float, 0.0, 0.5, closed="right")],
         "random_state": [None, Interval(int, 0, None)],
@@ -126,21 +134,45 @@ class BaseDetector:
         """Set constructor parameters; unknown names raise ``InvalidInputError``."""
         valid = self._param_names()
         for key, value in params.items():
-            if key not in valid:
+            if key in self._renamed_params:
+                self._take_renamed({key: value})
+            elif key not in valid:
                 msg = f"{type(self).__name__} has no parameter {key!r}; valid: {valid}"
                 raise InvalidInputError(msg)
-            setattr(self, key, value)
+            else:
+                setattr(self, key, value)
         return self
 
     @classmethod
     def params_from_json(cls, params: Mapping[str, Any]) -> dict[str, Any]:
-        """``params`` read from JSON (a saved model, ``--param``), with the tuple type given back to the
-        parameters whose default is a tuple: JSON has no tuples."""
+        """``params`` read from JSON (a saved model, ``--param``) back to what ``__init__`` takes: the tuple
+        type of parameters whose default is a tuple (JSON has none), a detector parameter (a hybrid's parts)
+        from its registered name and parameters, and renamed parameters under their new names (silently: a
+        saved file is not the user's code to change)."""
+        from vigil.registry import detector_class
+
         defaults = {p.name: p.default for p in inspect.signature(cls.__init__).parameters.values()}
-        return {
-            key: tuple(value) if isinstance(defaults.get(key), tuple) and isinstance(value, list) else value
-            for key, value in params.items()
-        }
+        out = {}
+        for old, value in params.items():
+            key = cls._renamed_params.get(old, old)
+            if isinstance(value, dict) and "detector" in value:
+                inner = detector_class(str(value["detector"]))
+                value = inner(**inner.params_from_json(dict(value.get("params", {}))))
+            elif isinstance(defaults.get(key), tuple) and isinstance(value, list):
+                value = tuple(value)
+            out[key] = value
+        return out
+
+    def _take_renamed(self, renamed: dict[str, Any]) -> None:
+        """Store parameters given under an old name (``__init__``'s ``**renamed``) under the new one, warning."""
+        for old, value in renamed.items():
+            new = self._renamed_params.get(old)
+            if new is None:
+                msg = f"{type(self).__name__}() got an unexpected keyword argument {old!r}"
+                raise TypeError(msg)
+            msg = f"{type(self).__name__}: parameter {old!r} is deprecated and goes in the next release; use {new!r}"
+            warnings.warn(msg, DeprecationWarning, stacklevel=3)
+            setattr(self, new, value)
 
     def clone(self) -> Self:
         """Return an unfitted copy with the same parameters."""
@@ -190,6 +222,8 @@ class BaseDetector:
     def fit(self, X: Any, y: Any = None) -> Self:
         """Learn normal behaviour from ``X`` (rows × features); ``y`` is ignored by unsupervised detectors."""
         values = self._start_fit(X)
+        if self.requires_y:
+            y = self._check_labels(y, len(values))
         self._fit(values, y)
         return self._finish_fit(values)
 
@@ -210,6 +244,17 @@ class BaseDetector:
         if names is not None:
             self.feature_names_in_ = names
         return values
+
+    def _check_labels(self, y: Any, n_rows: int) -> NDArray[np.bool_]:
+        """``y`` as one boolean per row (True: anomaly or attack), refused when missing or misshapen."""
+        if y is None:
+            msg = f"{type(self).__name__} is supervised: fit(X, y) needs labels y (True for anomalies or attacks)"
+            raise InvalidInputError(msg)
+        labels = np.asarray(y)
+        if labels.shape != (n_rows,) or not (labels.dtype == bool or np.isin(labels, (0, 1)).all()):
+            msg = f"y must hold one boolean (or 0/1) per row of X ({n_rows}); got shape {labels.shape}"
+            raise InvalidInputError(msg)
+        return labels.astype(bool)
 
     def _finish_fit(self, values: NDArray[np.float64]) -> Self:
         """What follows ``_fit``: the training threshold from the fitted model's scores."""
@@ -370,7 +415,7 @@ class BaseDetector:
             "format_version": FORMAT_VERSION,
             "detector": self.name or type(self).__name__,
             "class": f"{type(self).__module__}.{type(self).__qualname__}",
-            "params": self.get_params(),
+            "params": _params_to_json(self.get_params()),
             "state": scalars,
         }
         write_state(directory, document, arrays)
@@ -389,14 +434,21 @@ class BaseDetector:
         if not isinstance(document.get("params", {}), dict) or not isinstance(document.get("state"), dict):
             msg = f"{Path(path) / 'config.json'}: fields 'params' and 'state' must be objects"
             raise ModelFormatError(msg)
-        params = klass.params_from_json(document.get("params", {}))
         try:
-            detector = klass(**params)
+            detector = klass(**klass.params_from_json(document.get("params", {})))
         except TypeError as exc:
             msg = f"{path} has parameters {klass.__name__} does not accept: {exc}"
             raise ModelFormatError(msg) from exc
         detector._restore_state({**document.get("state", {}), **arrays})
         return detector
+
+
+def _params_to_json(params: dict[str, Any]) -> dict[str, Any]:
+    """Parameters for ``config.json``: a detector parameter (a hybrid's parts) by registered name and params."""
+    return {
+        key: {"detector": v.name, "params": _params_to_json(v.get_params())} if isinstance(v, BaseDetector) else v
+        for key, v in params.items()
+    }
 
 
 class OnlineDetector(BaseDetector):

@@ -386,7 +386,10 @@ def _print_image_result(result: dict[str, Any]) -> None:
 def _cmd_detectors(args: argparse.Namespace) -> int:
     from vigil.registry import available_detectors
 
-    rows = [(n, "online" if hasattr(c, "learn_one") else "batch", c.summary) for n, c in available_detectors().items()]
+    def kind(cls: type) -> str:
+        return "labels" if cls.requires_y else "online" if hasattr(cls, "learn_one") else "batch"
+
+    rows = [(n, kind(c), c.summary) for n, c in available_detectors().items()]
     try:
         from vigil.vision.registry import available_image_detectors
     except ImportError:  # the image extra (Pillow) is not installed

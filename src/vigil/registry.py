@@ -32,6 +32,8 @@ _OPTIONAL_MODULES: tuple[tuple[str, str], ...] = (
     ("vigil.detectors.sequence_forecaster", "torch"),
     ("vigil.detectors.usad", "torch"),
     ("vigil.network.autoencoder", "torch"),
+    ("vigil.network.classifier", "torch"),
+    ("vigil.network.hybrid", "torch"),
 )
 _loaded = False
 
@@ -85,7 +87,8 @@ def make_detector(name: str, **params: Any) -> BaseDetector:
 
     A detector that draws random numbers gets ``random_state=0`` unless ``params`` names one, so that two
     fits on the same data give the same scores, as they do from the command line (``--seed``); pass
-    ``random_state=None`` for fresh randomness.
+    ``random_state=None`` for fresh randomness. Supervised detectors (``cls.requires_y``) are made the same
+    way; their ``fit`` without labels ``y`` says so.
 
     Examples
     --------

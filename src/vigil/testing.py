@@ -1,8 +1,10 @@
 """The detector contract suite, shipped with Vigil so that every detector — built-in or yours — can run it.
 
 :func:`check_detector` yields the checks that apply to a detector; each takes an *unfitted* instance and
-raises ``AssertionError`` on failure. Vigil's own test suite runs them over every registered detector ×
-its ``_test_params()``; a third-party detector can do the same::
+raises ``AssertionError`` on failure. Supervised detectors (``requires_y``) are fitted with labels, on
+training rows whose last sixth are labelled outliers, and must keep the same invariants. Vigil's own test
+suite runs them over every registered detector × its ``_test_params()``; a third-party detector can do the
+same::
 
     for check in check_detector(MyDetector()):
         check(MyDetector())
@@ -46,6 +48,23 @@ def make_contract_data(
     return X_train, X_test, y
 
 
+def _data(det: BaseDetector) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+    """``(X, y, X_test, y_test)`` of the contract data; ``y`` is None unless ``det`` is supervised, whose
+    training rows then end in a sixth of labelled outliers like the test's."""
+    X, X_test, y_test = make_contract_data()
+    if not det.requires_y:
+        return X, None, X_test, y_test
+    n_out = len(X) // 6
+    X = X.copy()
+    X[-n_out:] += np.random.default_rng(1).choice([-1.0, 1.0], size=(n_out, X.shape[1])) * 8.0
+    return X, np.arange(len(X)) >= len(X) - n_out, X_test, y_test
+
+
+def _plain(params: dict[str, object]) -> dict[str, object]:
+    """Parameters comparable with ``==``: a detector parameter as its type and its own parameters."""
+    return {k: (type(v), _plain(v.get_params())) if isinstance(v, BaseDetector) else v for k, v in params.items()}
+
+
 def _state_snapshot(det: BaseDetector) -> dict[str, object]:
     return copy.deepcopy(det._learned_state())
 
@@ -70,8 +89,8 @@ def check_init_stores_only_params(det: BaseDetector) -> None:
 
 def check_defaults_immutable(det: BaseDetector) -> None:
     for p in inspect.signature(type(det).__init__).parameters.values():
-        if p.name == "self":
-            continue
+        if p.name == "self" or (p.kind == p.VAR_KEYWORD and type(det)._renamed_params):
+            continue  # **renamed: old parameter names, accepted with a warning
         assert p.kind == p.KEYWORD_ONLY, f"parameter {p.name} must be keyword-only"
         assert isinstance(p.default, (type(None), bool, int, float, str, tuple)), (
             f"default of {p.name} is mutable: {p.default!r}"
@@ -81,8 +100,8 @@ def check_defaults_immutable(det: BaseDetector) -> None:
 def check_clone_and_params_round_trip(det: BaseDetector) -> None:
     clone = det.clone()
     assert clone is not det
-    assert clone.get_params() == det.get_params()
-    assert type(det)(**det.get_params()).get_params() == det.get_params()
+    assert _plain(clone.get_params()) == _plain(det.get_params())
+    assert _plain(type(det)(**det.get_params()).get_params()) == _plain(det.get_params())
     try:
         det.set_params(no_such_parameter=1)
     except InvalidInputError:
@@ -93,8 +112,8 @@ def check_clone_and_params_round_trip(det: BaseDetector) -> None:
 
 
 def check_fit_returns_self(det: BaseDetector) -> None:
-    X, _, _ = make_contract_data()
-    assert det.fit(X) is det
+    X, y, _, _ = _data(det)
+    assert det.fit(X, y) is det
     assert det.n_features_in_ == X.shape[1]
     assert np.isfinite(det.threshold_)
 
@@ -119,12 +138,12 @@ def _expect_invalid(call: Callable[[], object], what: str) -> None:
 
 
 def check_rejects_nonfinite(det: BaseDetector) -> None:
-    X, X_test, _ = make_contract_data()
+    X, y, X_test, _ = _data(det)
     for bad in (np.nan, np.inf, -np.inf):
         broken = X.copy()
         broken[3, 1] = bad
-        _expect_invalid(lambda b=broken: det.clone().fit(b), f"fit with {bad}")
-    det.fit(X)
+        _expect_invalid(lambda b=broken: det.clone().fit(b, y), f"fit with {bad}")
+    det.fit(X, y)
     for bad in (np.nan, np.inf):
         broken = X_test.copy()
         broken[-1, 0] = bad
@@ -140,17 +159,17 @@ def check_rejects_nonfinite(det: BaseDetector) -> None:
 
 
 def check_rejects_empty_and_wrong_shape(det: BaseDetector) -> None:
-    X, X_test, _ = make_contract_data()
-    _expect_invalid(lambda: det.clone().fit(np.empty((0, X.shape[1]))), "fit on zero rows")
-    _expect_invalid(lambda: det.clone().fit(X[:, 0]), "fit on a 1-D array")
-    det.fit(X)
+    X, y, X_test, _ = _data(det)
+    _expect_invalid(lambda: det.clone().fit(np.empty((0, X.shape[1])), y), "fit on zero rows")
+    _expect_invalid(lambda: det.clone().fit(X[:, 0], y), "fit on a 1-D array")
+    det.fit(X, y)
     _expect_invalid(lambda: det.score_samples(X_test[:, :-1]), "score_samples with a missing feature")
     _expect_invalid(lambda: det.score_samples(np.hstack([X_test, X_test[:, :1]])), "an extra feature")
 
 
 def check_scores_shape_and_finite(det: BaseDetector) -> None:
-    X, X_test, _ = make_contract_data()
-    scores = det.fit(X).score_samples(X_test)
+    X, y, X_test, _ = _data(det)
+    scores = det.fit(X, y).score_samples(X_test)
     assert scores.shape == (X_test.shape[0],), f"scores have shape {scores.shape}"
     assert np.isfinite(scores).all()
     rows = det.context_rows + 1
@@ -161,8 +180,8 @@ def check_scores_shape_and_finite(det: BaseDetector) -> None:
 
 
 def check_scoring_is_pure(det: BaseDetector) -> None:
-    X, X_test, _ = make_contract_data()
-    det.fit(X)
+    X, y, X_test, _ = _data(det)
+    det.fit(X, y)
     before = _state_snapshot(det)
     X_copy = X_test.copy()
     first = det.score_samples(X_test)
@@ -180,14 +199,14 @@ def check_scoring_is_pure(det: BaseDetector) -> None:
 
 
 def check_predict_matches_threshold(det: BaseDetector) -> None:
-    X, X_test, _ = make_contract_data()
-    det.fit(X)
+    X, y, X_test, _ = _data(det)
+    det.fit(X, y)
     assert np.array_equal(det.predict(X_test), det.score_samples(X_test) > det.threshold_)
 
 
 def check_contributions(det: BaseDetector) -> None:
-    X, X_test, _ = make_contract_data()
-    det.fit(X)
+    X, y, X_test, _ = _data(det)
+    det.fit(X, y)
     for shares in (det.feature_contributions(X_test), det.occlusion_contributions(X_test)):
         assert shares.shape == X_test.shape
         assert np.isfinite(shares).all() and (shares >= 0).all()
@@ -195,38 +214,38 @@ def check_contributions(det: BaseDetector) -> None:
 
 
 def check_expected_values(det: BaseDetector) -> None:
-    X, X_test, _ = make_contract_data()
-    expected = det.fit(X).expected_values(X_test)
+    X, y, X_test, _ = _data(det)
+    expected = det.fit(X, y).expected_values(X_test)
     if expected is not None:
         assert expected.shape == X_test.shape, f"expected_values has shape {expected.shape}"
         assert np.isfinite(expected).all()
 
 
 def check_same_seed_same_scores(det: BaseDetector) -> None:
-    X, X_test, _ = make_contract_data()
+    X, y, X_test, _ = _data(det)
     params = {**det.get_params(), "random_state": 42}
-    a = type(det)(**params).fit(X).score_samples(X_test)
-    b = type(det)(**params).fit(X).score_samples(X_test)
+    a = type(det)(**params).fit(X, y).score_samples(X_test)
+    b = type(det)(**params).fit(X, y).score_samples(X_test)
     np.testing.assert_array_equal(a, b)
 
 
 def check_save_load_round_trip(det: BaseDetector) -> None:
-    X, X_test, _ = make_contract_data()
-    det.fit(X)
+    X, y, X_test, _ = _data(det)
+    det.fit(X, y)
     with tempfile.TemporaryDirectory() as tmp:
         det.save(Path(tmp) / "model")
         loaded = BaseDetector.load(Path(tmp) / "model")
         assert not list(Path(tmp).rglob("*.pkl")), "save wrote a pickle"
     assert type(loaded) is type(det)
-    assert loaded.get_params() == det.get_params()
+    assert _plain(loaded.get_params()) == _plain(det.get_params())
     np.testing.assert_array_equal(loaded.score_samples(X_test), det.score_samples(X_test))
     assert loaded.threshold_ == det.threshold_
 
 
 def check_column_order_does_not_matter(det: BaseDetector) -> None:
-    X, X_test, _ = make_contract_data()
+    X, y, X_test, _ = _data(det)
     names = [f"s{j}" for j in range(X.shape[1])]
-    det.fit(pd.DataFrame(X, columns=names))
+    det.fit(pd.DataFrame(X, columns=names), y)
     expected = det.score_samples(pd.DataFrame(X_test, columns=names))
     shuffled = pd.DataFrame(X_test, columns=names)[names[::-1]]
     np.testing.assert_allclose(det.score_samples(shuffled), expected, rtol=1e-12, atol=1e-12)
@@ -237,15 +256,23 @@ def check_column_order_does_not_matter(det: BaseDetector) -> None:
 
 
 def check_detects_obvious_outliers(det: BaseDetector) -> None:
-    X, X_test, y = make_contract_data()
-    scores = det.fit(X).score_samples(X_test)
-    auc = roc_auc_score(y, scores)
+    X, y, X_test, y_test = _data(det)
+    scores = det.fit(X, y).score_samples(X_test)
+    auc = roc_auc_score(y_test, scores)
     assert auc >= 0.9, f"ROC-AUC on obvious outliers is {auc:.3f}"
 
 
 def check_invalid_parameter_rejected(det: BaseDetector) -> None:
-    X, _, _ = make_contract_data()
-    _expect_invalid(lambda: det.clone().set_params(contamination=2.0).fit(X), "contamination=2.0")
+    X, y, _, _ = _data(det)
+    name, bad = ("contamination", 2.0) if "contamination" in det.get_params() else ("random_state", -1)
+    _expect_invalid(lambda: det.clone().set_params(**{name: bad}).fit(X, y), f"{name}={bad}")
+
+
+def check_labels_required(det: BaseDetector) -> None:
+    X, y, _, _ = _data(det)
+    assert y is not None
+    _expect_invalid(lambda: det.clone().fit(X), "fit of a supervised detector without y")
+    _expect_invalid(lambda: det.clone().fit(X, y[:-1]), "one label too few")
 
 
 def check_online_learning(det: BaseDetector) -> None:
@@ -287,3 +314,5 @@ def check_detector(det: BaseDetector) -> Iterator[Check]:
     yield from _CHECKS
     if isinstance(det, OnlineDetector):
         yield check_online_learning
+    if det.requires_y:
+        yield check_labels_required

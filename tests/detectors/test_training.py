@@ -139,7 +139,7 @@ def test_torch_detector_trains_on_the_earlier_windows_each_once_per_epoch():
 
 def test_flow_autoencoder_sees_each_training_row_once_per_epoch():
     X = np.random.default_rng(1).normal(size=(120, 4))
-    params = {"hidden": (8,), "code": 2, "epochs": 4, "patience": 10, "batch_size": 16, "random_state": 0}
+    params = {"hidden": (8,), "latent": 2, "epochs": 4, "patience": 10, "batch_size": 16, "random_state": 0}
     det, seen = _training_inputs(FlowAutoencoderDetector, **params)
     det.fit(X)
     n_val = round(0.1 * len(X))  # a seeded random share of the rows, as before

@@ -18,7 +18,7 @@ CANDIDATES = (0.01, 0.05, 0.2)
 def _model() -> HybridFlowModel:
     return HybridFlowModel(
         classifier=FlowClassifier(hidden=(8,), epochs=10, batch_size=64, random_state=0, n_threads=1),
-        novelty=FlowAutoencoderDetector(hidden=(8,), code=2, epochs=20, batch_size=64, random_state=0),
+        novelty=FlowAutoencoderDetector(hidden=(8,), latent=2, epochs=20, batch_size=64, random_state=0),
         random_state=0,
     )
 

@@ -15,27 +15,36 @@ __all__ = ["ConvAutoencoder", "DenseAutoencoder", "TemporalConvForecaster", "USA
 
 
 class DenseAutoencoder(nn.Module):
-    """Fully connected autoencoder of a flattened window: in → hidden → latent → hidden → in.
+    """Fully connected autoencoder of a flattened window (or a row): in → hidden → latent → hidden → in.
+
+    Hidden layers are ReLU with dropout, or with ``layer_norm`` LayerNorm then GELU (no dropout), which
+    trains the wide, unevenly scaled one-hot inputs of encoded flow tables more steadily. The code and
+    output layers are linear.
 
     Examples
     --------
     >>> net = DenseAutoencoder(n_inputs=6, hidden=(8,), latent=2)
     >>> net(torch.zeros(4, 3, 2)).shape
     torch.Size([4, 3, 2])
+    >>> DenseAutoencoder(5, (4,), 2, layer_norm=True)(torch.zeros(3, 5)).shape
+    torch.Size([3, 5])
     """
 
-    def __init__(self, n_inputs: int, hidden: tuple[int, ...], latent: int, dropout: float = 0.0) -> None:
+    def __init__(
+        self, n_inputs: int, hidden: tuple[int, ...], latent: int, dropout: float = 0.0, *, layer_norm: bool = False
+    ) -> None:
         super().__init__()
         sizes = [n_inputs, *hidden, latent]
-        encoder: list[nn.Module] = []
-        for a, b in itertools.pairwise(sizes):
-            encoder += [nn.Linear(a, b), nn.ReLU(), nn.Dropout(dropout)]
-        self.encoder = nn.Sequential(*encoder[:-2])  # the code layer is linear
-        back = sizes[::-1]
-        decoder: list[nn.Module] = []
-        for a, b in itertools.pairwise(back):
-            decoder += [nn.Linear(a, b), nn.ReLU(), nn.Dropout(dropout)]
-        self.decoder = nn.Sequential(*decoder[:-2])  # the output layer is linear
+
+        def stack(widths: list[int]) -> nn.Sequential:
+            layers: list[nn.Module] = []
+            for a, b in itertools.pairwise(widths):
+                after = [nn.LayerNorm(b), nn.GELU()] if layer_norm else [nn.ReLU(), nn.Dropout(dropout)]
+                layers += [nn.Linear(a, b), *after]
+            return nn.Sequential(*layers[:-2])  # the last layer is linear
+
+        self.encoder = stack(sizes)
+        self.decoder = stack(sizes[::-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(x.shape[0], -1)

@@ -1,8 +1,8 @@
 """A dense autoencoder anomaly detector for tabular traffic features (encoded flow records).
 
 Trained on normal rows only, it scores a row by its mean squared reconstruction error; each feature's
-squared error is its contribution. The network lives in :mod:`vigil.network.torch_models`; this module is
-the training glue and the detector contract. Weights are saved as npz arrays, never pickled.
+squared error is its contribution. The network is :class:`vigil.detectors.networks.DenseAutoencoder` (with
+LayerNorm); this module is the training glue and the detector contract. Weights are saved as npz arrays, never pickled.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
     msg = "the flow autoencoder needs PyTorch: pip install 'vigil[deep]'"
     raise ImportError(msg) from exc
 
+from vigil.detectors.networks import DenseAutoencoder
 from vigil.detectors.training import descend, load_weight_arrays, seeded, threads, train, weight_arrays
-from vigil.network.torch_models import DenseAutoencoder
 
 __all__ = ["FlowAutoencoderDetector"]
 
@@ -41,16 +41,16 @@ class FlowAutoencoderDetector(BaseDetector):
     ----------
     hidden : tuple of int
         Widths of the encoder's hidden layers (the decoder mirrors them).
-    code : int
-        Width of the bottleneck.
+    latent : int
+        Width of the bottleneck (``code`` before; that name still works, with a warning, for one release).
     epochs : int
         Most passes over the training rows; early stopping on a held-out share usually ends sooner.
     batch_size : int
     learning_rate, weight_decay : float
         AdamW settings.
-    validation : float
-        Share of the training rows (random) held out for early stopping. Each epoch visits every other
-        training row once, in a new random order.
+    validation_fraction : float
+        Share of the training rows (random) held out for early stopping (``validation`` before). Each epoch
+        visits every other training row once, in a new random order.
     patience : int
         Epochs without a better validation loss before training stops.
     n_threads : int or None
@@ -63,20 +63,21 @@ class FlowAutoencoderDetector(BaseDetector):
     >>> rng = np.random.default_rng(0)
     >>> t = rng.normal(size=(300, 1))
     >>> X = np.hstack([t, -t, 2 * t]) + 0.05 * rng.normal(size=(300, 3))
-    >>> det = FlowAutoencoderDetector(hidden=(8,), code=1, epochs=200, patience=20, batch_size=32, random_state=0)
+    >>> det = FlowAutoencoderDetector(hidden=(8,), latent=1, epochs=200, patience=20, batch_size=32, random_state=0)
     >>> det = det.fit(X)
     >>> det.predict([[0.5, -0.5, 1.0], [0.5, 0.5, 1.0]]).tolist()
     [False, True]
     """
 
+    _renamed_params: ClassVar[dict[str, str]] = {"code": "latent", "validation": "validation_fraction"}
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "hidden": [_positive_int_tuple],
-        "code": [Interval(int, 1, None)],
+        "latent": [Interval(int, 1, None)],
         "epochs": [Interval(int, 1, None)],
         "batch_size": [Interval(int, 1, None)],
         "learning_rate": [Interval(float, 0.0, None, closed="neither")],
         "weight_decay": [Interval(float, 0.0, None)],
-        "validation": [Interval(float, 0.0, 0.5, closed="left")],
+        "validation_fraction": [Interval(float, 0.0, 0.5, closed="left")],
         "patience": [Interval(int, 1, None)],
         "n_threads": [None, Interval(int, 1, None)],
     }
@@ -85,42 +86,44 @@ class FlowAutoencoderDetector(BaseDetector):
         self,
         *,
         hidden: tuple[int, ...] = (64,),
-        code: int = 16,
+        latent: int = 16,
         epochs: int = 20,
         batch_size: int = 512,
         learning_rate: float = 1e-3,
         weight_decay: float = 1e-5,
-        validation: float = 0.1,
+        validation_fraction: float = 0.1,
         patience: int = 3,
         n_threads: int | None = None,
         contamination: float = 0.01,
         random_state: int | None = None,
+        **renamed: Any,
     ) -> None:
         super().__init__(contamination=contamination, random_state=random_state)
         self.hidden = hidden
-        self.code = code
+        self.latent = latent
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
-        self.validation = validation
+        self.validation_fraction = validation_fraction
         self.patience = patience
         self.n_threads = n_threads
+        self._take_renamed(renamed)
 
     @classmethod
     def _test_params(cls) -> list[dict[str, Any]]:
-        return [{"hidden": (8,), "code": 2, "epochs": 30, "batch_size": 32, "n_threads": 1}]
+        return [{"hidden": (8,), "latent": 2, "epochs": 30, "batch_size": 32, "n_threads": 1}]
 
     def _min_fit_rows(self) -> int:
         return 4
 
     def _network(self) -> DenseAutoencoder:
-        return DenseAutoencoder(self.n_features_in_, hidden=self.hidden, code=self.code)
+        return DenseAutoencoder(self.n_features_in_, self.hidden, self.latent, layer_norm=True)
 
     def _fit(self, values: NDArray[np.float64], y: Any) -> None:
         rng = self._rng()
         inputs = torch.from_numpy(values.astype(np.float32))
-        n_val = round(self.validation * len(values))
+        n_val = round(self.validation_fraction * len(values))
         order = rng.permutation(len(values))
         val_rows, train_rows = (order[:n_val], order[n_val:]) if n_val >= 1 else (order, order)
         train_x, val = inputs[torch.from_numpy(train_rows)], inputs[torch.from_numpy(val_rows)]

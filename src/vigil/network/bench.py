@@ -157,7 +157,7 @@ def nsl_kdd_bench(
                 result["novelty_far_selection"] = selection
             result["novelty_far"] = model.novelty_far
         fit_seconds = time.perf_counter() - start
-        result["n_epochs"] = clf.n_epochs_
+        result["n_epochs"] = getattr(model, "classifier_", model).n_epochs_
     else:
         from vigil.calibration.thresholds import TargetFARThreshold
         from vigil.pipeline import Pipeline
@@ -180,7 +180,7 @@ def nsl_kdd_bench(
         encoded = encoder.encode(table.features)
         begin = time.perf_counter()
         if detector in SUPERVISED_DETECTORS:
-            scores = model.score_samples(encoded.X) if detector == "mlp+ae" else model.predict_proba(encoded.X)
+            scores = model.score_samples(encoded.X)  # P(attack) for mlp
             decisions = model.predict(encoded.X)
         else:
             scores = model.score_samples(encoded.X)
@@ -197,7 +197,7 @@ def nsl_kdd_bench(
             proba, novelty = model.scores(encoded.X)
             sweep = {}
             for far in _NOVELTY_SWEEP:
-                flagged = (proba > model.classifier_.threshold) | (novelty > model.threshold_for(far))
+                flagged = (proba > model.classifier_.threshold_) | (novelty > model.threshold_for(far))
                 sweep[str(far)] = binary_report(table.y, flagged)["accuracy"]
             scored[key]["accuracy_by_novelty_far"] = sweep
     test, test21 = scored["test"], scored["test21"]

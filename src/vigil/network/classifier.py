@@ -6,15 +6,15 @@ among 125,973), so each class's loss is weighted by ``(n / (k·n_c))^power``: ``
 "balanced" weighting, ``0.5`` (the default) tempers it so the rarest classes do not dominate.
 
 A validation share of the training rows (stratified by class) is held out for early stopping; nothing here
-looks at test data.
+looks at test data. It is a registered, supervised detector (``mlp``, tag ``requires_y``): ``fit(X, y)``,
+and its score is P(attack).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
@@ -27,11 +27,13 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
     msg = "the flow classifier needs PyTorch: pip install 'vigil[deep]'"
     raise ImportError(msg) from exc
 
+from vigil.base import BaseDetector, Interval
 from vigil.detectors.training import descend, load_weight_arrays, seeded, threads, train, weight_arrays
-from vigil.errors import InvalidInputError, NotFittedError
+from vigil.errors import InvalidInputError, ModelFormatError
+from vigil.network.autoencoder import _positive_int_tuple
 from vigil.network.torch_models import FlowMLP
-from vigil.persistence import FORMAT_VERSION, read_state, write_state
-from vigil.validation import check_array, check_features
+from vigil.persistence import read_state
+from vigil.registry import register
 
 __all__ = ["FlowClassifier", "stratified_holdout"]
 
@@ -55,7 +57,11 @@ def stratified_holdout(labels: NDArray[Any], share: float, rng: np.random.Genera
     return mask
 
 
-class FlowClassifier:
+_PREFIX = "net."
+
+
+@register("mlp", "Supervised MLP over encoded flow features, fit(X, y): P(attack) and the attack category")
+class FlowClassifier(BaseDetector):
     """MLP over encoded flow features predicting attack/normal and the attack category.
 
     Parameters
@@ -70,12 +76,13 @@ class FlowClassifier:
         AdamW settings.
     class_weight_power : float
         Exponent of the inverse-frequency class weights (0: unweighted, 1: fully balanced).
-    validation : float
-        Stratified share of the training rows held out for early stopping.
+    validation_fraction : float
+        Stratified share of the training rows held out for early stopping (``validation`` before; that name
+        still works, with a warning, for one release).
     patience : int
         Epochs without a better validation loss before training stops.
     threshold : float
-        P(attack) above which :meth:`predict` says attack.
+        P(attack) above which :meth:`predict` says attack (``threshold_`` once fitted).
     random_state : int or None
         Seeds the split, the batch order, the initial weights and dropout.
     n_threads : int or None
@@ -103,7 +110,23 @@ class FlowClassifier:
     ['DoS']
     """
 
-    def __init__(
+    requires_y = True
+    _renamed_params: ClassVar[dict[str, str]] = {"validation": "validation_fraction"}
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "hidden": [_positive_int_tuple],
+        "dropout": [Interval(float, 0.0, 1.0, closed="left")],
+        "epochs": [Interval(int, 1, None)],
+        "batch_size": [Interval(int, 1, None)],
+        "learning_rate": [Interval(float, 0.0, None, closed="neither")],
+        "weight_decay": [Interval(float, 0.0, None)],
+        "class_weight_power": [Interval(float, 0.0, 1.0)],
+        "validation_fraction": [Interval(float, 0.0, 0.5, closed="neither")],
+        "patience": [Interval(int, 1, None)],
+        "threshold": [Interval(float, 0.0, 1.0, closed="neither")],
+        "n_threads": [None, Interval(int, 1, None)],
+    }
+
+    def __init__(  # no contamination: the threshold is a probability, not a share of the training rows
         self,
         *,
         hidden: tuple[int, ...] = (256, 128),
@@ -113,11 +136,12 @@ class FlowClassifier:
         learning_rate: float = 1e-3,
         weight_decay: float = 1e-4,
         class_weight_power: float = 0.5,
-        validation: float = 0.1,
+        validation_fraction: float = 0.1,
         patience: int = 5,
         threshold: float = 0.5,
         random_state: int | None = None,
         n_threads: int | None = None,
+        **renamed: Any,
     ) -> None:
         self.hidden = hidden
         self.dropout = dropout
@@ -126,59 +150,28 @@ class FlowClassifier:
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.class_weight_power = class_weight_power
-        self.validation = validation
+        self.validation_fraction = validation_fraction
         self.patience = patience
         self.threshold = threshold
         self.random_state = random_state
         self.n_threads = n_threads
+        self._take_renamed(renamed)
 
-    def get_params(self) -> dict[str, Any]:
-        """The constructor parameters."""
-        names = (
-            "hidden", "dropout", "epochs", "batch_size", "learning_rate", "weight_decay", "class_weight_power",
-            "validation", "patience", "threshold", "random_state", "n_threads",
-        )  # fmt: skip
-        return {n: getattr(self, n) for n in names}
+    @classmethod
+    def _test_params(cls) -> list[dict[str, Any]]:
+        return [{"hidden": (16,), "epochs": 20, "batch_size": 32, "random_state": 0, "n_threads": 1}]
 
-    def _check_params(self) -> None:
-        checks = {
-            "epochs": isinstance(self.epochs, int) and self.epochs >= 1,
-            "batch_size": isinstance(self.batch_size, int) and self.batch_size >= 1,
-            "dropout": 0.0 <= self.dropout < 1.0,
-            "validation": 0.0 < self.validation < 0.5,
-            "threshold": 0.0 < self.threshold < 1.0,
-            "class_weight_power": 0.0 <= self.class_weight_power <= 1.0,
-            "hidden": len(self.hidden) >= 1 and all(isinstance(h, int) and h >= 1 for h in self.hidden),
-        }
-        for name, ok in checks.items():
-            if not ok:
-                msg = f"FlowClassifier({name}={getattr(self, name)!r}) is invalid"
-                raise InvalidInputError(msg)
-
-    def _tensor(self, X: Any, where: str) -> torch.Tensor:
-        values, names = check_array(X, where=where)
-        if hasattr(self, "n_features_in_"):
-            values = check_features(
-                values,
-                names,
-                n_features=self.n_features_in_,
-                feature_names=getattr(self, "feature_names_in_", None),
-                where=where,
-            )
-        elif names is not None:
-            self.feature_names_in_ = names
-        return torch.from_numpy(values.astype(np.float32))
-
-    def fit(self, X: Any, y: Any, category: Sequence[str] | NDArray[Any] | None = None) -> Self:
+    def fit(self, X: Any, y: Any = None, category: Sequence[str] | NDArray[Any] | None = None) -> Self:
         """Train on encoded rows ``X`` with attack labels ``y`` and, optionally, attack categories."""
-        self._check_params()
-        for attribute in [k for k in vars(self) if k.endswith("_")]:
-            delattr(self, attribute)
-        inputs = self._tensor(X, "X")
+        values = self._start_fit(X)
+        self._fit(values, self._check_labels(y, len(values)), category)
+        return self._finish_fit(values)
+
+    def _training_threshold(self, scores: NDArray[np.float64]) -> float:
+        return float(self.threshold)
+
+    def _fit(self, values: NDArray[np.float64], y: Any, category: Any = None) -> None:
         y_bool = np.asarray(y, dtype=bool)
-        if y_bool.shape != (len(inputs),):
-            msg = f"y has shape {y_bool.shape}, expected ({len(inputs)},)"
-            raise InvalidInputError(msg)
         if y_bool.all() or not y_bool.any():
             msg = "y must contain both normal (False) and attack (True) rows to train a classifier"
             raise InvalidInputError(msg)
@@ -188,10 +181,9 @@ class FlowClassifier:
             raise InvalidInputError(msg)
         names = sorted(set(cats.tolist()), key=lambda c: (c != "normal", c))
         self.categories_ = [str(c) for c in names]
-        self.n_features_in_ = inputs.shape[1]
         codes = pd.Index(self.categories_).get_indexer(cats.astype(str))
-        rng = np.random.default_rng(self.random_state)
-        held = stratified_holdout(codes, self.validation, rng)
+        rng = self._rng()
+        held = stratified_holdout(codes, self.validation_fraction, rng)
         counts = np.bincount(codes[~held], minlength=len(self.categories_)).astype(np.float64)
         weights = np.where(counts > 0, (counts.sum() / (len(counts) * np.maximum(counts, 1))), 0.0)
         weights = weights**self.class_weight_power
@@ -199,10 +191,10 @@ class FlowClassifier:
         n_pos, n_neg = int(y_bool[~held].sum()), int((~y_bool[~held]).sum())
         pos_weight = (n_neg / max(n_pos, 1)) ** self.class_weight_power
         seed = None if self.random_state is None else int(self.random_state)
+        inputs = torch.from_numpy(values.astype(np.float32))
         with seeded(seed) as generator, threads(self.n_threads):
             self._train(inputs, torch.from_numpy(y_bool.astype(np.float32)), torch.from_numpy(codes), held, rng,
                         pos_weight, generator)  # fmt: skip
-        return self
 
     def _losses(self, pos_weight: float) -> tuple[nn.Module, nn.Module]:
         binary = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight, dtype=torch.float32))
@@ -219,7 +211,7 @@ class FlowClassifier:
         pos_weight: float,
         generator: torch.Generator,
     ) -> None:
-        self.network_ = FlowMLP(self.n_features_in_, len(self.categories_), hidden=self.hidden, dropout=self.dropout)
+        self.network_ = self._network()
         optimizer = torch.optim.AdamW(self.network_.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
         binary_loss, category_loss = self._losses(pos_weight)
         train_rows = np.flatnonzero(~held)
@@ -258,69 +250,67 @@ class FlowClassifier:
         ]
         self.n_epochs_ = len(self.history_)
 
-    def _outputs(self, X: Any) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        if not hasattr(self, "network_"):
-            msg = "FlowClassifier is not fitted yet: call fit() first"
-            raise NotFittedError(msg)
-        inputs = self._tensor(X, "X")
+    def _network(self) -> FlowMLP:
+        return FlowMLP(self.n_features_in_, len(self.categories_), hidden=self.hidden, dropout=self.dropout)
+
+    def _outputs(self, values: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        inputs = torch.from_numpy(values.astype(np.float32))
         with threads(self.n_threads), torch.no_grad():
             outs = [self.network_(inputs[i : i + 8192]) for i in range(0, len(inputs), 8192)]
-        binary = torch.cat([o[0] for o in outs]) if outs else torch.zeros(0)
-        category = torch.cat([o[1] for o in outs]) if outs else torch.zeros(0, len(self.categories_))
+        binary, category = torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
         return torch.sigmoid(binary).double().numpy(), torch.softmax(category, dim=1).double().numpy()
 
-    def predict_proba(self, X: Any) -> NDArray[np.float64]:
-        """P(attack) of each row, from the binary head."""
-        return self._outputs(X)[0]
+    def _score(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
+        return self._outputs(values)[0]
 
-    def predict(self, X: Any) -> NDArray[np.bool_]:
-        """True for rows whose P(attack) exceeds ``threshold``."""
-        return self.predict_proba(X) > self.threshold
+    def predict_proba(self, X: Any) -> NDArray[np.float64]:
+        """P(attack) of each row, from the binary head (the same as :meth:`score_samples`)."""
+        return self.score_samples(X)
 
     def category_proba(self, X: Any) -> NDArray[np.float64]:
         """Probability of each class of ``categories_``, shape (n, k)."""
-        return self._outputs(X)[1]
+        return self._outputs(self._prepare(X))[1]
 
     def predict_category(self, X: Any) -> NDArray[np.object_]:
         """The most probable category of each row."""
         proba = self.category_proba(X)
         return np.asarray(self.categories_, dtype=object)[proba.argmax(axis=1)]
 
-    # ------------------------------------------------------------------ persistence
-    def save(self, path: str | Path) -> Path:
-        """Write parameters, classes and weights (npz, no pickle) to directory ``path``."""
-        if not hasattr(self, "network_"):
-            msg = "FlowClassifier is not fitted yet: call fit() first"
-            raise NotFittedError(msg)
-        document = {
-            "format": "vigil.flow_classifier",
-            "format_version": FORMAT_VERSION,
-            "params": {**self.get_params(), "hidden": list(self.hidden)},
-            "categories": self.categories_,
-            "n_features_in": self.n_features_in_,
-            "feature_names_in": getattr(self, "feature_names_in_", None),
-            "history": self.history_,
-        }
-        arrays = {**weight_arrays(self.network_, "net."), "class_weights": self.class_weights_}
-        directory = Path(path)
-        write_state(directory, json.loads(json.dumps(document)), arrays)
-        return directory
+    # ------------------------------------------------------------------ persistence: weights as flat arrays
+    def _learned_state(self) -> dict[str, Any]:
+        state = {k: v for k, v in vars(self).items() if k.endswith("_") and k != "network_"}
+        return {**state, **weight_arrays(self.network_, _PREFIX)}
+
+    def _restore_state(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            if not key.startswith(_PREFIX):
+                setattr(self, key, value)
+        self.categories_ = [str(c) for c in self.categories_]
+        self.network_ = self._network()
+        load_weight_arrays(self.network_, state, _PREFIX, type(self).__name__)
+        self.network_.eval()
 
     @classmethod
     def load(cls, path: str | Path) -> FlowClassifier:
-        """Read a classifier written by :meth:`save`."""
-        document, arrays = read_state(Path(path), kind="flow_classifier")
-        params = dict(document["params"])
-        params["hidden"] = tuple(params["hidden"])
-        clf = cls(**params)
-        clf.categories_ = [str(c) for c in document["categories"]]
-        clf.n_features_in_ = int(document["n_features_in"])
-        if document.get("feature_names_in") is not None:
-            clf.feature_names_in_ = [str(n) for n in document["feature_names_in"]]
-        clf.history_ = document["history"]
-        clf.n_epochs_ = len(clf.history_)
-        clf.class_weights_ = arrays["class_weights"]
-        clf.network_ = FlowMLP(clf.n_features_in_, len(clf.categories_), hidden=clf.hidden, dropout=clf.dropout)
-        load_weight_arrays(clf.network_, arrays, "net.", "FlowClassifier")
-        clf.network_.eval()
+        """Load a classifier saved by :meth:`save`, or in the layout of Vigil before it was a detector."""
+        try:
+            document, arrays = read_state(Path(path), kind="flow_classifier")
+        except ModelFormatError:
+            loaded = super().load(path)
+            assert isinstance(loaded, FlowClassifier)
+            return loaded
+        clf = cls(**cls.params_from_json(document["params"]))
+        names = document.get("feature_names_in")
+        clf._restore_state(
+            {
+                **{k: v for k, v in arrays.items() if k.startswith(_PREFIX)},
+                **({} if names is None else {"feature_names_in_": [str(n) for n in names]}),
+                "categories_": document["categories"],
+                "n_features_in_": int(document["n_features_in"]),
+                "history_": document["history"],
+                "n_epochs_": len(document["history"]),
+                "class_weights_": arrays["class_weights"],
+                "threshold_": float(clf.threshold),
+            }
+        )
         return clf

@@ -4,21 +4,24 @@ A classifier only recognises the attacks it was trained on; the 17 attack names 
 never occur in training are mostly missed by it. An autoencoder trained on normal rows flags whatever does
 not look normal, known or not. :class:`HybridFlowModel` says "attack" when either does. The autoencoder's
 threshold is the target false-alarm rate ``novelty_far`` on normal training rows that it did not train on
-(split-conformal rule), so no test row sets anything.
+(split-conformal rule), so no test row sets anything. It is a registered, supervised detector (``mlp+ae``,
+tag ``requires_y``): ``fit(X, y)``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 from numpy.typing import NDArray
 
+from vigil.base import BaseDetector, Interval
 from vigil.calibration.thresholds import TargetFARThreshold
 from vigil.errors import InvalidInputError, NotFittedError
 from vigil.network.autoencoder import FlowAutoencoderDetector
 from vigil.network.classifier import FlowClassifier
+from vigil.registry import register
 from vigil.validation import check_array
 
 __all__ = ["NOVEL", "HybridFlowModel"]
@@ -27,15 +30,20 @@ NOVEL = "novel"
 """Category given to rows flagged by the novelty detector alone."""
 
 
-class HybridFlowModel:
+_PARTS = ("classifier", "novelty")
+
+
+@register("mlp+ae", "Supervised MLP or'd with an autoencoder novelty detector, fit(X, y): known and unseen attacks")
+class HybridFlowModel(BaseDetector):
     """Attack if the classifier says so *or* the autoencoder's error exceeds its normal-data threshold.
 
     Parameters
     ----------
-    classifier : FlowClassifier
-        Unfitted; trained on all training rows.
-    novelty : FlowAutoencoderDetector
-        Unfitted; trained on the normal training rows outside the calibration share.
+    classifier : FlowClassifier or None
+        Trained (a clone) on all training rows; None: ``FlowClassifier()``.
+    novelty : FlowAutoencoderDetector or None
+        Trained (a clone) on the normal training rows outside the calibration share; None: its defaults.
+        A part whose ``random_state`` is None is seeded with this model's.
     novelty_far : float
         Target false-alarm rate of the novelty detector on held-out normal training rows.
     calibration : float
@@ -44,6 +52,7 @@ class HybridFlowModel:
 
     Attributes
     ----------
+    classifier_, novelty_ : the fitted parts
     novelty_threshold_ : float
     calibration_scores_ : numpy.ndarray
         Novelty scores of the held-out normal rows (to re-derive thresholds for other FAR targets).
@@ -55,7 +64,7 @@ class HybridFlowModel:
     >>> y = X[:, 0] > 1.0
     >>> model = HybridFlowModel(
     ...     classifier=FlowClassifier(hidden=(8,), epochs=20, batch_size=32, random_state=0, n_threads=1),
-    ...     novelty=FlowAutoencoderDetector(hidden=(4,), code=2, epochs=20, batch_size=32, random_state=0),
+    ...     novelty=FlowAutoencoderDetector(hidden=(4,), latent=2, epochs=20, batch_size=32, random_state=0),
     ...     random_state=0,
     ... ).fit(X, y)
     >>> model.predict(np.array([[3.0, 0.0, 0.0], [0.0, 0.0, 0.0], [-1.0, 9.0, -9.0]])).tolist()
@@ -64,11 +73,19 @@ class HybridFlowModel:
     ['novel']
     """
 
+    requires_y = True
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "classifier": [None, FlowClassifier],
+        "novelty": [None, FlowAutoencoderDetector],
+        "novelty_far": [Interval(float, 0.0, 1.0, closed="neither")],
+        "calibration": [Interval(float, 0.0, 0.5, closed="neither")],
+    }
+
     def __init__(
         self,
         *,
-        classifier: FlowClassifier,
-        novelty: FlowAutoencoderDetector,
+        classifier: FlowClassifier | None = None,
+        novelty: FlowAutoencoderDetector | None = None,
         novelty_far: float = 0.05,
         calibration: float = 0.1,
         random_state: int | None = None,
@@ -79,23 +96,46 @@ class HybridFlowModel:
         self.calibration = calibration
         self.random_state = random_state
 
-    def fit(self, X: Any, y: Any, category: Any = None) -> Self:
+    @classmethod
+    def _test_params(cls) -> list[dict[str, Any]]:
+        return [
+            {
+                "classifier": FlowClassifier(hidden=(8,), epochs=20, batch_size=32, random_state=0, n_threads=1),
+                "novelty": FlowAutoencoderDetector(hidden=(4,), latent=2, epochs=20, batch_size=32, n_threads=1),
+                "random_state": 0,
+            }
+        ]
+
+    def _min_fit_rows(self) -> int:
+        return 4
+
+    def _part(self, name: str) -> BaseDetector:
+        """An unfitted copy of the part ``name`` (its defaults where None); one without a seed of its own gets
+        this model's ``random_state``, so that the model's seed fixes its scores."""
+        given = getattr(self, name)
+        part = (FlowClassifier() if name == "classifier" else FlowAutoencoderDetector()) if given is None else given
+        seed = self.random_state if part.random_state is None else part.random_state
+        return part.clone().set_params(random_state=seed)
+
+    def fit(self, X: Any, y: Any = None, category: Any = None) -> Self:
         """Fit the classifier on all rows and the novelty detector on normal rows; set its threshold."""
-        if not 0.0 < self.novelty_far < 1.0 or not 0.0 < self.calibration < 0.5:
-            msg = f"HybridFlowModel(novelty_far={self.novelty_far}, calibration={self.calibration}) is invalid"
-            raise InvalidInputError(msg)
-        values, _ = check_array(X, where="X", min_rows=4)
-        y_bool = np.asarray(y, dtype=bool)
-        normal = np.flatnonzero(~y_bool)
-        rng = np.random.default_rng(self.random_state)
+        values = self._start_fit(X)
+        self._fit(values, self._check_labels(y, len(values)), category)
+        return self._finish_fit(values)
+
+    def _training_threshold(self, scores: NDArray[np.float64]) -> float:
+        return 0.5  # where score_samples puts both parts' decision points
+
+    def _fit(self, values: NDArray[np.float64], y: Any, category: Any = None) -> None:
+        normal = np.flatnonzero(~y)
+        rng = self._rng()
         held = rng.choice(normal, size=max(2, round(self.calibration * len(normal))), replace=False)
         fit_rows = np.setdiff1d(normal, held)
-        self.classifier_ = self.classifier.fit(X, y_bool, category)
-        self.novelty_ = self.novelty.clone().fit(values[fit_rows])
+        self.classifier_ = self._part("classifier").fit(values, y, category)
+        self.novelty_ = self._part("novelty").fit(values[fit_rows])
         self.calibration_rows_ = np.sort(held)
-        self.calibration_scores_ = self.novelty_.score_samples(values[self.calibration_rows_])
+        self.calibration_scores_ = self.novelty_._checked_scores(values[self.calibration_rows_])
         self.novelty_threshold_ = self.threshold_for(self.novelty_far)
-        return self
 
     def select_novelty_far(
         self,
@@ -145,7 +185,7 @@ class HybridFlowModel:
             train &= ~out
             if log is not None:
                 log(f"leaving out {kind} ({int(out.sum())} rows): training a classifier on {int(train.sum())} rows")
-            clf = type(self.classifier)(**self.classifier.get_params())
+            clf = self.classifier_.clone()
             clf.fit(values[train], y_bool[train], categories[train])
             proba_out = clf.predict_proba(values[out]) > clf.threshold
             proba_normal = clf.predict_proba(values[held]) > clf.threshold
@@ -170,32 +210,45 @@ class HybridFlowModel:
             raise NotFittedError(msg)
         return TargetFARThreshold(far=far).fit(self.calibration_scores_).threshold_
 
+    def _parts(self, values: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        return self.classifier_._checked_scores(values), self.novelty_._checked_scores(values)
+
     def scores(self, X: Any) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """(classifier P(attack), novelty score) of each row."""
-        if not hasattr(self, "classifier_"):
-            msg = "HybridFlowModel is not fitted yet: call fit() first"
-            raise NotFittedError(msg)
-        values, _ = check_array(X, where="X")
-        return self.classifier_.predict_proba(values), self.novelty_.score_samples(values)
+        return self._parts(self._prepare(X))
 
-    def score_samples(self, X: Any) -> NDArray[np.float64]:
+    def _score(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
         """One number per row for ROC curves: max of P(attack) and the novelty score over its threshold, squashed.
 
         Both parts map to [0, 1) with 0.5 at their decision point, so ``score > 0.5`` equals :meth:`predict`.
         """
-        proba, novelty = self.scores(X)
+        proba, novelty = self._parts(values)
         ratio = novelty / max(self.novelty_threshold_, 1e-12)
-        return np.maximum(proba * (0.5 / self.classifier_.threshold), ratio / (1.0 + ratio))
+        return np.maximum(proba * (0.5 / self.classifier_.threshold_), ratio / (1.0 + ratio))
 
     def predict(self, X: Any) -> NDArray[np.bool_]:
-        """True for rows the classifier or the novelty detector flags."""
+        """True for rows the classifier or the novelty detector flags (each by its own threshold, exactly)."""
         proba, novelty = self.scores(X)
-        return (proba > self.classifier_.threshold) | (novelty > self.novelty_threshold_)
+        return (proba > self.classifier_.threshold_) | (novelty > self.novelty_threshold_)
 
     def predict_category(self, X: Any) -> NDArray[np.object_]:
         """The classifier's category, or :data:`NOVEL` where only the novelty detector fired."""
-        values, _ = check_array(X, where="X")
-        proba, novelty = self.scores(values)
+        values = self._prepare(X)
+        proba, novelty = self._parts(values)
         category = self.classifier_.predict_category(values)
-        novel = (proba <= self.classifier_.threshold) & (novelty > self.novelty_threshold_)
+        novel = (proba <= self.classifier_.threshold_) & (novelty > self.novelty_threshold_)
         return np.where(novel, NOVEL, category).astype(object)
+
+    # ------------------------------------------------------------------ persistence: each part's own state
+    def _learned_state(self) -> dict[str, Any]:
+        state = {k: v for k, v in vars(self).items() if k.endswith("_") and k.rstrip("_") not in _PARTS}
+        for name in _PARTS:
+            state.update({f"{name}:{k}": v for k, v in getattr(self, name + "_")._learned_state().items()})
+        return state
+
+    def _restore_state(self, state: dict[str, Any]) -> None:
+        for name in _PARTS:
+            part = self._part(name)
+            part._restore_state({k.split(":", 1)[1]: v for k, v in state.items() if k.startswith(name + ":")})
+            setattr(self, name + "_", part)
+        super()._restore_state({k: v for k, v in state.items() if ":" not in k})

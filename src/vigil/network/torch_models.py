@@ -1,4 +1,5 @@
-"""The PyTorch networks of the network detectors, apart from their training code.
+"""The PyTorch network of the flow classifier, apart from its training code (the flow autoencoder's is
+:class:`vigil.detectors.networks.DenseAutoencoder`).
 
 Kept small on purpose: flow tables have ~120 inputs after encoding, so two or three dense layers are
 enough, and the models train in seconds on a CPU. Importing this module needs PyTorch.
@@ -15,7 +16,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
     msg = "the deep network models need PyTorch: pip install 'vigil[deep]'"
     raise ImportError(msg) from exc
 
-__all__ = ["DenseAutoencoder", "FlowMLP"]
+__all__ = ["FlowMLP"]
 
 
 def _stack(n_inputs: int, hidden: Sequence[int], dropout: float) -> tuple[nn.Sequential, int]:
@@ -59,25 +60,3 @@ class FlowMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.body(x)
         return self.binary_head(h).squeeze(-1), self.category_head(h)
-
-
-class DenseAutoencoder(nn.Module):
-    """A symmetric dense autoencoder: ``n_inputs → hidden… → code → …hidden → n_inputs``.
-
-    Examples
-    --------
-    >>> _ = torch.manual_seed(0)
-    >>> ae = DenseAutoencoder(5, hidden=(4,), code=2)
-    >>> tuple(ae(torch.zeros(3, 5)).shape)
-    (3, 5)
-    """
-
-    def __init__(self, n_inputs: int, *, hidden: Sequence[int] = (64,), code: int = 16):
-        super().__init__()
-        encoder, width = _stack(n_inputs, hidden, 0.0)
-        self.encoder = nn.Sequential(*encoder, nn.Linear(width, code))
-        decoder, width = _stack(code, tuple(reversed(hidden)), 0.0)
-        self.decoder = nn.Sequential(*decoder, nn.Linear(width, n_inputs))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(x))
