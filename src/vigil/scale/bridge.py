@@ -111,18 +111,10 @@ class MqttKafkaBridge:
 
     def start(self) -> MqttKafkaBridge:
         """Start the Kafka delivery thread, then connect to MQTT (retrying in the background)."""
-        from paho.mqtt.packettypes import PacketTypes
-        from paho.mqtt.properties import Properties
+        from vigil.streaming.sources.mqtt import connect_in_background
 
         self._poller.start()
-        kwargs: dict[str, Any] = {}
-        if self.options.protocol == "5":
-            properties = Properties(PacketTypes.CONNECT)
-            properties.SessionExpiryInterval = self.options.session_expiry
-            properties.ReceiveMaximum = self.options.receive_maximum
-            kwargs = {"clean_start": False, "properties": properties}
-        self.client.connect_async(self.host, self.port, keepalive=self.options.keepalive, **kwargs)
-        self.client.loop_start()
+        connect_in_background(self.client, self.options)
         return self
 
     def wait_connected(self, timeout: float) -> bool:

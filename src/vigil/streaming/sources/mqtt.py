@@ -126,6 +126,31 @@ def connect_options(options: MqttOptions) -> tuple[str, int, bool]:
     return parts.hostname, parts.port or (8883 if tls else 1883), tls
 
 
+def connect_in_background(client: Any, options: MqttOptions, *, persistent: bool = True) -> None:
+    """Connect ``client`` (retrying with its back-off) and start its network thread.
+
+    ``persistent``: resume the broker's session (MQTT 5 session expiry and receive maximum from ``options``),
+    so that QoS 1 messages published while the client was away are delivered; otherwise start clean.
+    """
+    host, port, _ = connect_options(options)
+    kwargs: dict[str, Any] = {}
+    if options.protocol == "5":
+        kwargs = {"clean_start": not persistent}
+        if persistent:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = options.session_expiry
+            properties.ReceiveMaximum = options.receive_maximum
+            kwargs["properties"] = properties
+    client.connect_async(host, port, keepalive=options.keepalive, **kwargs)
+    client.loop_start()
+
+
+def disconnect(client: Any) -> None:
+    """Disconnect ``client`` and stop its network thread."""
+    client.disconnect()
+    client.loop_stop()
+
+
 def make_client(options: MqttOptions, *, manual_ack: bool = False) -> Any:
     """A configured, unconnected paho client (protocol, persistence, credentials, TLS, back-off)."""
     _, _, tls = connect_options(options)
@@ -184,20 +209,12 @@ class MqttIngest:
 
     def start(self) -> MqttIngest:
         """Connect in the background (retrying with back-off) and start the network thread."""
-        kwargs: dict[str, Any] = {}
-        if self.options.protocol == "5":
-            properties = Properties(PacketTypes.CONNECT)
-            properties.SessionExpiryInterval = self.options.session_expiry
-            properties.ReceiveMaximum = self.options.receive_maximum
-            kwargs = {"clean_start": False, "properties": properties}
-        self.client.connect_async(self.host, self.port, keepalive=self.options.keepalive, **kwargs)
-        self.client.loop_start()
+        connect_in_background(self.client, self.options)
         return self
 
     def stop(self) -> None:
         """Disconnect and stop the network thread; unacknowledged messages stay with the broker."""
-        self.client.disconnect()
-        self.client.loop_stop()
+        disconnect(self.client)
         self._connected.clear()
 
     def wait_connected(self, timeout: float) -> bool:

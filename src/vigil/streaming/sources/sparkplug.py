@@ -39,7 +39,7 @@ from typing import Any
 
 from vigil.errors import InvalidInputError
 from vigil.streaming.messages import Rejection
-from vigil.streaming.sources.mqtt import MqttOptions, connect_options, make_client
+from vigil.streaming.sources.mqtt import MqttOptions, connect_in_background, connect_options, disconnect, make_client
 from vigil.streaming.sources.sparkplug_codec import (
     BDSEQ_METRIC,
     NAMESPACE,
@@ -203,14 +203,11 @@ class SparkplugIngest:
 
     def start(self) -> SparkplugIngest:
         """Connect in the background (retrying with back-off) and start the network thread."""
-        kwargs: dict[str, Any] = {"clean_start": True} if self.options.broker.protocol == "5" else {}
-        self.client.connect_async(self.host, self.port, keepalive=self.options.broker.keepalive, **kwargs)
-        self.client.loop_start()
+        connect_in_background(self.client, self.options.broker, persistent=False)
         return self
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        disconnect(self.client)
         self._connected.clear()
 
     def wait_connected(self, timeout: float) -> bool:
