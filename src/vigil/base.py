@@ -22,7 +22,7 @@ import numbers
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -47,9 +47,11 @@ class Interval:
             return False
         left_closed = self.closed in ("both", "left")
         right_closed = self.closed in ("both", "right")
-        if self.low is not None and (value < self.low if left_closed else value <= self.low):
+        # numbers.Real declares only < and <=, yet every real number compares with a float as a float does.
+        number = cast(float, value)
+        if self.low is not None and (number < self.low if left_closed else number <= self.low):
             return False
-        return not (self.high is not None and (value > self.high if right_closed else value >= self.high))
+        return not (self.high is not None and (number > self.high if right_closed else number >= self.high))
 
     def __repr__(self) -> str:
         left = "[" if self.closed in ("both", "left") else "("

@@ -12,12 +12,16 @@ import json
 import shlex
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vigil import __version__
 from vigil.errors import InvalidInputError, VigilError
 from vigil.progress import set_reporting
+
+if TYPE_CHECKING:
+    from vigil.base import BaseDetector
 
 __all__ = ["dispatch", "main"]
 
@@ -361,8 +365,9 @@ def _scored_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     if result.get("rows_scored") is not None:
         return [("rows scored", str(result["rows_scored"]))]
     packets = [part.get("packets") for part in (result.get("per_part") or {}).values() if isinstance(part, dict)]
-    if packets and all(isinstance(n, int) for n in packets):
-        return [("packets scored", str(sum(packets)))]
+    counts = [n for n in packets if isinstance(n, int)]
+    if packets and len(counts) == len(packets):
+        return [("packets scored", str(sum(counts)))]
     return []
 
 
@@ -386,7 +391,7 @@ def _print_image_result(result: dict[str, Any]) -> None:
 def _cmd_detectors(args: argparse.Namespace) -> int:
     from vigil.registry import available_detectors
 
-    def kind(cls: type) -> str:
+    def kind(cls: type[BaseDetector]) -> str:
         return "labels" if cls.requires_y else "online" if hasattr(cls, "learn_one") else "batch"
 
     rows = [(n, kind(c), c.summary) for n, c in available_detectors().items()]
@@ -400,8 +405,8 @@ def _cmd_detectors(args: argparse.Namespace) -> int:
         ("auto", "select", "Chooses a detector, its settings and alarm rule on validation folds of the training rows")
     )
     width = max(len(n) for n, _, _ in rows)
-    for name, kind, summary in rows:
-        print(f"{name:<{width}}  {kind:<6}  {summary}")
+    for name, what, summary in rows:
+        print(f"{name:<{width}}  {what:<6}  {summary}")
     return 0
 
 
@@ -1086,12 +1091,12 @@ def _cmd_tune(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             progress=not args.quiet,
         )
-    rows = []
+    rows: list[dict[str, Any]] = []
     for label, params in (("default", {}), ("tuned", result.best_params)):
-        cv = cross_validate(lambda p=params: make(p), tables, n_folds=args.folds, gap=args.gap, seed=args.seed)
-        row = {"model": label, "params": params, "validation": cv}
+        cv = cross_validate(partial(make, params), tables, n_folds=args.folds, gap=args.gap, seed=args.seed)
+        row: dict[str, Any] = {"model": label, "params": params, "validation": cv}
         if tests:
-            test = evaluate_parts(tests, lambda p=params: make(p), progress=False)
+            test = evaluate_parts(tests, partial(make, params), progress=False)
             row["test"] = {k: test[k] for k in ("f1", "far", "mar", "recall", "precision", "roc_auc", "pr_auc")}
             row["test"]["ms_per_row"] = 1000.0 * test["score_seconds"] / max(test["rows_scored"], 1)
         rows.append(row)

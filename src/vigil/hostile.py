@@ -78,9 +78,19 @@ def _pickled_npz(path: Path) -> None:
         archive.writestr("mean_.npy", buffer.getvalue())
 
 
-def _tamperings() -> dict[str, Callable[[Path], None]]:
+def _replace_with_file(directory: Path) -> None:
+    shutil.rmtree(directory)
+    directory.write_text("a file, not a model")
+
+
+def _empty_directory(directory: Path) -> None:
+    shutil.rmtree(directory)
+    directory.mkdir()
+
+
+def _tamperings() -> dict[str, Callable[[Path], object]]:
     det = "detector"
-    cases: dict[str, Callable[[Path], None]] = {
+    cases: dict[str, Callable[[Path], object]] = {
         "threshold_nan": lambda d: _edit_json(d / "config.json", _set(("threshold", "threshold"), float("nan"))),
         "threshold_inf": lambda d: _edit_json(d / "config.json", _set(("threshold", "threshold"), float("inf"))),
         "threshold_text_nan": lambda d: _edit_json(d / "config.json", _set(("threshold", "threshold"), "nan")),
@@ -139,14 +149,14 @@ def _tamperings() -> dict[str, Callable[[Path], None]]:
         "manifest_wrong_size": lambda d: _edit_json(d / MANIFEST, _set(("files", "arrays.npz", "size"), 1)),
         "manifest_future": lambda d: _edit_json(d / MANIFEST, _set(("format_version",), 99)),
         "manifest_no_files": lambda d: _edit_json(d / MANIFEST, _drop("files")),
-        "not_a_directory": lambda d: (shutil.rmtree(d), d.write_text("a file, not a model")),
-        "empty_directory": lambda d: (shutil.rmtree(d), d.mkdir()),
+        "not_a_directory": _replace_with_file,
+        "empty_directory": _empty_directory,
     }
     return cases
 
 
 #: Every tampering by name: each takes a saved pipeline directory (of a PCA model) and damages it in place.
-TAMPERINGS: dict[str, Callable[[Path], None]] = _tamperings()
+TAMPERINGS: dict[str, Callable[[Path], object]] = _tamperings()
 
 
 def tamper(directory: Path, name: str, *, reseal: bool = False) -> Path:

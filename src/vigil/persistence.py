@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,7 @@ def _first_nonfinite(value: Any, where: str = "") -> str | None:
     """The dotted path of the first NaN or infinity in a JSON document, or None."""
     if isinstance(value, float) and not math.isfinite(value):
         return where or "(the document)"
+    items: Iterable[tuple[Any, Any]]
     if isinstance(value, dict):
         items = value.items()
     elif isinstance(value, list):
@@ -211,7 +213,7 @@ def _check_arrays(path: Path, arrays: dict[str, np.ndarray], specs: dict[str, An
 
 def write_state(directory: Path, document: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    np.savez(directory / "arrays.npz", **arrays)
+    np.savez(directory / "arrays.npz", allow_pickle=True, **arrays)
     write_json(directory / "config.json", document)
     _write_manifest(directory, arrays)
 

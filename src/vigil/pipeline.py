@@ -103,6 +103,8 @@ class Pipeline:
         input columns, with each categorical one replaced by its ``column=category`` columns.
     version_ : str
         A short content hash of the fitted model, used as the model version in alerts.
+    selection_ : dict
+        Only on a model that ``--detector auto`` chose (:mod:`vigil.tuning.auto`): how it was chosen.
 
     Examples
     --------
@@ -117,6 +119,9 @@ class Pipeline:
     >>> pipe.explain([[0.5, -1.0, -0.5]], top_k=1)
     [[('x1', 0.6...)]]
     """
+
+    # Declared, not set: only an automatically selected model has one (read with getattr(..., None)).
+    selection_: dict[str, Any]
 
     def __init__(
         self,

@@ -369,6 +369,8 @@ class SqlAlertStore:
             raise InvalidInputError(msg)
         self._lock = threading.Lock()
         self._engine: sa.Engine | None = None
+        self.schema: str | None
+        self.path: str | None
         text = str(url)
         scheme, sep, rest = text.partition("://")
         if not sep or scheme == "sqlite":
@@ -380,10 +382,11 @@ class SqlAlertStore:
             engine = self._sqlite_engine(path, busy_timeout)
         elif scheme in ("postgresql", "postgres"):
             parsed = sa.make_url(text).set(drivername="postgresql+psycopg")
-            self.schema = schema if schema is not None else parsed.query.get("schema", "vigil")
-            if not isinstance(self.schema, str) or not _SCHEMA_NAME.match(self.schema):
-                msg = f"schema must be lower-case letters, digits and '_', got {self.schema!r}"
+            named = schema if schema is not None else parsed.query.get("schema", "vigil")
+            if not isinstance(named, str) or not _SCHEMA_NAME.match(named):
+                msg = f"schema must be lower-case letters, digits and '_', got {named!r}"
                 raise InvalidInputError(msg)
+            self.schema = named
             parsed = parsed.difference_update_query(["schema"])
             self.url, self.path = parsed.render_as_string(hide_password=False), None
             engine = sa.create_engine(

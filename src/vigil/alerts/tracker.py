@@ -127,9 +127,10 @@ class AlertTracker:
         classify: Callable[[Sequence[tuple[str, float]]], str] | None = None,
         top_k: int = 5,
     ) -> None:
-        if not (isinstance(device_gap_seconds, numbers.Real) and math.isfinite(device_gap_seconds)) or (
-            device_gap_seconds < 0
-        ):
+        # Checked as the caller's value: a type checker trusts the annotation, this check does not (and float,
+        # to a type checker, is no numbers.Real).
+        gap: object = device_gap_seconds
+        if not (isinstance(gap, numbers.Real) and math.isfinite(gap)) or gap < 0:
             msg = f"device_gap_seconds must be a finite number >= 0, got {device_gap_seconds!r}"
             raise InvalidInputError(msg)
         if not isinstance(model_version, str) or not model_version:
@@ -186,7 +187,8 @@ class AlertTracker:
             msg = f"device must be a non-empty string, got {device!r}"
             raise InvalidInputError(msg)
         moment = parse_time(time, f"time (device={device})")
-        for name, value in (("score", score), ("threshold", threshold)):
+        numbers_given: tuple[tuple[str, object], ...] = (("score", score), ("threshold", threshold))
+        for name, value in numbers_given:
             if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
                 where = f"device={device}, time={format_time(moment)}"
                 msg = f"{name} is {value!r} ({where}): expected a finite number"
@@ -257,11 +259,8 @@ class AlertTracker:
     @property
     def open_alerts(self) -> list[Alert]:
         """Snapshots of the alerts still open, by device name."""
-        return [
-            copy.deepcopy(self._devices[device].alert)
-            for device in sorted(self._devices)
-            if self._devices[device].alert is not None
-        ]
+        alerts = (self._devices[device].alert for device in sorted(self._devices))
+        return [copy.deepcopy(alert) for alert in alerts if alert is not None]
 
     def __repr__(self) -> str:
         return (

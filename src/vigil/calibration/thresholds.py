@@ -179,6 +179,8 @@ class POTThreshold(Thresholder):
     """
 
     kind = "pot"
+    gamma_: float
+    sigma_: float
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "risk": [Interval(float, 0.0, 0.5, closed="neither")],
         "level": [Interval(float, 0.5, 1.0, closed="neither")],
@@ -233,6 +235,6 @@ def thresholder_from_dict(document: dict[str, Any]) -> Thresholder:
     if "threshold" in document:
         thresholder.threshold_ = float(document["threshold"])
         thresholder.n_scores_ = int(document.get("n_scores", 0))
-    if "gamma" in document:
+    if "gamma" in document and isinstance(thresholder, POTThreshold):  # only a tail model writes them
         thresholder.gamma_, thresholder.sigma_ = float(document["gamma"]), float(document["sigma"])
     return thresholder

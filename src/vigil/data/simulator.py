@@ -26,6 +26,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -176,7 +177,7 @@ def _between(t: NDArray[np.float64], t0: float, t1: float) -> NDArray[np.float64
 
 
 def _current(
-    power_kw: NDArray[np.float64], volts: NDArray[np.float64], magnetising: NDArray[np.float64]
+    power_kw: NDArray[np.float64], volts: NDArray[np.float64], magnetising: NDArray[np.floating[Any]]
 ) -> NDArray[np.float64]:
     """Three-phase motor current from electrical power, supply voltage and magnetising current."""
     active = power_kw * 1000.0 / (math.sqrt(3.0) * volts * 0.9)

@@ -97,6 +97,7 @@ def load_skab(
             columns=SKAB_SENSORS,
         )
         train, test = split_rows(table, SKAB_TRAIN_ROWS)
+        assert test.y is not None  # read with label="anomaly"
         parts.append(
             BenchmarkPart(
                 name=name,

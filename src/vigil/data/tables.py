@@ -428,7 +428,7 @@ def read_table(
     groups = _parse_group(raw[group], source=where, lines=lines) if group is not None else None
 
     if stamps is not None:
-        repair = {"where": where, "drop_duplicate_times": drop_duplicate_times, "sort_time": sort_time}
+        repair: dict[str, Any] = {"where": where, "drop_duplicate_times": drop_duplicate_times, "sort_time": sort_time}
         if groups is None:
             keep = _repair_time(stamps, lines, **repair)
         else:

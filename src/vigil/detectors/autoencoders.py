@@ -171,7 +171,8 @@ class ConvAutoencoderDetector(_ReconstructionDetector):
         require_torch()
         from vigil.detectors.networks import ConvAutoencoder
 
-        return ConvAutoencoder(n_features, tuple(int(f) for f in self.filters), self.kernel_size, self.dropout)
+        wide, narrow = (int(f) for f in self.filters)
+        return ConvAutoencoder(n_features, (wide, narrow), self.kernel_size, self.dropout)
 
 
 @register("lstm-ae", "LSTM sequence-to-sequence autoencoder of windows; score = per-sensor reconstruction error")

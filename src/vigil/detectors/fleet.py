@@ -392,7 +392,8 @@ def _train_windowed(members: list[_Member], result: FleetFit) -> list[_Member]:
     done: list[_Member] = []
     # Every member's training windows in one tensor (zeros after a member's last), so that a step's batches
     # are one gather; rebuilt when members leave.
-    windows, pool_of = None, []
+    pool_of: list[str] = []
+    windows = None
     for _ in range(template.epochs):
         if not active:
             break
@@ -418,7 +419,7 @@ def _train_windowed(members: list[_Member], result: FleetFit) -> list[_Member]:
                     np.maximum(counts, 1) * n_features
                 ).float()
             finite = torch.isfinite(losses).cpu().numpy()
-            for i in np.flatnonzero(stepping & ~finite):
+            for i in np.flatnonzero(stepping & ~finite).tolist():
                 _fail(active[i], result, _diverged(active[i], float(losses[i].detach())))
                 failed[i] = True
             stepping &= ~failed
@@ -429,7 +430,7 @@ def _train_windowed(members: list[_Member], result: FleetFit) -> list[_Member]:
         for member, loss in zip(active, val_losses, strict=True):
             member.extra["history"].append(float(loss))
         stopping_now = stopping.record(stack, np.where(failed, math.inf, val_losses))
-        for i in np.flatnonzero(failed):
+        for i in np.flatnonzero(failed).tolist():
             stopping_now[i] = True
         done += [m for i, m in enumerate(active) if stopping_now[i] and not failed[i]]
         active = _retire(stack, adam, stopping, active, stopping_now)
@@ -475,7 +476,7 @@ def _validation_losses(stack: _StackedTCN, active: list[_Member], device: Any) -
                 if counts[i]:
                     batch[i, : counts[i]] = member.val[start : start + counts[i]]
             errors = ((stack.forward_last(batch[:, :, :-1]) - batch[:, :, -1]) ** 2).double().cpu().numpy()
-            for i in np.flatnonzero(counts):
+            for i in np.flatnonzero(counts).tolist():
                 totals[i] += errors[i, : counts[i]].sum()
     return totals / (sizes * active[0].val.shape[-1])
 
@@ -540,7 +541,7 @@ def _train_sequence(members: list[_Member], result: FleetFit) -> list[_Member]:
                     else squared[i, x["first"] : x["split"]]
                 )
                 val_losses[i] = float(rows.mean())
-        for i in np.flatnonzero(~finite):
+        for i in np.flatnonzero(~finite).tolist():
             _fail(active[i], result, _diverged(active[i], float(losses[i].detach())))
         for member, loss, ok in zip(active, val_losses, finite, strict=True):
             if ok:
@@ -639,7 +640,7 @@ def _windowed_residuals(members: list[tuple[Any, ...]]) -> list[NDArray[np.float
             batch[i, : counts[i]] = w[start : start + counts[i]]
         x = torch.from_numpy(batch).to(device)
         res = (stack.forward_last(x[:, :, :-1]) - x[:, :, -1]).double().cpu().numpy()
-        for i in np.flatnonzero(counts):
+        for i in np.flatnonzero(counts).tolist():
             parts[i].append(res[i, : counts[i]])
     return [np.concatenate(p, axis=0) for p in parts]
 

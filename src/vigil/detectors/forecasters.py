@@ -32,6 +32,7 @@ class ForecastDetector(TorchDetector):
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {"error": [Options("mahalanobis", "standardised")]}
+    error: str  # set by each subclass's __init__
 
     def _sample_rows(self) -> int:
         return self.window + 1

@@ -125,7 +125,7 @@ class MahalanobisDetector(BaseDetector):
         centred = values - self.location_
         return np.abs(centred * (centred @ self.precision_))
 
-    def _observed_precision(self, observed: NDArray[np.bool_]) -> NDArray[np.float64]:
+    def _observed_precision(self, observed: NDArray[np.bool_]) -> NDArray[np.floating[Any]]:
         """The inverse covariance of the observed sensors' marginal: the Schur complement of the missing block."""
         precision = self.precision_
         missing = ~observed

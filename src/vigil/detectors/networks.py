@@ -7,6 +7,7 @@ of the same shape, the forecaster one row per window, USAD a pair of reconstruct
 from __future__ import annotations
 
 import itertools
+from typing import cast
 
 import torch
 from torch import nn
@@ -189,8 +190,8 @@ class TemporalConvForecaster(nn.Module):
         # the last (b = dilation_base): each level computes just those (stride b on the steps the level
         # below kept), about 1 / (b - 1) of a full level's outputs in all instead of one full level each.
         features = x.transpose(1, 2)
-        for block in self.blocks:
-            features = block.forward_strided(features, self.dilation_base)
+        for block in self.blocks:  # nn.Sequential yields them as plain modules
+            features = cast(_CausalBlock, block).forward_strided(features, self.dilation_base)
         forecast = self.output(features[:, :, -1])
         return forecast if self.persistence is None else forecast + self.persistence(x[:, -1])
 

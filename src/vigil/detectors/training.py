@@ -87,7 +87,7 @@ def seeded(seed: int | None, device: torch.device | None = None) -> Iterator[tor
         seed = int(np.random.default_rng().integers(2**31 - 1))
     cudnn = torch.backends.cudnn
     before = (cudnn.deterministic, cudnn.benchmark)
-    with torch.random.fork_rng(devices=[device.index or 0] if on_cuda else []):
+    with torch.random.fork_rng(devices=[device.index or 0] if on_cuda and device is not None else []):
         if on_cuda:
             cudnn.deterministic, cudnn.benchmark = True, False
         try:

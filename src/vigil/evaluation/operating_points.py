@@ -120,7 +120,7 @@ def operating_points(
         raise InvalidInputError(msg)
     days = clean.size * seconds_per_row / _SECONDS_PER_DAY
     candidates = [("chosen", float(chosen))] + [(f"q{level:g}", float(np.quantile(clean, level))) for level in levels]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for label, level in candidates:
         fitted = stage.clone().fit(clean, level)
         false_alarms = int(fitted.run(clean).raised.sum())

@@ -266,7 +266,7 @@ def _fit_fleet(
     return outcome.fitted, len(outcome.batched), seconds
 
 
-def _operating_view(pipe: Pipeline, part: EvaluationPart, costs: dict[str, float]) -> dict[str, Any]:
+def _operating_view(pipe: Pipeline, part: EvaluationPart, costs: dict[str, Any]) -> dict[str, Any]:
     """The part's cost view from its held-out training rows; a part too short for it says why."""
     try:
         faulty, truth = validation_faults(pipe, part.X_train)

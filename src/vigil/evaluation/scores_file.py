@@ -50,7 +50,7 @@ class ScoreRecorder:
             arrays[f"scores_{i}"] = part.scores
             arrays[f"labels_{i}"] = part.labels
             arrays[f"threshold_{i}"] = np.array(part.threshold)
-        np.savez_compressed(destination, **arrays)
+        np.savez_compressed(destination, allow_pickle=True, **arrays)
         return destination
 
 

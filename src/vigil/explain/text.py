@@ -73,7 +73,7 @@ def explain_rows(pipe: Pipeline, X: Any, *, top_k: int = 3) -> list[tuple[list[F
     out = []
     for i in range(shares.shape[0]):
         order = np.argsort(-shares[i], kind="stable")
-        findings = []
+        findings: list[FeatureFinding] = []
         for j in order[: max(1, min(top_k, len(names)))]:
             if findings and shares[i, j] < NORMAL_SHARE:
                 break

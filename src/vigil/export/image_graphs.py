@@ -27,7 +27,9 @@ __all__ = ["image_graph"]
 
 def _resize_matrices(h: int, w: int, size: tuple[int, int]) -> tuple[Any, Any]:
     """(Hw × H) and (Ww × W) matrices doing what the detector's antialiased bilinear resize to ``size`` does."""
-    torch = require_torch()
+    require_torch()  # says which extra to install
+    import torch
+
     functional = torch.nn.functional
 
     def resized(n: int, target: tuple[int, int]) -> Any:
@@ -71,13 +73,18 @@ def image_graph(detector: ImageDetector) -> Any:
 
 def _embedding(detector: Any) -> Any:
     """The locally aware patch features of :class:`~vigil.vision.embedding.PretrainedPatchDetector`."""
-    torch = require_torch()
+    require_torch()  # says which extra to install
+    import torch
+
     h, w, c = (int(v) for v in detector.image_shape_)
     size = detector.working_size()
     down, across = _resize_matrices(h, w, size) if (h, w) != size else (None, None)
     backbone = detector.backbone_module().eval()
 
     class Embedding(torch.nn.Module):
+        down: torch.Tensor  # buffers: declared for type checkers, registered in __init__
+        across: torch.Tensor
+
         def __init__(self) -> None:
             super().__init__()
             self.backbone = backbone
@@ -103,7 +110,9 @@ def _upsample(x: Any, size: tuple[int, int]) -> Any:
 
 def _maps(detector: Any, h: int, w: int) -> Any:
     """Patch scores (n, h, w) → smoothed per-pixel maps, as ``PretrainedPatchDetector._to_maps``."""
-    torch = require_torch()
+    require_torch()  # says which extra to install
+    import torch
+
     from vigil.vision.networks import gaussian_blur
 
     sigma = detector.map_sigma()
@@ -120,9 +129,13 @@ def _maps(detector: Any, h: int, w: int) -> Any:
 
 def _mahalanobis(mean: np.ndarray, precision: np.ndarray) -> Any:
     """(n, P, F) features → (n, P) distances to a Gaussian per position, in float64."""
-    torch = require_torch()
+    require_torch()  # says which extra to install
+    import torch
 
     class Mahalanobis(torch.nn.Module):
+        mean: torch.Tensor  # buffers: declared for type checkers, registered in __init__
+        precision: torch.Tensor
+
         def __init__(self) -> None:
             super().__init__()
             self.register_buffer("mean", torch.from_numpy(np.asarray(mean, dtype=np.float64)))
@@ -137,7 +150,9 @@ def _mahalanobis(mean: np.ndarray, precision: np.ndarray) -> Any:
 
 
 def _padim_graph(detector: Any) -> Any:
-    torch = require_torch()
+    require_torch()  # says which extra to install
+    import torch
+
     h, w = (int(v) for v in detector.image_shape_[:2])
     gh, gw = (int(v) for v in detector.feature_grid_)
     embed, maps = _embedding(detector), _maps(detector, h, w)
@@ -145,6 +160,8 @@ def _padim_graph(detector: Any) -> Any:
     channels = torch.from_numpy(np.asarray(detector.channels_, dtype=np.int64))
 
     class Padim(torch.nn.Module):
+        channels: torch.Tensor  # a buffer: declared for type checkers, registered in __init__
+
         def __init__(self) -> None:
             super().__init__()
             self.embed, self.maps, self.distance = embed, maps, distance
@@ -160,7 +177,9 @@ def _padim_graph(detector: Any) -> Any:
 
 
 def _patchcore_graph(detector: Any) -> Any:
-    torch = require_torch()
+    require_torch()  # says which extra to install
+    import torch
+
     h, w = (int(v) for v in detector.image_shape_[:2])
     gh, gw = (int(v) for v in detector.feature_grid_)
     embed, maps = _embedding(detector), _maps(detector, h, w)
@@ -169,6 +188,10 @@ def _patchcore_graph(detector: Any) -> Any:
     reweight = detector.neighbours > 1 and neighbours.shape[1] > 1
 
     class PatchCore(torch.nn.Module):
+        memory: torch.Tensor  # buffers: declared for type checkers, registered in __init__
+        memory_norms: torch.Tensor
+        neighbours: torch.Tensor
+
         def __init__(self) -> None:
             super().__init__()
             self.embed, self.maps = embed, maps
@@ -200,7 +223,9 @@ def _patchcore_graph(detector: Any) -> Any:
 
 
 def _patch_gauss_graph(detector: Any) -> Any:
-    torch = require_torch()
+    require_torch()  # says which extra to install
+    import torch
+
     h, w = (int(v) for v in detector.image_shape_[:2])
     g = int(detector.grid)
     if h % g or w % g:
@@ -209,10 +234,12 @@ def _patch_gauss_graph(detector: Any) -> Any:
             f"patch-gauss exports only when the grid ({g}) divides the image size ({h}×{w} px); refit with such a grid"
         )
         raise InvalidInputError(msg)
+    from vigil.vision.networks import FilterBank
+
     base = detector.filter_bank()
     cell = (h // g, w // g)
 
-    class FixedCells(type(base)):
+    class FixedCells(FilterBank):
         """The same filter bank, pooling cells of a fixed size: the traced graph has no adaptive pooling."""
 
         def mean_pool(self, m: Any) -> Any:

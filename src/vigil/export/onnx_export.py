@@ -54,7 +54,7 @@ def _trace(module: Any, example: Any, input_name: str, outputs: list[str]) -> by
         torch.onnx.export(
             module,
             (example,),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # the TorchScript exporter writes file objects; the stubs say paths
             dynamo=False,
             opset_version=_OPSET,
             input_names=[input_name],

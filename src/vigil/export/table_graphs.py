@@ -36,7 +36,9 @@ def table_graph(pipe: Any) -> tuple[Any, int]:
     """
     from vigil.detectors.torch_base import require_torch
 
-    torch = require_torch()
+    require_torch()  # says which extra to install
+    import torch
+
     detector = pipe.detector_
     if detector.name not in EXPORTABLE_TABLE_DETECTORS:
         msg = (

@@ -111,7 +111,7 @@ class InputDriftDetector:
             return InputDriftReport(False, n)
         recent = np.asarray(self._recent)
         limit = self.alpha / recent.shape[1]
-        moved = []
+        moved: list[dict[str, float | str]] = []
         for j, name in enumerate(self.names_):
             result = stats.ks_2samp(self.reference_[:, j], recent[:, j])
             if result.pvalue < limit:

@@ -153,7 +153,7 @@ class FlowAutoencoderDetector(BaseDetector):
             )
         self.n_epochs_ = len(history)
         self.weights_ = weight_arrays(net, _PREFIX)
-        self._net = net
+        self._net: DenseAutoencoder | None = net
 
     def _loaded_network(self) -> DenseAutoencoder:
         net = getattr(self, "_net", None)

@@ -194,6 +194,7 @@ def nsl_kdd_bench(
             assert table.category is not None
             scored[key]["five_class_accuracy"] = float((category == table.category).mean())
         if detector == "mlp+ae":
+            assert table.y is not None  # evaluated splits are labelled (_evaluate_split checks it too)
             proba, novelty = model.scores(encoded.X)
             sweep = {}
             for far in _NOVELTY_SWEEP:

@@ -79,7 +79,7 @@ def decays_for_training(seconds: float, decays: Sequence[float] = DEFAULT_DECAYS
     return tuple(kept)
 
 
-def _keys(columns: Sequence[NDArray[np.uint64]]) -> tuple[list[bytes], NDArray[np.intp], NDArray[np.intp]]:
+def _keys(columns: Sequence[NDArray[Any]]) -> tuple[list[bytes], NDArray[np.intp], NDArray[np.intp]]:
     """Unique rows of the key columns as bytes, each packet's position among them, and first occurrences."""
     stacked = np.ascontiguousarray(np.stack([np.asarray(c, dtype=np.uint64) for c in columns], axis=1))
     rows = stacked.view(np.dtype((np.void, 8 * stacked.shape[1]))).ravel()

@@ -11,7 +11,7 @@ tag ``requires_y``): ``fit(X, y)``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -74,6 +74,8 @@ class HybridFlowModel(BaseDetector):
     """
 
     requires_y = True
+    classifier_: FlowClassifier
+    novelty_: FlowAutoencoderDetector
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "classifier": [None, FlowClassifier],
         "novelty": [None, FlowAutoencoderDetector],
@@ -109,6 +111,12 @@ class HybridFlowModel(BaseDetector):
     def _min_fit_rows(self) -> int:
         return 4
 
+    @overload
+    def _part(self, name: Literal["classifier"]) -> FlowClassifier: ...
+    @overload
+    def _part(self, name: Literal["novelty"]) -> FlowAutoencoderDetector: ...
+    @overload
+    def _part(self, name: str) -> BaseDetector: ...
     def _part(self, name: str) -> BaseDetector:
         """An unfitted copy of the part ``name`` (its defaults where None); one without a seed of its own gets
         this model's ``random_state``, so that the model's seed fixes its scores."""

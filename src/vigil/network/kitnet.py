@@ -269,7 +269,8 @@ class KitNETDetector(OnlineDetector):
         group_error = (out_input - out_z)[0] ** 2 + 1e-12  # (B, K)
         weights = feature_error / (feature_error.sum(axis=2, keepdims=True) + 1e-12) * group_error[:, :, None]
         result = np.zeros((len(values), values.shape[1] + 1))
-        np.add.at(result, (slice(None), self.groups_), weights)
+        # numpy's stubs take only integer arrays as indices; ufunc.at takes any index tuple, slices too.
+        np.add.at(result, (slice(None), self.groups_), weights)  # type: ignore[arg-type]
         return result[:, :-1]
 
     # ------------------------------------------------------------------ online API

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from os import PathLike
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -110,7 +111,7 @@ def sample_rows(table: FlowTable, n: int, rng: np.random.Generator) -> FlowTable
 
 def attack_recall(
     labels: NDArray[np.object_], decisions: NDArray[np.bool_], *, seen: set[str] | frozenset[str]
-) -> dict[str, dict[str, object]]:
+) -> dict[str, dict[str, Any]]:
     """Recall of each attack name: ``{name: {"n", "detected", "recall", "category", "seen_in_training"}}``.
 
     Examples

@@ -98,7 +98,7 @@ class PacketTable:
     def from_columns(cls, columns: dict[str, Any]) -> PacketTable:
         """Build a table from column arrays (missing ones are zeros; ``index`` defaults to 0, 1, 2, …)."""
         n = len(next(iter(columns.values()))) if columns else 0
-        out = {}
+        out: dict[str, Any] = {}
         for f in fields(cls):
             dtype = np.uint64 if f.name.endswith(("_hi", "_lo")) else (np.float64 if f.name == "time" else np.int64)
             if f.name in columns:

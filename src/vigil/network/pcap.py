@@ -261,8 +261,8 @@ def iter_capture(
         with path.open("rb") as handle:
             yield from _iterate(handle, str(path), batch_size, follow, poll_seconds, max_packets, stats, stop)
     else:
-        handle = sys.stdin.buffer if isinstance(source, (str, PathLike)) else source
-        yield from _iterate(handle, "<stream>", batch_size, follow, poll_seconds, max_packets, stats, stop)
+        stream = sys.stdin.buffer if isinstance(source, (str, PathLike)) else source
+        yield from _iterate(stream, "<stream>", batch_size, follow, poll_seconds, max_packets, stats, stop)
 
 
 def _iterate(handle, name, batch_size, follow, poll, max_packets, stats, stop) -> Iterator[PacketTable]:

@@ -137,7 +137,7 @@ def _opcua(plant: Plant, source: PlantSource, assets: list[Asset]) -> list[tuple
     by_period: dict[float, list[Asset]] = {}
     for asset in assets:
         by_period.setdefault(asset.sampling_period, []).append(asset)
-    out = []
+    out: list[tuple[str, Callable[[Any], Any]]] = []
     for period, group in sorted(by_period.items()):
         name = source.name if len(by_period) == 1 else f"{source.name}@{period:g}s"
 

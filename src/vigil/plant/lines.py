@@ -77,7 +77,8 @@ def key_lines(text: str) -> dict[tuple[str | int, ...], int]:
             if assign is not None:
                 key = (*table, *_parts(assign.group(1)))
                 found.setdefault(key, number)
-                value = _ASSIGN.match(bare).group(2) if _ASSIGN.match(bare) else ""
+                bare_assign = _ASSIGN.match(bare)
+                value = bare_assign.group(2) if bare_assign else ""
                 if value.lstrip().startswith("{"):
                     inner = value.lstrip()[1:]
                     for match in _INLINE_KEY.finditer(inner):

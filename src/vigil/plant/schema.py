@@ -469,7 +469,7 @@ def _assets(
         for key in ("edge_node", "device"):
             if key in table and not is_sparkplug:
                 checker.add((*path, key), f"asset {name!r}: {key!r} applies to assets on a 'sparkplug' source only")
-        period = table.get("sampling_period")
+        period: Any = table.get("sampling_period")  # a finite positive number once checked
         if _number(positive=True)(period) is not None:
             period = asset_type.sampling_period if asset_type is not None else 1.0
         assets[name] = Asset(

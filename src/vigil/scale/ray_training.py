@@ -25,7 +25,7 @@ import math
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -78,7 +78,7 @@ def _train_loop(config: dict[str, Any]) -> None:
         checkpoint = None
         if epoch == config["epochs"] - 1 and rank == 0:
             directory = tempfile.mkdtemp(prefix="vigil-train-")
-            network = module.module if hasattr(module, "module") else module
+            network = getattr(module, "module", module)  # DistributedDataParallel wraps the network
             torch.save({k: v.detach().cpu() for k, v in network.state_dict().items()}, Path(directory) / _STATE_FILE)
             checkpoint = ray.train.Checkpoint.from_directory(directory)
         # Each worker's mean loss over its shard; the history travels in every report, since only the last
@@ -213,9 +213,11 @@ def fit_with_ray(
             if result.error is not None:
                 raise result.error
             torch = require_torch()
-            with result.checkpoint.as_directory() as directory:
+            checkpoint, metrics = result.checkpoint, result.metrics
+            assert checkpoint is not None and metrics is not None  # rank 0 reports both after the last epoch
+            with checkpoint.as_directory() as directory:
                 state = torch.load(Path(directory) / _STATE_FILE, weights_only=True)
-            losses = [float(v) for v in result.metrics["losses"]]
+            losses = [float(v) for v in metrics["losses"]]
         held = holdout.limit(sample_rows).to_pandas()[features].to_numpy(dtype=np.float64)
         trained = train.limit(sample_rows).to_pandas()[features].to_numpy(dtype=np.float64)
     return _assemble(pipe, features, center, scale, state, held, trained, losses)
@@ -240,7 +242,8 @@ def _assemble(
     pipe.encoder_ = None
     pipe._named_input = True
     pipe.scaler_ = scaler
-    pipe.detector_ = _Pretrained.detector(pipe.detector, state, held_scaled, losses)
+    template = cast(TorchDetector, pipe.detector)  # fit_distributed refuses any other detector
+    pipe.detector_ = _Pretrained.detector(template, state, held_scaled, losses)
     thresholder = pipe.threshold if pipe.threshold is not None else TargetFARThreshold(far=0.01)
     calibration = pipe._smooth(pipe.detector_.score_samples(held_scaled))
     pipe.thresholder_ = type(thresholder)(**thresholder.get_params()).fit(calibration)

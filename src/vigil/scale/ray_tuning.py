@@ -151,7 +151,8 @@ def tune_with_ray(
     best_params: dict[str, Any] = {}
     best_value = default_value
     full = len(tables)
-    for number, result in enumerate(grid):
+    for number in range(len(grid)):  # ResultGrid is indexed (its stubs declare no __iter__)
+        result = grid[number]
         params = dict(result.config.get(_PARAMS, {})) if result.config else {}
         value = None if result.metrics is None else result.metrics.get("objective")
         finished = result.error is None and result.metrics is not None and result.metrics.get("tables") == full

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vigil.alerts import DEFAULT_INCIDENT_WINDOW, AssetMap, IncidentCorrelator, Publisher, open_store
 from vigil.errors import InvalidInputError
@@ -25,6 +25,9 @@ from vigil.service.auth import TokenAuth
 from vigil.streaming.model_registry import ModelRegistry
 from vigil.streaming.runtime import Runtime, RuntimeConfig
 from vigil.streaming.sources import Source
+
+if TYPE_CHECKING:
+    from vigil.streaming.sources.capture import CaptureMonitor
 
 __all__ = ["Service", "ServiceConfig", "parse_host_port", "run_service"]
 
@@ -136,8 +139,12 @@ class Service:
                 self.camera = CameraInspector(config.camera_model, self.store, sinks)
             self.incidents = self._correlator(config)
             # One correlator behind every source's sink: an asset's alerts meet whatever their modality.
-            for source in [self.runtime, *self.captures, *([self.camera] if self.camera else [])]:
-                source.sink.correlator = self.incidents
+            for sink in [
+                self.runtime.sink,
+                *(monitor.sink for monitor in self.captures),
+                *([self.camera.sink] if self.camera else []),
+            ]:
+                sink.correlator = self.incidents
             self.app = create_app(
                 self.runtime,
                 auth=self.auth,
@@ -149,7 +156,7 @@ class Service:
             self.close()
             raise
 
-    def _capture_monitors(self, config: ServiceConfig, sinks: list[Publisher]) -> list[Source]:
+    def _capture_monitors(self, config: ServiceConfig, sinks: list[Publisher]) -> list[CaptureMonitor]:
         if not config.captures:
             return []
         if config.capture_model is None:
@@ -189,7 +196,8 @@ class Service:
         self.runtime.start()
         self._closers.append(self.runtime.stop)
         mqtt = [self.mqtt] if self.mqtt is not None else []
-        for source in [*mqtt, *self.captures, *self.sources.values()]:
+        sources: list[Source] = [*mqtt, *self.captures, *self.sources.values()]
+        for source in sources:
             source.start()
             self._closers.append(source.stop)
         return self

@@ -317,7 +317,8 @@ def _parse_time(value: Any) -> datetime:
         if not (isinstance(value, int) or math.isfinite(value)):
             msg = f"'time' is not a finite number: {value!r}"
             raise InvalidInputError(msg)
-        if not MIN_TIME.timestamp() <= value < MAX_TIME.timestamp():
+        # numbers.Real only declares < and <=, so the bounds are written with those.
+        if value < MIN_TIME.timestamp() or not value < MAX_TIME.timestamp():
             msg = f"'time' {value!r} is out of range: POSIX seconds from 0 up to {MAX_TIME.timestamp():.0f}"
             raise InvalidInputError(msg)
         return datetime.fromtimestamp(float(value), tz=UTC)

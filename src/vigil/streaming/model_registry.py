@@ -207,9 +207,10 @@ class ModelRegistry:
                 msg = f"model directory {source} does not exist"
                 raise InvalidInputError(msg)
             pipeline = Pipeline.load(source)
-        if getattr(pipeline, "encoder_", None) is not None:
+        encoder = getattr(pipeline, "encoder_", None)
+        if encoder is not None:
             msg = (
-                f"model {name!r} one-hot encodes the text columns {', '.join(pipeline.encoder_.columns)}: live "
+                f"model {name!r} one-hot encodes the text columns {', '.join(encoder.columns)}: live "
                 "readings are numbers only, so such a model scores files (vigil score), not the service"
             )
             raise InvalidInputError(msg)

@@ -81,7 +81,7 @@ class ModelSlot:
     feature_set: frozenset[str]
     context: int
     recent_scores: deque[float]
-    recent_rows: deque[tuple[str, float, Sequence[float]]]
+    recent_rows: deque[tuple[str, float, Sequence[float] | np.ndarray]]
     open_devices: set[str] = field(default_factory=set)
     alarm_states: dict[str, AlarmState] = field(default_factory=dict)
     drifted: bool = False
@@ -135,7 +135,7 @@ def load_slot(registry: ModelRegistry, name: str, config: RuntimeConfig) -> Mode
             # Adaptation restarts from calibration rather than the service refusing to start; said in the log.
             log.warning("%s: unreadable alarm state, devices start from calibration: %s", saved_alarms, exc)
     features = list(pipeline.feature_names_in_)
-    recent_rows: deque[tuple[str, float, Sequence[float]]] = deque(maxlen=config.recent_rows)
+    recent_rows: deque[tuple[str, float, Sequence[float] | np.ndarray]] = deque(maxlen=config.recent_rows)
     # The rows a previous run saved stay in the buffer: without them the first save after a restart would
     # replace thousands of saved rows with the few seen since, and retraining would find nothing to learn.
     saved_rows = read_recent(recent_path(registry, name))

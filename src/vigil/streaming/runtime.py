@@ -90,12 +90,16 @@ class _Control:
     future: Future[Any]
 
 
+#: A record's readings in model order: a list on the fast path, validation's array otherwise.
+_Vector = Sequence[float] | np.ndarray
+
+
 @dataclass
 class _Pending:
     submission: int
     index: int
     reading: Reading
-    vector: Sequence[float]
+    vector: _Vector
     received: float
     note: str = ""
 
@@ -640,13 +644,14 @@ class Runtime:
         for model, pending in groups.items():
             slot = self._slots[model]
             for item, result in zip(pending, self._score(slot, pending, events), strict=True):
+                outcome: Decision | DeadLetter
                 if isinstance(result, Rejection):
-                    letter = self._letter(result, submissions[item.submission].source, item.reading)
-                    letters.append(letter)
-                    result = letter
+                    outcome = self._letter(result, submissions[item.submission].source, item.reading)
+                    letters.append(outcome)
                 else:
                     scored[model] += 1
-                outcomes[item.submission][item.index] = result
+                    outcome = result
+                outcomes[item.submission][item.index] = outcome
 
         if not self.sink.deliver(events, letters, stop=self._stop):
             return  # stopping while the store is down: leave the submissions unacknowledged
@@ -665,7 +670,7 @@ class Runtime:
 
     def _accept(
         self, record: Any, device_hint: str | None, where: str
-    ) -> tuple[str, Reading, Sequence[float], str] | Rejection | Redelivery:
+    ) -> tuple[str, Reading, _Vector, str] | Rejection | Redelivery:
         reading = parse_record(record, device_hint=device_hint, where=where)
         if isinstance(reading, Rejection):
             return reading
@@ -703,12 +708,12 @@ class Runtime:
                 values = {**values, **dict.fromkeys(missing, 0.0)}
                 notes = [f"scored without {lacking}", *notes]
             note = "; ".join(notes)
-        vector = _fast_vector(values, slot.features, slot.feature_set)
+        vector: _Vector | None = _fast_vector(values, slot.features, slot.feature_set)
         if vector is None:  # something is off: let validation.py find it and word the reason
-            missing = _missing_readings(reading)
-            if missing:
+            nulls = _missing_readings(reading)
+            if nulls:
                 self.metrics.record_partial({"missing": sum(v is None for v in reading.values.values())})
-                reason = f"readings (device={device}, {where}) have no value for {missing}"
+                reason = f"readings (device={device}, {where}) have no value for {nulls}"
                 return Rejection("missing_value", reason, device)
             try:
                 vector = check_record(values, slot.features, where=f"readings (device={device}, {where})")
@@ -778,8 +783,8 @@ class Runtime:
         failures: dict[int, Exception] = {}
         scores = np.full(n, np.nan)
         if slot.context == 0:
-            for missing, rows in _by_missing(X):
-                _score_rows(_scorer(slot.pipeline, missing), X, rows, scores, failures)
+            for missing, group in _by_missing(X):
+                _score_rows(_scorer(slot.pipeline, missing), X, group, scores, failures)
         else:
             for device, rows in by_device.items():
                 state = self._devices[device]
@@ -798,13 +803,13 @@ class Runtime:
             rows = [i for i in all_rows if i not in failures]
             if not rows:
                 continue
-            state = slot.alarm_state(device)
-            override = _set_feedback_floor(slot, device, state)
+            alarm = slot.alarm_state(device)
+            override = _set_feedback_floor(slot, device, alarm)
             times = [pending[i].reading.timestamp for i in rows]
-            run = slot.pipeline.alarm_.run(scores[rows], state, timestamps=times)
+            run = slot.pipeline.alarm_.run(scores[rows], alarm, timestamps=times)
             flagged[rows] = run.active
             thresholds[rows] = run.thresholds
-            if state.floor is not None and state.floor < override:
+            if alarm.floor is not None and alarm.floor < override:
                 # The feedback guard capped the floor: a reading flagged at or below the operators' threshold
                 # would have been hidden by their feedback, and its decision says so.
                 for j in np.flatnonzero(run.flagged & (scores[rows] <= override)):
@@ -815,10 +820,10 @@ class Runtime:
                 joined = windows[device]
                 shares[rows] = _contributions(slot.pipeline, joined)[len(joined) - len(rows) :]
         if slot.context == 0 and flagged.any():
-            for missing, rows in _by_missing(X):
-                rows = rows[flagged[rows]]
-                if len(rows):
-                    shares[rows] = _contributions(slot.pipeline, X[rows], missing)
+            for missing, group in _by_missing(X):
+                group = group[flagged[group]]
+                if len(group):
+                    shares[group] = _contributions(slot.pipeline, X[group], missing)
 
         results: list[Decision | Rejection] = []
         refused: dict[int, Rejection] = {}

@@ -344,11 +344,11 @@ def _judge(
             clean[rule][2] += len(normal)
             for draw, (truth, scores) in enumerate(injected):
                 faulty[rule][f"{fold.number}.{draw}"] = (truth, stage.run(scores).active, None)
-    rows = []
+    ranked: list[dict[str, Any]] = []
     for rule in rules:
         pooled = evaluate_groups(faulty[rule])["pooled"]
         events, flagged, n_rows = clean[rule]
-        rows.append(
+        ranked.append(
             {
                 **candidate.to_dict(),
                 "alarm_rule": rule,
@@ -359,7 +359,7 @@ def _judge(
                 "false_alarms_per_1000_rows": 1000.0 * events / n_rows,
             }
         )
-    return rows
+    return ranked
 
 
 def _rank(results: list[dict[str, Any]], rules: list[str]) -> list[dict[str, Any]]:

@@ -174,7 +174,7 @@ def _blocks_module():
         def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
             # The Lite weights were trained on (pixel - 127) / 128 (TensorFlow's EfficientNet-Lite recipe).
             x = ((images * 255.0 - 127.0) / 128.0).contiguous(memory_format=torch.channels_last)
-            net = self.network
+            net: Any = self.network  # EfficientNet-Lite's layers, which nn.Module does not declare
             x = net._swish(net._bn0(net._conv_stem(x)))
             outputs = []
             for index, block in enumerate(net._blocks[: max(self.layers) + 1]):

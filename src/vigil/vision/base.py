@@ -339,7 +339,11 @@ class TorchImageDetector(ImageDetector):
         raise NotImplementedError
 
     def _batch_loss(
-        self, module: nn.Module, images: torch.Tensor, targets: torch.Tensor | None, generator: torch.Generator
+        self,
+        module: nn.Module,
+        images: torch.Tensor,
+        targets: torch.Tensor | None,
+        generator: torch.Generator | None,  # None when scoring the validation images
     ) -> torch.Tensor:
         raise NotImplementedError
 

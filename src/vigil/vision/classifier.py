@@ -12,7 +12,7 @@ flipped at random (seeded) to stretch a small labelled set.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -20,6 +20,9 @@ from numpy.typing import NDArray
 from vigil.errors import InvalidInputError
 from vigil.vision.base import TorchImageDetector, require_torch
 from vigil.vision.registry import register_image_detector
+
+if TYPE_CHECKING:
+    from vigil.vision.networks import SmallCNN
 
 __all__ = ["GOOD", "CNNClassifierDetector"]
 
@@ -60,6 +63,7 @@ class CNNClassifierDetector(TorchImageDetector):
     """
 
     supervised: ClassVar[bool] = True
+    module_: SmallCNN
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {"widths": [_widths_ok]}
 
     def __init__(

@@ -62,6 +62,7 @@ class PadimDetector(PretrainedPatchDetector):
     (4, 32, 32)
     """
 
+    feature_grid_: tuple[int, ...]
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "dims": [Interval(int, 1, None)],
         "regularisation": [Interval(float, 0.0, None, closed="neither")],

@@ -112,6 +112,7 @@ class PatchCoreDetector(PretrainedPatchDetector):
     (4, 32, 32)
     """
 
+    feature_grid_: tuple[int, ...]
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "memory_size": [Interval(int, 1, None)],
         "candidates": [Interval(int, 1, None)],

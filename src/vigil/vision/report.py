@@ -118,8 +118,9 @@ def overlay_png(image: NDArray[Any], heat: NDArray[np.floating], *, threshold: f
     ax = figure.add_subplot()
     ax.set_axis_off()
     ax.imshow(image, cmap="gray", vmin=0.0, vmax=1.0)
-    scale = ScalarMappable(norm=Normalize(0.0, top), cmap="jet")
-    ax.imshow(heat, cmap=scale.cmap, norm=scale.norm, alpha=0.45)
+    norm = Normalize(0.0, top)
+    scale = ScalarMappable(norm=norm, cmap="jet")
+    ax.imshow(heat, cmap=scale.cmap, norm=norm, alpha=0.45)
     if title:
         ax.set_title(title, fontsize=9)
     # The bar from its own mappable: opaque colours, not the translucent ones of the overlay.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -88,15 +89,15 @@ def check_image_rejects_nonfinite(det: ImageDetector) -> None:
     for bad in (np.nan, np.inf, -np.inf):
         broken = train.astype(np.float64) / 255.0
         broken[3, 5, 7] = bad
-        _expect_invalid(lambda b=broken: det.clone().fit(b, y), f"fit with {bad}")
+        _expect_invalid(partial(det.clone().fit, broken, y), f"fit with {bad}")
     _fit(det, data)
     for bad in (np.nan, np.inf):
         broken = data["X_test"].astype(np.float64) / 255.0
         broken[-1, 0, 0] = bad
-        _expect_invalid(lambda b=broken: det.score_samples(b), f"score_samples with {bad}")
-        _expect_invalid(lambda b=broken: det.predict(b), f"predict with {bad}")
+        _expect_invalid(partial(det.score_samples, broken), f"score_samples with {bad}")
+        _expect_invalid(partial(det.predict, broken), f"predict with {bad}")
         if det.localizes:
-            _expect_invalid(lambda b=broken: det.anomaly_map(b), f"anomaly_map with {bad}")
+            _expect_invalid(partial(det.anomaly_map, broken), f"anomaly_map with {bad}")
 
 
 def check_image_rejects_empty_and_wrong_shape(det: ImageDetector) -> None:

@@ -1,8 +1,9 @@
 """Sparkplug B topics and payloads: parse a topic, decode a payload's metrics, encode a payload.
 
 The payload schema is Eclipse Tahu's published ``sparkplug_b.proto`` (EPL-2.0, shipped unmodified beside
-this module), compiled with ``protoc`` into ``sparkplug_b_pb2.py`` for the ``protobuf`` runtime. The maintained
-Python Sparkplug libraries pin old ``protobuf`` or ``paho-mqtt`` 1.x releases, which the service cannot share.
+this module), compiled with ``protoc --python_out=. --pyi_out=. sparkplug_b.proto`` into ``sparkplug_b_pb2.py``
+for the ``protobuf`` runtime and ``sparkplug_b_pb2.pyi`` for type checkers. The maintained Python Sparkplug
+libraries pin old ``protobuf`` or ``paho-mqtt`` 1.x releases, which the service cannot share.
 
 Topics are ``spBv1.0/<group>/<type>/<edge node>[/<device>]``. Metric values follow the Sparkplug B 3.0
 encoding: signed integers travel as two's complement in the unsigned ``int_value`` (8, 16 or 32 bits) or
@@ -51,12 +52,12 @@ REBIRTH_METRIC = "Node Control/Rebirth"
 BDSEQ_METRIC = "bdSeq"
 
 DATATYPE_NAMES = {value: name for name, value in pb.DataType.items()}
-_SIGNED_BITS = {pb.Int8: 8, pb.Int16: 16, pb.Int32: 32, pb.Int64: 64}
+_SIGNED_BITS: dict[int, int] = {pb.Int8: 8, pb.Int16: 16, pb.Int32: 32, pb.Int64: 64}
 _UNSIGNED = {pb.UInt8, pb.UInt16, pb.UInt32, pb.UInt64}
 _FLOATS = {pb.Float, pb.Double}
 #: Data types that become a reading: integers, floats and booleans (1.0 or 0.0).
 NUMERIC_DATATYPES = frozenset({*_SIGNED_BITS, *_UNSIGNED, *_FLOATS, pb.Boolean})
-_VALUE_FIELDS = {
+_VALUE_FIELDS: dict[int, str] = {
     pb.Int8: "int_value",
     pb.Int16: "int_value",
     pb.Int32: "int_value",
