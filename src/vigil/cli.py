@@ -845,6 +845,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         return _fit_capture(args, make)
     if args.group_by:
         return _fit_groups(args, make)
+    _refuse_supervised(args.detector)
     table = _read(args.train, args, label=args.label)
     make = _encoding(make, table)
     X = table.X
@@ -881,6 +882,20 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         f"threshold {pipe.threshold_:.4g}; model {pipe.version_} saved to {out}"
     )
     return 0
+
+
+def _refuse_supervised(detector: str) -> None:
+    """`vigil fit` learns normal behaviour from the normal rows; a supervised detector needs both kinds."""
+    from vigil.registry import available_detectors
+
+    cls = available_detectors().get(detector)
+    if cls is not None and cls.requires_y:
+        msg = (
+            f"--detector {detector} is supervised (it learns attacks from labelled rows), and `vigil fit` trains "
+            "on the normal rows only: fit it in Python with fit(X, y), or run "
+            f"`vigil bench --dataset nsl-kdd --detector {detector}`"
+        )
+        raise InvalidInputError(msg)
 
 
 def _fit_groups(args: argparse.Namespace, make: Any) -> int:

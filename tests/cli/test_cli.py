@@ -283,3 +283,11 @@ def test_score_decides_with_the_models_alarm_stage(tmp_path, plant_csv, capsys):
         above_bypass = scores["score"][i] > policy.bypass_level(scores["threshold"][i])
         assert above_bypass or flagged[max(0, i - 4) : i + 1].sum() >= 3
     assert scores.loc[555:569, "alarm"].all()
+
+
+def test_fit_refuses_a_supervised_detector_and_says_where_it_trains(tmp_path, plant_csv, capsys):
+    argv = ["fit", str(plant_csv), "--label", "label", "--detector", "mlp", "-o", str(tmp_path / "m")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--detector mlp is supervised" in err and "vigil bench --dataset nsl-kdd --detector mlp" in err
+    assert not (tmp_path / "m").exists()
