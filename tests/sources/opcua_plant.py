@@ -23,7 +23,8 @@ def free_port() -> int:
 
 
 class PlantServer:
-    """An OPC UA server whose variables change every ``period`` seconds; ``bad`` nodes report BadSensorFailure."""
+    """An OPC UA server whose variables change every ``period`` seconds; ``bad`` nodes report BadSensorFailure,
+    ``text`` nodes (set before start) hold a string: a node whose type is not what the plant file maps."""
 
     def __init__(self, port: int, assets: dict[str, list[str]], *, period: float = 0.1, generation: int = 1) -> None:
         self.port = port
@@ -31,6 +32,7 @@ class PlantServer:
         self.period = period
         self.generation = generation
         self.bad: set[str] = set()
+        self.text: set[str] = set()
         self.endpoint = f"opc.tcp://127.0.0.1:{port}/vigil/"
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -78,12 +80,15 @@ class PlantServer:
             obj = await server.nodes.objects.add_object(idx, asset)
             for sensor in sensors:
                 name = f"{asset}.{sensor}"
-                variables[name] = await obj.add_variable(ua.NodeId(name, idx), sensor, 0.0)
+                initial = "running" if name in self.text else 0.0
+                variables[name] = await obj.add_variable(ua.NodeId(name, idx), sensor, initial)
         async with server:
             self._ready.set()
             step = 0
             while not self._stop.is_set():
                 for name, variable in variables.items():
+                    if name in self.text:
+                        continue  # keeps its string
                     if name in self.bad:
                         status = ua.StatusCode(ua.StatusCodes.BadSensorFailure)
                         value = ua.DataValue(ua.Variant(0.0, ua.VariantType.Double), StatusCode=status)

@@ -131,6 +131,27 @@ def test_bad_status_and_unknown_node_are_missing_with_their_reason(server):
     assert "ns=2;s=no-such-node" in last["quality"]["flow_m3h"]
 
 
+def test_a_node_of_another_type_than_the_plant_file_maps_is_missing_with_its_type():
+    port = free_port()
+    srv = PlantServer(port, {"pump-1": ["temp_c", "mode"]}, period=PERIOD)
+    srv.text.add("pump-1.mode")
+    srv.start()
+    try:
+        assets = [OpcUaAsset("pump-1", {"temp_c": "ns=2;s=pump-1.temp_c", "flow_m3h": "ns=2;s=pump-1.mode"})]
+        recorder = Recorder()
+        source = OpcUaSource(recorder, options(srv.endpoint, assets=assets)).start()
+        try:
+            recorder.wait_for(lambda: len(recorder.of("pump-1")) >= 2)
+        finally:
+            source.stop()
+    finally:
+        srv.stop()
+    last = recorder.of("pump-1")[-1]
+    assert last["readings"]["flow_m3h"] is None  # no number made up from the text
+    assert last["quality"]["flow_m3h"] == "node ns=2;s=pump-1.mode holds str 'running', not a number"
+    assert last["readings"]["temp_c"] >= 1000
+
+
 def test_server_restart_reports_the_gap_invents_nothing_and_resumes(server):
     recorder = Recorder()
     source = OpcUaSource(recorder, options(server.endpoint)).start()
