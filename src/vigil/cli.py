@@ -841,11 +841,11 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         out = pipe.save(args.output)
         print(f"fitted {args.detector} on the archive {args.train} with Ray; model {pipe.version_} saved to {out}")
         return 0
+    _refuse_supervised(args.detector)
     if _is_capture(args.train):
         return _fit_capture(args, make)
     if args.group_by:
         return _fit_groups(args, make)
-    _refuse_supervised(args.detector)
     table = _read(args.train, args, label=args.label)
     make = _encoding(make, table)
     X = table.X

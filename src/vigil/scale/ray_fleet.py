@@ -43,10 +43,6 @@ def deal(sizes: dict[str, int], workers: int) -> list[list[str]]:
     return chunks
 
 
-def _fit_chunk(template: Pipeline, data: dict[str, pd.DataFrame], max_members: int | None) -> PipelineFleet:
-    return fit_pipelines(template, data, max_members=max_members)
-
-
 def fit_groups_with_ray(
     X: pd.DataFrame,
     groups: Any,
@@ -64,8 +60,9 @@ def fit_groups_with_ray(
     data = split_groups(X, groups)
     chunks = deal({name: len(rows) for name, rows in data.items()}, workers)
     with ray_session(address, actors=len(chunks)) as ray:
-        task = ray.remote(num_cpus=1)(_fit_chunk)
-        parts = ray.get([task.remote(template, {name: data[name] for name in chunk}, max_members) for chunk in chunks])
+        task = ray.remote(num_cpus=1)(fit_pipelines)
+        chunk_data = [{name: data[name] for name in chunk} for chunk in chunks]
+        parts = ray.get([task.remote(template, rows, max_members=max_members) for rows in chunk_data])
     result = PipelineFleet()
     for name in data:
         part = next(p for p in parts if name in p.fitted or name in p.failed)

@@ -491,7 +491,10 @@ class Runtime:
     def devices(self) -> list[dict[str, Any]]:
         """Every device seen: its model, last time, last score and threshold, and its score statistics."""
         out = []
+        sensors: dict[str, list[dict[str, Any]]] = {}  # one list per model, however many devices it serves
         for device in list(self._devices.values()):
+            if device.model not in sensors:
+                sensors[device.model] = self._sensors(device.model)
             last = device.timeline[-1] if device.timeline else None
             out.append(
                 {
@@ -511,7 +514,7 @@ class Runtime:
                     "dead_letters": device.dead_letters,
                     "last_dead_letter": device.last_dead_letter or None,
                     "drift": self._device_drift(device),
-                    "sensors": self._sensors(device.model),
+                    "sensors": sensors[device.model],
                 }
             )
         return sorted(out, key=lambda d: d["device"])
@@ -723,6 +726,8 @@ class Runtime:
                 text = str(exc)
                 kind = "non_finite" if (" is NaN" in text or " is infinite" in text) else "wrong_type"
                 return Rejection(kind, text, device)
+        # A redelivery is recognised by what the record said: its readings, and which sensors it lacked.
+        digest = hash(tuple(vector)) if not missing else hash((tuple(vector), frozenset(missing)))
         if missing:
             vector = [math.nan if name in missing else v for name, v in zip(slot.features, vector, strict=True)]
         state = self._devices.get(device)
@@ -735,8 +740,6 @@ class Runtime:
             state.model = model
             state.history = None
         ts = reading.timestamp
-        # NaN (a sensor scored without) hashes by identity: hash what the record said instead.
-        digest = hash(tuple(None if v != v else v for v in vector))
         if state.last_ts is not None and ts <= state.last_ts:
             if state.is_redelivery(ts, digest):
                 return Redelivery(device, reading.time)
@@ -782,8 +785,10 @@ class Runtime:
         windows: dict[str, np.ndarray] = {}
         failures: dict[int, Exception] = {}
         scores = np.full(n, np.nan)
+        gaps = np.isnan(X)  # the sensors a row is scored without (only row-wise models take such rows)
+        groups = _by_missing(gaps)
         if slot.context == 0:
-            for missing, group in _by_missing(X):
+            for missing, group in groups:
                 _score_rows(_scorer(slot.pipeline, missing), X, group, scores, failures)
         else:
             for device, rows in by_device.items():
@@ -820,11 +825,12 @@ class Runtime:
                 joined = windows[device]
                 shares[rows] = _contributions(slot.pipeline, joined)[len(joined) - len(rows) :]
         if slot.context == 0 and flagged.any():
-            for missing, group in _by_missing(X):
+            for missing, group in groups:
                 group = group[flagged[group]]
                 if len(group):
                     shares[group] = _contributions(slot.pipeline, X[group], missing)
 
+        complete = np.logical_not(gaps.any(axis=1))
         results: list[Decision | Rejection] = []
         refused: dict[int, Rejection] = {}
         for i, exc in failures.items():
@@ -856,7 +862,7 @@ class Runtime:
             ts = reading.timestamp
             slot.calibration.observe(device, ts, score)
             slot.recent_scores.append(score)
-            if all(v == v for v in item.vector):  # retraining needs every sensor
+            if complete[i]:  # retraining needs every sensor
                 slot.recent_rows.append((device, ts, item.vector))
             note = "; ".join(n for n in (item.note, notes.get(i, "")) if n)
             values = (slot.features, tuple(float(v) for v in item.vector))
@@ -1194,11 +1200,10 @@ class Runtime:
         )
 
 
-def _by_missing(X: np.ndarray) -> list[tuple[tuple[int, ...], np.ndarray]]:
-    """The rows of ``X`` grouped by which sensors they lack (NaN), complete rows first."""
-    gaps = np.isnan(X)
+def _by_missing(gaps: np.ndarray) -> list[tuple[tuple[int, ...], np.ndarray]]:
+    """The rows grouped by which sensors they lack (``gaps``: True where a row's reading is NaN), complete first."""
     if not gaps.any():
-        return [((), np.arange(len(X)))]
+        return [((), np.arange(len(gaps)))]
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, row in enumerate(gaps):
         groups.setdefault(tuple(np.flatnonzero(row).tolist()), []).append(i)

@@ -16,7 +16,7 @@ from typing import Any
 
 from vigil.errors import InvalidInputError, ModelFormatError
 
-__all__ = ["file_sha256", "is_onnx_path", "onnx_backbone"]
+__all__ = ["is_onnx_path", "onnx_backbone"]
 
 _INSTALL = "pip install 'vigil[edge]'"
 
@@ -24,15 +24,6 @@ _INSTALL = "pip install 'vigil[edge]'"
 def is_onnx_path(value: Any) -> bool:
     """True when ``value`` names an ONNX file (by its suffix; whether it exists is checked when it is loaded)."""
     return isinstance(value, str) and value.lower().endswith(".onnx")
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of the file at ``path``, hex; ``InvalidInputError`` naming the path when it cannot be read."""
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError as exc:
-        msg = f"cannot read the ONNX backbone {path}: {exc}"
-        raise InvalidInputError(msg) from exc
 
 
 def onnx_backbone(path: str | Path, expected_sha256: str | None = None) -> Any:
@@ -54,7 +45,13 @@ def onnx_backbone(path: str | Path, expected_sha256: str | None = None) -> Any:
     import torch
     from torch import nn
 
-    digest = file_sha256(path)
+    # Read once: the bytes whose hash is checked are the bytes onnxruntime loads.
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        msg = f"cannot read the ONNX backbone {path}: {exc}"
+        raise InvalidInputError(msg) from exc
+    digest = hashlib.sha256(data).hexdigest()
     if expected_sha256 is not None and digest != expected_sha256:
         msg = (
             f"the ONNX backbone {path} changed since the model was fitted: SHA-256 {digest}, the model learned on "
@@ -62,7 +59,7 @@ def onnx_backbone(path: str | Path, expected_sha256: str | None = None) -> Any:
         )
         raise ModelFormatError(msg)
     try:
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for a bad file
         msg = f"onnxruntime cannot load the ONNX backbone {path}: {exc}"
         raise InvalidInputError(msg) from exc
