@@ -26,7 +26,7 @@ from sklearn.metrics import roc_auc_score
 from vigil.base import BaseDetector, OnlineDetector
 from vigil.errors import InvalidInputError, NotFittedError
 
-__all__ = ["check_detector", "make_contract_data"]
+__all__ = ["check_detector", "expect_invalid", "make_contract_data", "state_snapshot", "states_equal"]
 
 Check = Callable[[BaseDetector], None]
 
@@ -66,11 +66,14 @@ def _plain(params: dict[str, object]) -> dict[str, object]:
     return {k: (type(v), _plain(v.get_params())) if isinstance(v, BaseDetector) else v for k, v in params.items()}
 
 
-def _state_snapshot(det: BaseDetector) -> dict[str, object]:
+def state_snapshot(det: BaseDetector) -> dict[str, object]:
+    """A deep copy of ``det``'s learned state, to compare with :func:`states_equal` after a call that must not
+    change it (scoring)."""
     return copy.deepcopy(det._learned_state())
 
 
-def _states_equal(a: dict[str, object], b: dict[str, object]) -> bool:
+def states_equal(a: dict[str, object], b: dict[str, object]) -> bool:
+    """Whether two :func:`state_snapshot` results hold the same values (arrays compared element-wise)."""
     if a.keys() != b.keys():
         return False
     for key in a:
@@ -129,7 +132,8 @@ def check_not_fitted_error(det: BaseDetector) -> None:
     raise AssertionError(msg)
 
 
-def _expect_invalid(call: Callable[[], object], what: str) -> None:
+def expect_invalid(call: Callable[[], object], what: str) -> None:
+    """Call ``call`` and fail (``AssertionError`` naming ``what``) unless it raises ``InvalidInputError``."""
     try:
         call()
     except InvalidInputError:
@@ -143,29 +147,29 @@ def check_rejects_nonfinite(det: BaseDetector) -> None:
     for bad in (np.nan, np.inf, -np.inf):
         broken = X.copy()
         broken[3, 1] = bad
-        _expect_invalid(partial(det.clone().fit, broken, y), f"fit with {bad}")
+        expect_invalid(partial(det.clone().fit, broken, y), f"fit with {bad}")
     det.fit(X, y)
     for bad in (np.nan, np.inf):
         broken = X_test.copy()
         broken[-1, 0] = bad
-        _expect_invalid(partial(det.score_samples, broken), f"score_samples with {bad}")
-        _expect_invalid(partial(det.predict, broken), f"predict with {bad}")
+        expect_invalid(partial(det.score_samples, broken), f"score_samples with {bad}")
+        expect_invalid(partial(det.predict, broken), f"predict with {bad}")
     if isinstance(det, OnlineDetector):
         record = {f"x{j}": 0.0 for j in range(X.shape[1])}
         online = det.clone()
-        _expect_invalid(lambda: online.learn_one({**record, "x0": float("nan")}), "learn_one with NaN")
+        expect_invalid(lambda: online.learn_one({**record, "x0": float("nan")}), "learn_one with NaN")
         for row in X[:50]:
             online.learn_one({f"x{j}": float(v) for j, v in enumerate(row)})
-        _expect_invalid(lambda: online.score_one({**record, "x1": float("inf")}), "score_one with inf")
+        expect_invalid(lambda: online.score_one({**record, "x1": float("inf")}), "score_one with inf")
 
 
 def check_rejects_empty_and_wrong_shape(det: BaseDetector) -> None:
     X, y, X_test, _ = _data(det)
-    _expect_invalid(lambda: det.clone().fit(np.empty((0, X.shape[1])), y), "fit on zero rows")
-    _expect_invalid(lambda: det.clone().fit(X[:, 0], y), "fit on a 1-D array")
+    expect_invalid(lambda: det.clone().fit(np.empty((0, X.shape[1])), y), "fit on zero rows")
+    expect_invalid(lambda: det.clone().fit(X[:, 0], y), "fit on a 1-D array")
     det.fit(X, y)
-    _expect_invalid(lambda: det.score_samples(X_test[:, :-1]), "score_samples with a missing feature")
-    _expect_invalid(lambda: det.score_samples(np.hstack([X_test, X_test[:, :1]])), "an extra feature")
+    expect_invalid(lambda: det.score_samples(X_test[:, :-1]), "score_samples with a missing feature")
+    expect_invalid(lambda: det.score_samples(np.hstack([X_test, X_test[:, :1]])), "an extra feature")
 
 
 def check_scores_shape_and_finite(det: BaseDetector) -> None:
@@ -177,13 +181,13 @@ def check_scores_shape_and_finite(det: BaseDetector) -> None:
     assert det.score_samples(X_test[:rows]).shape == (rows,)
     if det.context_rows:
         # Fewer rows than one window cannot be scored on their own: a clear error, never a padded guess.
-        _expect_invalid(lambda: det.score_samples(X_test[: rows - 1]), "fewer rows than one window")
+        expect_invalid(lambda: det.score_samples(X_test[: rows - 1]), "fewer rows than one window")
 
 
 def check_scoring_is_pure(det: BaseDetector) -> None:
     X, y, X_test, _ = _data(det)
     det.fit(X, y)
-    before = _state_snapshot(det)
+    before = state_snapshot(det)
     X_copy = X_test.copy()
     first = det.score_samples(X_test)
     det.predict(X_test)
@@ -191,11 +195,11 @@ def check_scoring_is_pure(det: BaseDetector) -> None:
     second = det.score_samples(X_test)
     assert np.array_equal(X_test, X_copy), "scoring modified its input"
     assert np.array_equal(first, second), "scoring the same rows twice gave different scores"
-    assert _states_equal(before, _state_snapshot(det)), "scoring changed the learned state"
+    assert states_equal(before, state_snapshot(det)), "scoring changed the learned state"
     if isinstance(det, OnlineDetector):
         record = {f"x{j}": float(v) for j, v in enumerate(X_test[0])}
         a = det.score_one(record)
-        assert _states_equal(before, _state_snapshot(det)), "score_one changed the learned state"
+        assert states_equal(before, state_snapshot(det)), "score_one changed the learned state"
         assert a == det.score_one(record)
 
 
@@ -266,14 +270,14 @@ def check_detects_obvious_outliers(det: BaseDetector) -> None:
 def check_invalid_parameter_rejected(det: BaseDetector) -> None:
     X, y, _, _ = _data(det)
     name, bad = ("contamination", 2.0) if "contamination" in det.get_params() else ("random_state", -1)
-    _expect_invalid(lambda: det.clone().set_params(**{name: bad}).fit(X, y), f"{name}={bad}")
+    expect_invalid(lambda: det.clone().set_params(**{name: bad}).fit(X, y), f"{name}={bad}")
 
 
 def check_labels_required(det: BaseDetector) -> None:
     X, y, _, _ = _data(det)
     assert y is not None
-    _expect_invalid(lambda: det.clone().fit(X), "fit of a supervised detector without y")
-    _expect_invalid(lambda: det.clone().fit(X, y[:-1]), "one label too few")
+    expect_invalid(lambda: det.clone().fit(X), "fit of a supervised detector without y")
+    expect_invalid(lambda: det.clone().fit(X, y[:-1]), "one label too few")
 
 
 def check_online_learning(det: BaseDetector) -> None:

@@ -21,12 +21,12 @@ from sklearn.metrics import roc_auc_score
 
 from vigil.errors import InvalidInputError, NotFittedError
 from vigil.testing import (
-    _expect_invalid,
-    _state_snapshot,
-    _states_equal,
     check_clone_and_params_round_trip,
     check_defaults_immutable,
     check_init_stores_only_params,
+    expect_invalid,
+    state_snapshot,
+    states_equal,
 )
 from vigil.vision.base import ImageDetector
 from vigil.vision.synthetic import make_synthetic_set
@@ -89,28 +89,28 @@ def check_image_rejects_nonfinite(det: ImageDetector) -> None:
     for bad in (np.nan, np.inf, -np.inf):
         broken = train.astype(np.float64) / 255.0
         broken[3, 5, 7] = bad
-        _expect_invalid(partial(det.clone().fit, broken, y), f"fit with {bad}")
+        expect_invalid(partial(det.clone().fit, broken, y), f"fit with {bad}")
     _fit(det, data)
     for bad in (np.nan, np.inf):
         broken = data["X_test"].astype(np.float64) / 255.0
         broken[-1, 0, 0] = bad
-        _expect_invalid(partial(det.score_samples, broken), f"score_samples with {bad}")
-        _expect_invalid(partial(det.predict, broken), f"predict with {bad}")
+        expect_invalid(partial(det.score_samples, broken), f"score_samples with {bad}")
+        expect_invalid(partial(det.predict, broken), f"predict with {bad}")
         if det.localizes:
-            _expect_invalid(partial(det.anomaly_map, broken), f"anomaly_map with {bad}")
+            expect_invalid(partial(det.anomaly_map, broken), f"anomaly_map with {bad}")
 
 
 def check_image_rejects_empty_and_wrong_shape(det: ImageDetector) -> None:
     data = make_image_contract_data()
     y = data["y_labelled"] if det.supervised else None
     train = data["X_labelled"] if det.supervised else data["X_train"]
-    _expect_invalid(lambda: det.clone().fit(np.empty((0, 32, 32), np.uint8)), "fit on zero images")
-    _expect_invalid(lambda: det.clone().fit(train[0], None if y is None else y[:1]), "fit on one 2-D image")
-    _expect_invalid(lambda: det.clone().fit(train[..., None].repeat(2, axis=-1), y), "fit on 2-channel images")
-    _expect_invalid(lambda: det.clone().fit(np.full(train.shape, "a"), y), "fit on strings")
+    expect_invalid(lambda: det.clone().fit(np.empty((0, 32, 32), np.uint8)), "fit on zero images")
+    expect_invalid(lambda: det.clone().fit(train[0], None if y is None else y[:1]), "fit on one 2-D image")
+    expect_invalid(lambda: det.clone().fit(train[..., None].repeat(2, axis=-1), y), "fit on 2-channel images")
+    expect_invalid(lambda: det.clone().fit(np.full(train.shape, "a"), y), "fit on strings")
     _fit(det, data)
-    _expect_invalid(lambda: det.score_samples(data["X_test"][:, :16, :16]), "score_samples on smaller images")
-    _expect_invalid(lambda: det.score_samples(data["X_test"][..., None].repeat(3, axis=-1)), "RGB after grey fit")
+    expect_invalid(lambda: det.score_samples(data["X_test"][:, :16, :16]), "score_samples on smaller images")
+    expect_invalid(lambda: det.score_samples(data["X_test"][..., None].repeat(3, axis=-1)), "RGB after grey fit")
 
 
 def check_image_scores_shape_and_finite(det: ImageDetector) -> None:
@@ -140,7 +140,7 @@ def check_image_anomaly_map(det: ImageDetector) -> None:
 def check_image_scoring_is_pure(det: ImageDetector) -> None:
     data = make_image_contract_data()
     _fit(det, data)
-    before = _state_snapshot(det)
+    before = state_snapshot(det)
     X = data["X_test"]
     copy = X.copy()
     first = det.score_samples(X)
@@ -149,7 +149,7 @@ def check_image_scoring_is_pure(det: ImageDetector) -> None:
         det.anomaly_map(X)
     assert np.array_equal(X, copy), "scoring modified its input"
     assert np.array_equal(first, det.score_samples(X)), "scoring the same images twice gave different scores"
-    assert _states_equal(before, _state_snapshot(det)), "scoring changed the learned state"
+    assert states_equal(before, state_snapshot(det)), "scoring changed the learned state"
     shuffled = det.score_samples(X[::-1])
     np.testing.assert_allclose(
         shuffled[::-1], first, rtol=1e-6, atol=1e-9, err_msg="an image's score depends on the batch"
@@ -202,15 +202,15 @@ def check_image_colour_images(det: ImageDetector) -> None:
 
 def check_image_invalid_parameter_rejected(det: ImageDetector) -> None:
     data = make_image_contract_data()
-    _expect_invalid(lambda: _fit(det.clone().set_params(contamination=2.0), data), "contamination=2.0")
+    expect_invalid(lambda: _fit(det.clone().set_params(contamination=2.0), data), "contamination=2.0")
 
 
 def check_image_supervised_needs_labels(det: ImageDetector) -> None:
     if not det.supervised:
         return
     data = make_image_contract_data()
-    _expect_invalid(lambda: det.clone().fit(data["X_labelled"]), "a supervised fit without labels")
-    _expect_invalid(
+    expect_invalid(lambda: det.clone().fit(data["X_labelled"]), "a supervised fit without labels")
+    expect_invalid(
         lambda: det.clone().fit(data["X_train"], np.array(["good"] * len(data["X_train"]))), "labels of one class"
     )
 
