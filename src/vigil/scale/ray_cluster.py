@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 def ray_session(address: str | None = None, *, actors: int = 1) -> Iterator[Any]:
     """Yield the ``ray`` module connected to ``address``, or to a local instance started for ``actors``.
 
-    A local instance gets at least ``actors + 2`` logical CPUs: Ray Data's read tasks need CPU slots of their
-    own beside the actors, and on a 2-core machine a pool that takes every slot waits forever for its input.
+    A local instance gets at least ``actors + 2`` logical CPUs: Ray Data's read tasks (distributed training)
+    need CPU slots of their own beside the actors, and on a 2-core machine a pool that takes every slot waits
+    forever for its input.
     Logical CPUs are slots, not cores; the operating system shares the real ones. A session that this
     function started is shut down on exit; an existing connection (``ray.init`` done by the caller) is reused
     and left alone.

@@ -1,39 +1,52 @@
-"""Score a partitioned Parquet archive on a Ray cluster: Ray Data streams it through an actor pool.
+"""Score a partitioned Parquet archive on a Ray cluster: a pool of actors, each reading, scoring and writing.
 
 Each actor holds one fitted :class:`~vigil.pipeline.Pipeline` (the model directory's files travel with the
-job, so the nodes need no shared storage) and scores Arrow batches as Ray Data streams them from the
-Parquet files: reading, scoring and writing overlap, and memory stays bounded by the batches in flight,
-not by the archive's size. With GPUs in the cluster each actor takes one (deep detectors use it).
+job, so the nodes need no copy of the model) and takes pieces of the archive (a few row groups of one file)
+from a shared queue as it finishes the last: it reads them in batches with pyarrow, scores them and appends
+the result to its own Parquet part file. Nothing but row counts passes through Ray's object store, memory is
+bounded by one batch per actor, and the only fixed cost is starting the actors (each imports Vigil and loads
+the model); an earlier version streamed through Ray Data, whose planning, listing, read and write tasks
+added several seconds to every run (docs/scaling.md). The archive and the output directory must be
+reachable from every node under the same path (a shared file system), as they were for Ray Data's readers
+and writers. With GPUs in the cluster each actor takes one (deep detectors use it).
 
 The output is a Parquet dataset (a directory of part files): the archive's non-feature columns (time,
-device, partition keys), the source file, and ``score``, ``threshold``, ``anomaly`` and ``top_features``
-(``name=share;...``, for anomalous rows). By default only anomalous rows are written (``keep="anomalies"``);
-``keep="all"`` writes one row per reading.
+device, partition keys as strings), the source file, and ``score``, ``threshold``, ``anomaly`` and
+``top_features`` (``name=share;...``, for anomalous rows). By default only anomalous rows are written
+(``keep="anomalies"``); ``keep="all"`` writes one row per reading.
 
 Only pipelines that score each row on its own are distributed this way (``context_rows == 0``: PCA,
 Isolation Forest, Mahalanobis, dense autoencoders). A windowed model needs each series in time order with
-its history, which arbitrary batches do not give; it is refused with a message rather than scored wrongly.
+its history, which pieces of files do not give; it is refused with a message rather than scored wrongly.
 """
 
 from __future__ import annotations
 
+import math
+import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import numpy as np
 
 from vigil.errors import InvalidInputError, VigilError
 from vigil.pipeline import Pipeline, top_features
+from vigil.progress import progress as progress_bar
 from vigil.scale._optional import require
-from vigil.scale.archive import describe_archive
+from vigil.scale.archive import ArchiveInfo, describe_archive
 from vigil.scale.ray_cluster import ray_session
 
-__all__ = ["ArchiveScorer", "read_model_files", "score_archive_with_ray"]
+__all__ = ["ArchivePiece", "ArchiveScorer", "plan_pieces", "read_model_files", "score_archive_with_ray"]
 
 #: Name of the column that says which archive file a row came from.
 SOURCE_COLUMN = "source_file"
+
+#: Pieces per actor the archive is cut into, so that a slow actor does not hold up the end of the run.
+PIECES_PER_ACTOR = 8
 
 
 def read_model_files(model_dir: str | Path) -> dict[str, bytes]:
@@ -55,8 +68,61 @@ def _load_pipeline(model_files: dict[str, bytes]) -> Pipeline:
         return Pipeline.load(root)
 
 
+@dataclass(frozen=True)
+class ArchivePiece:
+    """Some consecutive row groups of one archive file: the unit an actor takes from the queue.
+
+    Attributes
+    ----------
+    path : str
+        The Parquet file.
+    row_groups : tuple of int
+    rows : int
+    partition : tuple of (str, str)
+        The Hive partition keys and values of the file's directory (``plant=north`` → ``("plant", "north")``).
+    """
+
+    path: str
+    row_groups: tuple[int, ...]
+    rows: int
+    partition: tuple[tuple[str, str], ...]
+
+
+def plan_pieces(info: ArchiveInfo, *, actors: int) -> list[ArchivePiece]:
+    """Cut the archive into pieces of whole row groups, about ``PIECES_PER_ACTOR`` per actor, largest first.
+
+    Largest first, so that the last pieces handed out are small and the actors finish together.
+    """
+    pq = require("pyarrow.parquet", purpose="Parquet archives")
+    target = max(1, math.ceil(info.rows / (PIECES_PER_ACTOR * actors)))
+    pieces = []
+    for path in info.files:
+        partition = _partition_of(path, info.root, info.partition_keys)
+        metadata = pq.read_metadata(path)
+        groups: list[int] = []
+        rows = 0
+        for index in range(metadata.num_row_groups):
+            groups.append(index)
+            rows += metadata.row_group(index).num_rows
+            if rows >= target:
+                pieces.append(ArchivePiece(path, tuple(groups), rows, partition))
+                groups, rows = [], 0
+        if groups:
+            pieces.append(ArchivePiece(path, tuple(groups), rows, partition))
+    return sorted(pieces, key=lambda piece: -piece.rows)
+
+
+def _partition_of(path: str, root: Path, keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    found = {}
+    for part in Path(path).relative_to(root).parent.parts if root.is_dir() else ():
+        key, sep, value = part.partition("=")
+        if sep and key in keys:
+            found[key] = unquote(value)
+    return tuple((key, found[key]) for key in keys if key in found)
+
+
 class ArchiveScorer:
-    """The callable each Ray actor runs: Arrow batch of readings in, Arrow batch of scores out.
+    """What each Ray actor runs: Arrow table of readings in, Arrow table of scores out.
 
     Parameters
     ----------
@@ -88,6 +154,40 @@ class ArchiveScorer:
         self.keep = keep
         self.top_k = top_k
         self._pa = require("pyarrow", purpose="Parquet archives")
+        self.ready_at = time.time()
+
+    def score_piece(self, piece: ArchivePiece, output: str, *, batch_size: int) -> tuple[int, int, float]:
+        """Score one piece in batches and write what is kept to ``output`` (no file when nothing is).
+
+        Returns the rows read, the rows above the threshold and when this actor had loaded its model
+        (seconds since the epoch), from which the caller measures the start-up.
+        """
+        pa = self._pa
+        pq = require("pyarrow.parquet", purpose="Parquet archives")
+        partition = dict(piece.partition)
+        source = pa.array([piece.path])
+        wanted = [*self.pipeline.feature_names_in_, *(n for n in self.passthrough if n not in partition)]
+        reader = pq.ParquetFile(piece.path)
+        columns = [name for name in wanted if name in reader.schema_arrow.names]
+        writer = None
+        rows = flagged = 0
+        try:
+            for batch in reader.iter_batches(batch_size=batch_size, row_groups=list(piece.row_groups), columns=columns):
+                table = pa.Table.from_batches([batch])
+                n = table.num_rows
+                for key, value in partition.items():
+                    table = table.append_column(key, pa.array([value] * n, type=pa.string()))
+                table = table.append_column(SOURCE_COLUMN, pa.repeat(source[0], n))
+                scored = self(table)
+                rows += n
+                flagged += int(np.count_nonzero(scored.column("anomaly").to_numpy(zero_copy_only=False)))
+                if scored.num_rows:
+                    writer = writer or pq.ParquetWriter(output, scored.schema)
+                    writer.write_table(scored)
+        finally:
+            if writer is not None:
+                writer.close()
+        return rows, flagged, self.ready_at
 
     def __call__(self, batch: Any) -> Any:
         pa = self._pa
@@ -162,15 +262,16 @@ def score_archive_with_ray(
     top_k : int
         Contributing features named per anomalous row.
     batch_size : int
-        Rows per batch handed to an actor.
+        Rows an actor reads and scores at a time (its memory bound).
     progress : bool
-        Show Ray Data's progress bars (on stderr).
+        Report the rows scored (on stderr).
 
     Returns
     -------
     dict
         ``rows``, ``anomalies``, ``files``, ``workers``, ``gpus_per_worker``, ``seconds``,
-        ``rows_per_second``, ``model_version``, ``threshold``, ``output``.
+        ``startup_seconds`` (until the last actor had loaded the model), ``rows_per_second``,
+        ``model_version``, ``threshold``, ``output``.
 
     Raises
     ------
@@ -201,43 +302,46 @@ def score_archive_with_ray(
     model_files = read_model_files(model_dir)
     passthrough = [*info.passthrough, SOURCE_COLUMN]
     started = time.perf_counter()
+    wall_start = time.time()
     with ray_session(address, actors=workers or 1) as ray:
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         n_workers = workers or max(1, (gpus or int(resources.get("CPU", 2))) - 1)
         gpus_per_worker = 1 if gpus >= n_workers and gpus > 0 else 0
-        context = ray.data.DataContext.get_current()
-        # Blocks are what actors share out: cut the archive into at least four per actor, never above Ray's
-        # own ceiling (which bounds memory on large archives).
-        context.target_max_block_size = int(
-            min(context.target_max_block_size, max(1 << 16, info.bytes // (4 * n_workers)))
+        actor_class = ray.remote(num_cpus=1, num_gpus=gpus_per_worker)(ArchiveScorer)
+        actors = [
+            actor_class.remote(model_files, passthrough=passthrough, keep=keep, top_k=top_k) for _ in range(n_workers)
+        ]
+        pieces = plan_pieces(info, actors=n_workers)
+        destination.mkdir(parents=True)
+        pool = require("ray.util", purpose="Ray scale-out").ActorPool(actors)
+        work = pool.map_unordered(
+            lambda actor, item: actor.score_piece.remote(
+                item[1], str(destination / f"part-{item[0]:05d}.parquet"), batch_size=batch_size
+            ),
+            list(enumerate(pieces)),
         )
-        context.enable_progress_bars = progress
-        context.raise_original_map_exception = True  # a VigilError from an actor reaches the caller as such
-        dataset = (
-            ray.data.read_parquet(str(info.root), include_paths=True)
-            .select_columns([*pipe.feature_names_in_, *info.passthrough, "path"])  # pushed down to the reader
-            .rename_columns({"path": SOURCE_COLUMN})
-        )
-        scored = dataset.map_batches(
-            ArchiveScorer,
-            fn_constructor_args=(model_files,),
-            fn_constructor_kwargs={"passthrough": passthrough, "keep": keep, "top_k": top_k},
-            batch_format="pyarrow",
-            batch_size=batch_size,
-            compute=ray.data.ActorPoolStrategy(size=n_workers),
-            num_cpus=1,
-            num_gpus=gpus_per_worker,
-        )
+        anomalies = 0
+        ready = wall_start
+        bar = progress_bar(desc="scoring the archive", unit="row", total=info.rows, enabled=progress)
         try:
-            scored.write_parquet(str(destination))
+            for rows, flagged, ready_at in work:
+                anomalies += flagged
+                ready = max(ready, ready_at)
+                bar.update(rows)
         except Exception as exc:
+            # The directory is this run's own (it did not exist): remove the part files of a failed run, so
+            # that running again with the same output works.
+            shutil.rmtree(destination, ignore_errors=True)
             cause = _vigil_cause(exc)
             if cause is not None:
                 raise InvalidInputError(str(cause)) from exc
             raise
+        finally:
+            bar.close()
+            for actor in actors:
+                ray.kill(actor)
     seconds = time.perf_counter() - started
-    anomalies = _count_anomalies(destination, keep)
     return {
         "rows": info.rows,
         "anomalies": anomalies,
@@ -245,6 +349,7 @@ def score_archive_with_ray(
         "workers": n_workers,
         "gpus_per_worker": gpus_per_worker,
         "seconds": seconds,
+        "startup_seconds": ready - wall_start,
         "rows_per_second": info.rows / seconds if seconds > 0 else float("inf"),
         "model_version": pipe.version_,
         "threshold": float(pipe.threshold_),
@@ -263,13 +368,3 @@ def _vigil_cause(exc: BaseException) -> VigilError | None:
         cause = getattr(current, "cause", None)
         current = cause if isinstance(cause, BaseException) else (current.__cause__ or current.__context__)
     return None
-
-
-def _count_anomalies(destination: Path, keep: str) -> int:
-    ds = require("pyarrow.dataset", purpose="Parquet archives")
-    if not destination.exists():
-        return 0
-    dataset = ds.dataset(str(destination), format="parquet")
-    if keep == "anomalies":
-        return int(sum(f.metadata.num_rows for f in dataset.get_fragments()))
-    return int(sum(dataset.to_table(columns=["anomaly"]).column("anomaly").to_numpy(zero_copy_only=False)))
