@@ -44,10 +44,6 @@ def _parse_param(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def _plural(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
-
-
 def _split_columns(text: str | None) -> list[str]:
     return [c.strip() for c in text.split(",") if c.strip()] if text else []
 
@@ -780,53 +776,18 @@ def _evaluate_stream(args: argparse.Namespace, make: Any, X_train: Any, test: An
     return 0
 
 
-def _model_layout(model: str) -> dict[str, Any]:
-    """What ``vigil fit`` recorded about a model's input (``input.json``), or {} for a model without it."""
-    path = Path(model) / "input.json"
-    try:
-        return json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _is_capture(path: str) -> bool:
-    return Path(path).suffix.lower() in (".pcap", ".pcapng", ".cap", ".dmp")
-
-
-def _fit_capture(args: argparse.Namespace, make: Any) -> int:
-    from vigil.network.cli import read_packets_as_table
-
-    X, _ = read_packets_as_table(args.train)
-    pipe = make().fit(X)
-    out = pipe.save(args.output)
-    (out / "input.json").write_text(json.dumps({"kind": "capture", "features": pipe.feature_names_in_}, indent=2))
-    print(
-        f"fitted {args.detector} on {len(X)} packets of {Path(args.train).name} ({X.shape[1]} features); "
-        f"threshold {pipe.threshold_:.4g}; model {pipe.version_} saved to {out}"
-    )
-    return 0
-
-
 def _cmd_fit(args: argparse.Namespace) -> int:
-    if args.detector == "auto" and (Path(args.train).is_dir() or _is_capture(args.train)):
+    from vigil.network.pcap import is_capture
+
+    if args.detector == "auto" and (Path(args.train).is_dir() or is_capture(args.train)):
         what = "an image folder" if Path(args.train).is_dir() else "a packet capture"
         msg = f"{args.train} is {what}: --detector auto chooses among telemetry detectors; name a detector"
         raise InvalidInputError(msg)
     if Path(args.train).is_dir():
         from vigil.vision.cli import fit_image_folder
 
-        print(
-            fit_image_folder(
-                args.train,
-                args.detector,
-                args.output,
-                params=dict(args.param),
-                size=args.size,
-                mode=args.mode,
-                resize=args.resize,
-                seed=args.seed,
-            )
-        )
+        options = {"size": args.size, "mode": args.mode, "resize": args.resize, "seed": args.seed}
+        print(fit_image_folder(args.train, args.detector, args.output, params=dict(args.param), **options))
         return 0
     make, _ = _pipeline_factory(args)
     if args.ray and args.detector == "auto":
@@ -841,186 +802,57 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         out = pipe.save(args.output)
         print(f"fitted {args.detector} on the archive {args.train} with Ray; model {pipe.version_} saved to {out}")
         return 0
-    _refuse_supervised(args.detector)
-    if _is_capture(args.train):
-        return _fit_capture(args, make)
-    if args.group_by:
-        return _fit_groups(args, make)
-    table = _read(args.train, args, label=args.label)
-    make = _encoding(make, table)
-    X = table.X
-    if table.y is not None and table.y.any():
-        X = table.X.loc[~table.y].reset_index(drop=True)
-        print(f"left {int(table.y.sum())} labelled anomalous rows out of training", file=sys.stderr)
-    try:
-        pipe = make().fit(X)
-    except InvalidInputError as exc:
-        msg = f"{args.train}: {exc}"  # the library names rows and columns, the file is the CLI's to name
-        raise InvalidInputError(msg) from exc
-    out = pipe.save(args.output)
-    layout = {
-        "time": args.time,
-        "label": args.label,
-        "drop": _split_columns(args.drop),
-        "sep": args.sep,
-        "features": pipe.feature_names_in_,
-        "categorical": list(table.categorical),
-    }
-    (out / "input.json").write_text(json.dumps(layout, indent=2) + "\n")
-    selection = getattr(pipe, "selection_", None)
-    if selection is not None:
-        from vigil.tuning.auto import describe_selection
+    from vigil import fitting
 
-        print(describe_selection(selection))
-    name = (
-        args.detector
-        if selection is None
-        else f"auto ({selection['chosen']['label']}, {selection['chosen']['alarm_rule']} alarms)"
-    )
-    print(
-        f"fitted {name} on {len(X)} rows × {X.shape[1]} columns; "
-        f"threshold {pipe.threshold_:.4g}; model {pipe.version_} saved to {out}"
-    )
-    return 0
-
-
-def _refuse_supervised(detector: str) -> None:
-    """`vigil fit` learns normal behaviour from the normal rows; a supervised detector needs both kinds."""
-    from vigil.registry import available_detectors
-
-    cls = available_detectors().get(detector)
-    if cls is not None and cls.requires_y:
-        msg = (
-            f"--detector {detector} is supervised (it learns attacks from labelled rows), and `vigil fit` trains "
-            "on the normal rows only: fit it in Python with fit(X, y), or run "
-            f"`vigil bench --dataset nsl-kdd --detector {detector}`"
-        )
-        raise InvalidInputError(msg)
-
-
-def _fit_groups(args: argparse.Namespace, make: Any) -> int:
-    from vigil.fleet import fit_groups
-    from vigil.streaming.model_registry import ModelRegistry
-
+    fitting.refuse_supervised(args.detector)
+    if is_capture(args.train):
+        print(fitting.fit_capture_file(make, args.train, args.output, detector=args.detector))
+        return 0
     table = _read(args.train, args, label=args.label, group=args.group_by)
-    X, groups = table.X, table.group
-    if table.y is not None and table.y.any():
-        X, groups = table.X.loc[~table.y].reset_index(drop=True), groups[~table.y]
-        print(f"left {int(table.y.sum())} labelled anomalous rows out of training", file=sys.stderr)
-    if args.ray:
-        from vigil.scale.ray_fleet import fit_groups_with_ray
-
-        fleet = fit_groups_with_ray(X, groups, make(), workers=args.workers or 2, address=args.ray_address)
-    else:
-        fleet = fit_groups(X, groups, make())
-    registry = ModelRegistry(args.output)
-    skipped = dict(fleet.reasons)
-    added = 0
-    for name, pipe in fleet.fitted.items():
-        meta = {"trained_on": args.train, "group_by": args.group_by, "asset": name}
-        try:
-            registry.add(name, pipe, activate=True, meta=meta, reason=f"vigil fit --group-by {args.group_by}")
-        except InvalidInputError as exc:  # an asset name that cannot be a model name
-            skipped[name] = f"{name}: {exc}"
-            continue
-        added += 1
-    print(
-        f"fitted {args.detector} for {added} of {added + len(skipped)} {args.group_by} values "
-        f"({len(fleet.batched)} trained as {'fleets on Ray' if args.ray else 'one fleet'}); "
-        f"models saved to registry {args.output}"
-    )
-    for reason in skipped.values():
-        print(f"skipped {reason}", file=sys.stderr)
-    if not added:
-        msg = f"{args.train}: no {args.group_by} could be fitted"
-        raise InvalidInputError(msg)
+    _note_left_out(table)
+    if args.group_by:
+        summary, skipped, added = fitting.fit_fleet(
+            make, table, args.output, detector=args.detector, group_by=args.group_by, source=args.train,
+            ray=args.ray, workers=args.workers or 2, address=args.ray_address,
+        )  # fmt: skip
+        print(summary)
+        for reason in skipped:
+            print(f"skipped {reason}", file=sys.stderr)
+        if not added:
+            msg = f"{args.train}: no {args.group_by} could be fitted"
+            raise InvalidInputError(msg)
+        return 0
+    layout = {"time": args.time, "label": args.label, "drop": _split_columns(args.drop), "sep": args.sep}
+    make = _encoding(make, table)
+    print(fitting.fit_table(make, table, args.output, detector=args.detector, layout=layout, source=args.train))
     return 0
+
+
+def _note_left_out(table: Any) -> None:
+    if table.y is not None and table.y.any():
+        print(f"left {int(table.y.sum())} labelled anomalous rows out of training", file=sys.stderr)
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    import numpy as np
-    import pandas as pd
-
-    from vigil.data.tables import read_table
-    from vigil.pipeline import Pipeline, top_features
-
     if args.ray:
         from vigil.scale.ray_scoring import score_archive_with_ray
 
         summary = score_archive_with_ray(
-            args.model,
-            args.data,
-            args.output,
-            address=args.ray_address,
-            workers=args.workers,
-            keep=args.keep,
-            top_k=args.top_k,
-            progress=True,
-        )
+            args.model, args.data, args.output, address=args.ray_address, workers=args.workers, keep=args.keep,
+            top_k=args.top_k, progress=True,
+        )  # fmt: skip
         print(
             f"scored {summary['rows']} rows of {summary['files']} files on {summary['workers']} Ray workers in "
             f"{summary['seconds']:.1f} s ({summary['rows_per_second']:,.0f} rows/s): {summary['anomalies']} above "
             f"the threshold; wrote {summary['output']}"
         )
         return 0
-    from vigil.vision.cli import is_image_model
+    from vigil.scoring import score_file
 
-    if is_image_model(args.model):
-        from vigil.vision.cli import score_image_folder
-
-        print(score_image_folder(args.model, args.data, args.output, maps=args.maps))
-        return 0
-    model_layout = _model_layout(args.model)
-    if _is_capture(args.data) != (model_layout.get("kind") == "capture"):
-        msg = (
-            f"{args.data} is a packet capture, but {args.model} was fitted on a table (columns "
-            f"{', '.join(model_layout.get('features', [])[:4])}...): score captures with a model fitted by "
-            "`vigil fit BENIGN.pcap`"
-            if _is_capture(args.data)
-            else f"{args.model} was fitted on a packet capture: give it a .pcap/.pcapng file, not {args.data}"
-        )
-        raise InvalidInputError(msg)
-    if _is_capture(args.data):
-        from vigil.network.cli import write_capture_scores
-
-        print(write_capture_scores(args.model, args.data, args.output, top_k=args.top_k))
-        return 0
-    pipe = Pipeline.load(Path(args.model))
-    layout = model_layout
-    table = read_table(
-        args.data,
-        label=args.label if args.label is not None else layout.get("label"),
-        time=args.time if args.time is not None else layout.get("time"),
-        drop=_split_columns(args.drop) if args.drop is not None else layout.get("drop", []),
-        sep=args.sep if args.sep is not None else layout.get("sep", ","),
-        columns=pipe.feature_names_in_,
-        sort_time=args.sort_time,
-        drop_duplicate_times=args.drop_duplicate_times,
-        categorical=pipe.encoder_.columns if pipe.encoder_ is not None else (),
-    )
-    scores = pipe.score_samples(table.X)
-    ranked = top_features(pipe.contributions(table.X), pipe.feature_names_out_, top_k=args.top_k)
-    # The model's own alarm stage decides, as the service would on the same rows in the same order.
-    run = pipe.decide(scores, timestamps=None if table.time is None else table.time.to_numpy())
-    out = pd.DataFrame({"row": np.arange(len(scores))})
-    if table.time is not None:
-        out["time"] = table.time.strftime("%Y-%m-%dT%H:%M:%S")
-    out["score"] = scores
-    out["threshold"] = run.thresholds
-    out["anomaly"] = run.flagged
-    out["alarm"] = run.active
-    out["top_features"] = [";".join(f"{name}={share:.3f}" for name, share in row) for row in ranked]
-    destination = Path(args.output)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    out.to_csv(destination, index=False)
-    adapts = not np.all(run.thresholds == pipe.threshold_)
-    level = f"the threshold {pipe.threshold_:.4g}" + (
-        f" (adapting: {run.thresholds.min():.4g} to {run.thresholds.max():.4g})" if adapts else ""
-    )
-    print(
-        f"scored {len(out)} rows with {pipe.version_}: {int(out['anomaly'].sum())} above {level}; "
-        f"{_plural(int(run.raised.sum()), 'alarm')} over {_plural(int(run.active.sum()), 'row')}; wrote {destination}"
-    )
+    drop = _split_columns(args.drop) if args.drop is not None else None
+    options = {"label": args.label, "time": args.time, "drop": drop, "sep": args.sep, "maps": args.maps}
+    flags = {"sort_time": args.sort_time, "drop_duplicate_times": args.drop_duplicate_times}
+    print(score_file(args.model, args.data, args.output, top_k=args.top_k, **options, **flags))
     return 0
 
 

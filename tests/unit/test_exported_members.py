@@ -16,6 +16,8 @@ MODULES = [
     "vigil.registry",
     "vigil.pipeline",
     "vigil.persistence",
+    "vigil.scoring",
+    "vigil.fitting",
     "vigil.testing",
     "vigil.calibration.thresholds",
     "vigil.features.scaling",

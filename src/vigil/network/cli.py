@@ -18,18 +18,7 @@ from typing import Any
 from vigil.network.bench import run_network_bench
 from vigil.network.capture import read_packets_as_table
 
-__all__ = ["add_commands", "is_capture", "read_packets_as_table", "run_network_bench", "write_capture_scores"]
-
-
-def is_capture(path: str) -> bool:
-    """True for ``.pcap``/``.pcapng``/``.cap``/``.dmp`` paths and ``-`` is never one (use ``vigil watch``).
-
-    Examples
-    --------
-    >>> is_capture("traffic.pcapng"), is_capture("pump.csv")
-    (True, False)
-    """
-    return Path(path).suffix.lower() in (".pcap", ".pcapng", ".cap", ".dmp")
+__all__ = ["add_commands", "read_packets_as_table", "run_network_bench", "write_capture_scores"]
 
 
 def write_capture_scores(model: str | Path, capture: str | Path, output: str | Path, *, top_k: int = 3) -> str:
