@@ -12,7 +12,6 @@ import json
 import shlex
 import sys
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -109,6 +108,10 @@ def _add_pipeline_options(
         metavar="SECONDS",
         help="--detector auto: start no further candidate once this many seconds are spent",
     )
+    _add_alarm_options(parser, default_alarms)
+
+
+def _add_alarm_options(parser: argparse.ArgumentParser, default_alarms: str) -> None:
     alarms = parser.add_argument_group("alarms (see docs/alarms.md)")
     alarms.add_argument(
         "--alarms",
@@ -218,7 +221,6 @@ def _auto_factory(args: argparse.Namespace):
 
 def _pipeline_factory(args: argparse.Namespace):
     from vigil.calibration.thresholds import make_thresholder
-    from vigil.errors import InvalidInputError
     from vigil.pipeline import Pipeline
     from vigil.registry import detector_class
 
@@ -616,7 +618,6 @@ def _add_table_options(parser: argparse.ArgumentParser) -> None:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from vigil.data.tables import split_rows
-    from vigil.errors import InvalidInputError
     from vigil.evaluation.runner import EvaluationPart, environment, evaluate_parts
     from vigil.evaluation.scores_file import ScoreRecorder
 
@@ -858,7 +859,6 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 def _tuning_tables(args: argparse.Namespace):
     from vigil.data.benchmarks import load_benchmark
-    from vigil.errors import InvalidInputError
     from vigil.evaluation.runner import EvaluationPart
     from vigil.tuning.search import TrainingTable
 
@@ -888,65 +888,19 @@ def _tuning_tables(args: argparse.Namespace):
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from vigil.errors import InvalidInputError
-    from vigil.evaluation.runner import environment, evaluate_parts
-    from vigil.tuning.search import cross_validate, tune
-    from vigil.tuning.spaces import search_space, split_params
+    from vigil.evaluation.runner import environment
+    from vigil.tuning.compare import tune_and_compare
 
     if (args.dataset is None) == (args.train is None):
         msg = "give either --train TRAIN.csv or --dataset NAME"
         raise InvalidInputError(msg)
     make_default, config = _pipeline_factory(args)
-    space = search_space(args.detector)
     tables, tests, source = _tuning_tables(args)
-
-    def make(params):
-        pipe_params, detector_params = split_params(params)
-        pipe = make_default()
-        for name, value in pipe_params.items():
-            setattr(pipe, name, value)
-        pipe.detector = pipe.detector.set_params(**detector_params)
-        return pipe
-
-    if args.ray:
-        from vigil.scale.ray_tuning import tune_with_ray
-
-        result = tune_with_ray(
-            make,
-            space,
-            tables,
-            n_trials=args.trials,
-            n_folds=args.folds,
-            gap=args.gap,
-            seed=args.seed,
-            timeout=args.timeout,
-            address=args.ray_address,
-            max_concurrent=args.workers,
-            progress=not args.quiet,
-        )
-    else:
-        result = tune(
-            make,
-            space,
-            tables,
-            n_trials=args.trials,
-            n_folds=args.folds,
-            gap=args.gap,
-            seed=args.seed,
-            storage=args.storage,
-            study_name=args.study_name,
-            timeout=args.timeout,
-            progress=not args.quiet,
-        )
-    rows: list[dict[str, Any]] = []
-    for label, params in (("default", {}), ("tuned", result.best_params)):
-        cv = cross_validate(partial(make, params), tables, n_folds=args.folds, gap=args.gap, seed=args.seed)
-        row: dict[str, Any] = {"model": label, "params": params, "validation": cv}
-        if tests:
-            test = evaluate_parts(tests, partial(make, params), progress=False)
-            row["test"] = {k: test[k] for k in ("f1", "far", "mar", "recall", "precision", "roc_auc", "pr_auc")}
-            row["test"]["ms_per_row"] = 1000.0 * test["score_seconds"] / max(test["rows_scored"], 1)
-        rows.append(row)
+    result, rows, make = tune_and_compare(
+        make_default, args.detector, tables, tests, n_trials=args.trials, n_folds=args.folds, gap=args.gap,
+        seed=args.seed, timeout=args.timeout, storage=args.storage, study_name=args.study_name, ray=args.ray,
+        address=args.ray_address, workers=args.workers, progress=not args.quiet,
+    )  # fmt: skip
     print(f"tuned {args.detector} on {source}: {result.n_trials} trials in {result.seconds:.1f} s")
     header = f"{'':<10}{'detection rate':>16}{'false-alarm rate':>18}{'F1':>8}{'µs/row':>9}"
     for scope in ("validation", "test"):
@@ -1026,18 +980,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="vigil",
-        description="Anomaly detection for IoT environments: train on normal history, evaluate honestly, "
-        "score new data with explanations.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_detectors_command(sub: Any) -> None:
     p = sub.add_parser("detectors", help="list the registered detectors")
     p.set_defaults(func=_cmd_detectors)
 
+
+def _add_bench_command(sub: Any) -> None:
     p = sub.add_parser("bench", help="run a benchmark data set under its official protocol")
     p.add_argument(
         "--dataset", required=True, choices=[*_TELEMETRY_BENCHMARKS, *_NETWORK_BENCHMARKS, *_IMAGE_BENCHMARKS]
@@ -1080,6 +1028,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cost_options(p)
     p.set_defaults(func=_cmd_bench)
 
+
+def _add_evaluate_command(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="evaluate a detector on your own labelled CSV")
     p.add_argument("--train", required=True, help="training CSV (mostly normal rows)")
     p.add_argument("--test", help="test CSV with the same columns")
@@ -1101,6 +1051,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cost_options(p)
     p.set_defaults(func=_cmd_evaluate)
 
+
+def _add_fit_command(sub: Any) -> None:
     p = sub.add_parser("fit", help="fit a pipeline (scaler + detector + threshold) and save it")
     p.add_argument(
         "train",
@@ -1126,6 +1078,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ray_options(p)
     p.set_defaults(func=_cmd_fit)
 
+
+def _add_score_command(sub: Any) -> None:
     p = sub.add_parser("score", help="score a CSV, a packet capture or a folder of images with a saved model")
     p.add_argument("model", help="model directory written by `vigil fit`")
     p.add_argument("data", help="CSV to score (same columns as in training), a packet capture, or a folder of images")
@@ -1142,17 +1096,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", default="anomalies", choices=["anomalies", "all"], help="--ray: rows to write")
     p.set_defaults(func=_cmd_score)
 
+
+def _add_export_command(sub: Any) -> None:
     p = sub.add_parser("export", help="export a saved model as ONNX for a gateway (scaler, detector, threshold)")
     p.add_argument("model", help="model directory written by `vigil fit` (an image model or a telemetry pipeline)")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="export format (onnx)")
     p.add_argument("-o", "--output", required=True, help="directory for model.onnx and vigil-export.json")
     p.set_defaults(func=_cmd_export)
 
+
+def _add_report_command(sub: Any) -> None:
     p = sub.add_parser("report", help="write one self-contained HTML report from result JSON files")
     p.add_argument("results", nargs="+", help="JSON files written by vigil bench/evaluate/tune --json")
     p.add_argument("-o", "--output", default="report.html", help="HTML file to write (report.html)")
     p.set_defaults(func=_cmd_report)
 
+
+def _add_tune_command(sub: Any) -> None:
     p = sub.add_parser("tune", help="tune a detector's hyperparameters on validation folds of the training data")
     p.add_argument("--train", help="training CSV (time-ordered)")
     p.add_argument("--test", help="labelled test CSV for the before/after table")
@@ -1174,6 +1134,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ray_options(p)
     p.set_defaults(func=_cmd_tune)
 
+
+def _add_demo_command(sub: Any) -> None:
     p = sub.add_parser("demo", help="simulate a smart factory, detect its incidents, and write a report")
     p.add_argument("-o", "--output", default="vigil-demo", help="folder for the report and alert store")
     p.add_argument("--hours", type=float, default=4.0, help="simulated hours (4)")
@@ -1191,6 +1153,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--examples-only", action="store_true", help="with --examples: write them and stop")
     p.set_defaults(func=_cmd_demo)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vigil",
+        description="Anomaly detection for IoT environments: train on normal history, evaluate honestly, "
+        "score new data with explanations.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    for add in (_add_detectors_command, _add_bench_command, _add_evaluate_command, _add_fit_command):
+        add(sub)
+    for add in (_add_score_command, _add_export_command, _add_report_command, _add_tune_command, _add_demo_command):
+        add(sub)
     # Commands of the optional parts; their modules import heavy dependencies only when a command runs.
     for module in _EXTENSION_COMMANDS:
         if importlib.util.find_spec(module) is not None:

@@ -18,6 +18,7 @@ MODULES = [
     "vigil.persistence",
     "vigil.scoring",
     "vigil.fitting",
+    "vigil.tuning.compare",
     "vigil.testing",
     "vigil.calibration.thresholds",
     "vigil.features.scaling",

@@ -248,6 +248,11 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 def add_commands(subparsers: Any) -> None:
     """Add ``serve``, ``retrain`` and ``replay`` to the ``vigil`` command's sub-parsers."""
+    for add in (_add_serve_command, _add_retrain_command, _add_replay_command):
+        add(subparsers)
+
+
+def _add_serve_command(subparsers: Any) -> None:
     p = subparsers.add_parser("serve", help="run the monitoring service (HTTP/MQTT ingestion, REST API, dashboard)")
     p.add_argument(
         "--model",
@@ -276,6 +281,17 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--device-gap", type=float, default=30.0, help="seconds without anomaly that close an alert")
     p.add_argument("--target-far", type=float, default=0.01, help="per-device false-alarm rate after feedback")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    _add_source_options(p)
+    p.add_argument(
+        "--config",
+        metavar="PLANT.toml",
+        help="plant file (`vigil config init` writes an example); the options given here override it",
+    )
+    add_mqtt_options(p, serve=True)
+    p.set_defaults(func=_cmd_serve, _serve_parser=p)
+
+
+def _add_source_options(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("packet captures")
     group.add_argument(
         "--capture",
@@ -310,14 +326,9 @@ def add_commands(subparsers: Any) -> None:
         metavar="MODEL_DIR",
         help="image model fitted with `vigil fit FOLDER_OF_GOOD_IMAGES`; cameras POST frames to /ingest/image/CAMERA",
     )
-    p.add_argument(
-        "--config",
-        metavar="PLANT.toml",
-        help="plant file (`vigil config init` writes an example); the options given here override it",
-    )
-    add_mqtt_options(p, serve=True)
-    p.set_defaults(func=_cmd_serve, _serve_parser=p)
 
+
+def _add_retrain_command(subparsers: Any) -> None:
     p = subparsers.add_parser("retrain", help="fit a challenger on recent data; activate it if not worse")
     p.add_argument("--registry", default="vigil-registry", help="model registry folder (vigil-registry)")
     p.add_argument(
@@ -337,6 +348,8 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--json", help="write the result as JSON")
     p.set_defaults(func=_cmd_retrain)
 
+
+def _add_replay_command(subparsers: Any) -> None:
     p = subparsers.add_parser("replay", help="publish a data set as device messages over MQTT")
     p.add_argument("data", help="CSV or Parquet of telemetry")
     p.add_argument("--rate", type=float, default=100.0, help="messages per second, 0 for as fast as possible")
