@@ -292,70 +292,44 @@ def _num(value: Any, digits: int = 3) -> str:
 
 
 def _print_result(result: dict[str, Any]) -> None:
-    rows = [
-        *([("accuracy", _pct(result["accuracy"]))] if result.get("accuracy") is not None else []),
-        *([("accuracy on KDDTest-21", _pct(result["accuracy_test21"]))] if result.get("accuracy_test21") else []),
-        ("F1", _num(result.get("f1"))),
-        ("FAR", _pct(result.get("far"))),
-        ("MAR", _pct(result.get("mar"))),
-        ("precision", _num(result.get("precision"))),
-        ("recall", _num(result.get("recall"))),
-        ("ROC-AUC", _num(result.get("roc_auc"))),
-        ("PR-AUC", _num(result.get("pr_auc"))),
-        *([("VUS-PR", _num(result["vus_pr"]))] if result.get("vus_pr") is not None else []),
-        ("event recall", _num(result.get("event_recall"))),
-        *(
-            [("false-alarm events per hour", _num(result["false_alarms_per_hour"], 2))]
-            if result.get("false_alarms_per_hour") is not None
-            else []
-        ),
-        *(
-            [("alarm floods (>10 alarms in 10 min)", f"{result['alarm_floods']} of {result['flood_intervals']}")]
-            if result.get("flood_intervals")
-            else []
-        ),
-        *(
-            [("realised FAR ÷ target, median over parts", _num(result["far_ratio_median"], 1))]
-            if result.get("far_ratio_median") is not None
-            else []
-        ),
-        *(
-            [
-                (
-                    f"time to detect, median / p90 ({result.get('detection_delay_unit', 'rows')})",
-                    f"{_num(result['detection_delay_median'], 1)} / {_num(result['detection_delay_p90'], 1)}",
-                )
-            ]
-            if result.get("detection_delay_p90") is not None
-            else []
-        ),
-        ("F1, point-adjusted (inflated)", _num(result.get("f1_point_adjusted"))),
-        ("F1, oracle threshold (mean over parts)", _num(result.get("oracle_best_f1_mean"))),
-        *(
-            [("root cause HitRate@100% / @150%", f"{_num(result['hitrate_100'])} / {_num(result['hitrate_150'])}")]
-            if "hitrate_100" in result
-            else []
-        ),
-        *(
-            [
-                (
-                    "root cause HitRate@100% / @150%, detected anomalies",
-                    f"{_num(result['hitrate_100_detected'])} / {_num(result['hitrate_150_detected'])}",
-                )
-            ]
-            if "hitrate_100_detected" in result
-            else []
-        ),
-        ("fit / score seconds", f"{_num(result.get('fit_seconds'), 2)} / {_num(result.get('score_seconds'), 2)}"),
-        *_scored_rows(result),
-    ]
-    recall = result.get("per_category_recall") or {}
-    rows += [(f"recall of {kind}", _num(value)) for kind, value in recall.items() if isinstance(value, float)]
+    rows = _result_rows(result)
     width = max(len(k) for k, _ in rows)
-    title = f"{result.get('dataset', 'evaluation')} · {result.get('detector')}"
-    print(title)
+    print(f"{result.get('dataset', 'evaluation')} · {result.get('detector')}")
     for key, value in rows:
         print(f"  {key:<{width}}  {value}")
+
+
+def _result_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """The figures of a result, each that applies (accuracy only for classifiers, floods only when counted...)."""
+    r = result.get
+    rows = [("accuracy", _pct(r("accuracy")))] if r("accuracy") is not None else []
+    if r("accuracy_test21"):
+        rows.append(("accuracy on KDDTest-21", _pct(r("accuracy_test21"))))
+    rows += [("F1", _num(r("f1"))), ("FAR", _pct(r("far"))), ("MAR", _pct(r("mar")))]
+    rows += [("precision", _num(r("precision"))), ("recall", _num(r("recall"))), ("ROC-AUC", _num(r("roc_auc")))]
+    rows.append(("PR-AUC", _num(r("pr_auc"))))
+    if r("vus_pr") is not None:
+        rows.append(("VUS-PR", _num(r("vus_pr"))))
+    rows.append(("event recall", _num(r("event_recall"))))
+    if r("false_alarms_per_hour") is not None:
+        rows.append(("false-alarm events per hour", _num(r("false_alarms_per_hour"), 2)))
+    if r("flood_intervals"):
+        rows.append(("alarm floods (>10 alarms in 10 min)", f"{result['alarm_floods']} of {result['flood_intervals']}"))
+    if r("far_ratio_median") is not None:
+        rows.append(("realised FAR ÷ target, median over parts", _num(r("far_ratio_median"), 1)))
+    if r("detection_delay_p90") is not None:
+        delay = f"{_num(result['detection_delay_median'], 1)} / {_num(result['detection_delay_p90'], 1)}"
+        rows.append((f"time to detect, median / p90 ({r('detection_delay_unit', 'rows')})", delay))
+    rows.append(("F1, point-adjusted (inflated)", _num(r("f1_point_adjusted"))))
+    rows.append(("F1, oracle threshold (mean over parts)", _num(r("oracle_best_f1_mean"))))
+    for key, label in (("", ""), ("_detected", ", detected anomalies")):
+        if f"hitrate_100{key}" in result:
+            hits = f"{_num(result[f'hitrate_100{key}'])} / {_num(result[f'hitrate_150{key}'])}"
+            rows.append((f"root cause HitRate@100% / @150%{label}", hits))
+    rows.append(("fit / score seconds", f"{_num(r('fit_seconds'), 2)} / {_num(r('score_seconds'), 2)}"))
+    recall = r("per_category_recall") or {}
+    rows += _scored_rows(result)
+    return rows + [(f"recall of {kind}", _num(value)) for kind, value in recall.items() if isinstance(value, float)]
 
 
 def _scored_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
@@ -409,9 +383,7 @@ def _cmd_detectors(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from vigil.data.benchmarks import load_benchmark
-    from vigil.evaluation.runner import EvaluationPart, environment, evaluate_parts
-    from vigil.evaluation.scores_file import ScoreRecorder
+    from vigil.evaluation.runner import environment
 
     if args.dataset in _NETWORK_BENCHMARKS:
         from vigil.network.cli import run_network_bench
@@ -446,37 +418,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         )
         _print_image_result(result)
         return 0
+    from vigil.evaluation.table_bench import run_table_bench
+
     make, config = _pipeline_factory(args)
-    costs = _costs(args)
-    subset = _split_columns(args.parts) or None
-    benchmark = load_benchmark(args.dataset, data_dir=args.data_dir, parts=subset)
-    parts = [EvaluationPart(p.name, p.X_train, p.X_test, p.y_test, p.time_test, extra=p.extra) for p in benchmark.parts]
-    recorder = ScoreRecorder() if args.scores else None
-    result = evaluate_parts(
-        parts,
-        make,
-        progress=not args.quiet,
-        label=f"{args.dataset} · {args.detector}",
-        on_part=recorder.record if recorder else None,
-        attribution=args.attribution,
-        fleet=not args.one_at_a_time,
-        costs=costs,
-    )
-    document = {
-        "dataset": benchmark.name,
-        "detector": args.detector,
-        "protocol": benchmark.protocol + (f" SUBSET: only the parts {', '.join(subset)} were run." if subset else ""),
-        **result,
-        "config": config,
-        "attribution": args.attribution,
-        "seed": args.seed,
-        "command": _command_line(args._argv),
-        "environment": environment(),
-    }
-    if not args.per_part:
-        document.pop("per_part")
-        if "operating_points" in document:
-            document["operating_points"].pop("per_part")
+    result, recorder = run_table_bench(
+        args.dataset, make, detector=args.detector, data_dir=args.data_dir, parts=_split_columns(args.parts),
+        attribution=args.attribution, fleet=not args.one_at_a_time, costs=_costs(args), record_scores=bool(args.scores),
+        per_part=args.per_part, progress=not args.quiet,
+    )  # fmt: skip
+    extra = {"config": config, "attribution": args.attribution, "seed": args.seed}
+    document = {**result, **extra, "command": _command_line(args._argv), "environment": environment()}
     _save_scores(recorder, args, document)
     _print_result(document)
     _print_choices(document)

@@ -24,6 +24,7 @@ MODULES = [
     "vigil.features.scaling",
     "vigil.evaluation.metrics",
     "vigil.evaluation.runner",
+    "vigil.evaluation.table_bench",
     "vigil.evaluation.report",
     "vigil.data.tables",
     "vigil.data.simulator",
