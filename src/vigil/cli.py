@@ -571,6 +571,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from vigil.data.tables import split_rows
     from vigil.evaluation.runner import EvaluationPart, environment, evaluate_parts
     from vigil.evaluation.scores_file import ScoreRecorder
+    from vigil.fitting import normal_rows
 
     make, config = _pipeline_factory(args)
     if args.cv:
@@ -588,11 +589,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         train, test = split_rows(train, args.train_rows)
     else:
         test = _read(args.test, args, label=args.label, columns=list(train.X.columns), categorical=train.categorical)
-    X_train = train.X
-    if train.y is not None and train.y.any():
-        # Unsupervised detectors learn normal behaviour: labelled anomalies are kept out of training.
-        X_train = train.X.loc[~train.y].reset_index(drop=True)
-        print(f"left {int(train.y.sum())} labelled anomalous rows out of training", file=sys.stderr)
+    X_train, _, _ = normal_rows(train)  # unsupervised detectors learn normal behaviour
+    _note_left_out(train)
     if test.y is None:
         msg = f"{test.source}: --label column is needed to evaluate"
         raise InvalidInputError(msg)
@@ -811,6 +809,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
 def _tuning_tables(args: argparse.Namespace):
     from vigil.data.benchmarks import load_benchmark
     from vigil.evaluation.runner import EvaluationPart
+    from vigil.fitting import normal_rows
     from vigil.tuning.search import TrainingTable
 
     if args.dataset:
@@ -832,7 +831,7 @@ def _tuning_tables(args: argparse.Namespace):
     tests = []
     if args.test:
         test = _read(args.test, args, label=args.label, columns=list(train.X.columns))
-        X_train = train.X if train.y is None else train.X.loc[~train.y].reset_index(drop=True)
+        X_train, _, _ = normal_rows(train)
         if test.y is not None:
             tests = [EvaluationPart(test.source, X_train, test.X, test.y, test.time)]
     return tables, tests, train.source
