@@ -304,6 +304,9 @@ class IncidentCorrelator:
         self._groups: dict[str, list[_Group]] = {}
         self._asset_of: dict[str, str] = {}  # an alert keeps the asset it was first attributed to
         self._clock: datetime | None = None
+        # The earliest end of a group whose alerts have all ended: no group can close before the clock has
+        # moved a window past it, so the groups are only scanned then (None: no such group).
+        self._next_expiry: datetime | None = None
         self._unsaved: dict[str, AssetIncident] = {}
         self._lock = threading.Lock()
 
@@ -343,6 +346,7 @@ class IncidentCorrelator:
             ]
             self._groups.clear()
             self._asset_of.clear()
+            self._next_expiry = None
             for event in events:
                 self._unsaved[event.incident.id] = event.incident
             return events
@@ -359,6 +363,7 @@ class IncidentCorrelator:
             end = group.end
             if self._clock is None or end > self._clock:
                 self._clock = end
+            self._may_expire(group)
 
     def open_incidents(self) -> list[AssetIncident]:
         """Snapshots of the incidents still open."""
@@ -383,6 +388,7 @@ class IncidentCorrelator:
             merged.members.update(group.members)
         merged.members[alert.id] = alert
         groups.append(merged)
+        self._may_expire(merged)
         # The incident that started first survives a merge; the others point to it.
         incidents = sorted((g.incident for g in linked if g.incident is not None), key=lambda i: (i.start, i.id))
         events: list[IncidentEvent] = []
@@ -408,17 +414,28 @@ class IncidentCorrelator:
         # of the group's whole span is within the window of one of its members.
         return _gap(group.start, group.end, alert.start, alert.end) <= self.window_seconds
 
+    def _may_expire(self, group: _Group) -> None:
+        if all(a.status != "open" for a in group.members.values()):
+            end = group.end
+            if self._next_expiry is None or end < self._next_expiry:
+                self._next_expiry = end
+
     def _close_expired(self) -> list[IncidentEvent]:
-        if self._clock is None:
+        if self._clock is None or self._next_expiry is None:
             return []
         horizon = self._clock - timedelta(seconds=self.window_seconds)
+        if not self._next_expiry < horizon:
+            return []
+        self._next_expiry = None
         events = []
         for asset, groups in list(self._groups.items()):
             keep = []
             for group in groups:
-                done = all(a.status != "open" for a in group.members.values()) and group.end < horizon
-                if not done:
+                ended = all(a.status != "open" for a in group.members.values())
+                if not (ended and group.end < horizon):
                     keep.append(group)
+                    if ended:
+                        self._may_expire(group)
                     continue
                 if group.incident is not None:
                     events.append(self._close(group))

@@ -24,7 +24,9 @@ on PostgreSQL, JSON is text on SQLite and ``JSONB`` on PostgreSQL.
 from __future__ import annotations
 
 import builtins
+import functools
 import json
+import math
 import re
 import sqlite3
 import threading
@@ -307,12 +309,17 @@ def merge_alert(stored: Alert | None, incoming: Alert) -> Alert:
     """
     if stored is None:
         return incoming
-    seen = {_feedback_key(entry) for entry in stored.feedback}
-    feedback = stored.feedback + [e for e in incoming.feedback if _feedback_key(e) not in seen]
-    status = incoming.status
-    if stored.status in _VERDICT_STATUSES and incoming.status not in _VERDICT_STATUSES:
-        status = stored.status
-    return Alert.from_dict({**incoming.to_dict(), "status": status, "feedback": feedback})
+    return _merge(stored.status, stored.feedback, incoming)
+
+
+def _merge(status: str, feedback: list[dict[str, Any]], incoming: Alert) -> Alert:
+    """:func:`merge_alert` from what it reads of the stored alert: its status and its feedback."""
+    keep = status in _VERDICT_STATUSES and incoming.status not in _VERDICT_STATUSES
+    if not feedback and not keep:
+        return incoming
+    seen = {_feedback_key(entry) for entry in feedback}
+    merged = feedback + [e for e in incoming.feedback if _feedback_key(e) not in seen]
+    return incoming.copy(status=status if keep else incoming.status, feedback=merged)
 
 
 def _redact(url: str) -> str:
@@ -574,26 +581,27 @@ class SqlAlertStore:
 
     @staticmethod
     def _alert_row(alert: Alert) -> dict[str, Any]:
-        record = alert.to_dict()
-        try:
-            json.dumps([record["top_features"], record["feedback"]], allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            msg = f"alert {alert.id!r} cannot be stored as JSON: {exc}"
-            raise InvalidInputError(msg) from exc
+        # Shares are floats (Alert makes them so): only a non-finite one, or the feedback, can fail as JSON.
+        if alert.feedback or not all(math.isfinite(share) for _, share in alert.top_features):
+            try:
+                json.dumps([alert.top_features, alert.feedback], allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                msg = f"alert {alert.id!r} cannot be stored as JSON: {exc}"
+                raise InvalidInputError(msg) from exc
         return {
             "id": alert.id,
             "device": alert.device,
             "start_time": alert.start,
             "end_time": alert.end,
             "peak_time": alert.peak_time,
-            "score": record["score"],
-            "threshold": record["threshold"],
+            "score": float(alert.score),
+            "threshold": float(alert.threshold),
             "model_version": alert.model_version,
-            "top_features": record["top_features"],
+            "top_features": [[name, share] for name, share in alert.top_features],
             "incident_type": alert.incident_type,
             "status": alert.status,
-            "n_points": record["n_points"],
-            "feedback": record["feedback"],
+            "n_points": int(alert.n_points),
+            "feedback": alert.feedback,
             "explanation": alert.explanation,
             "modality": alert.modality,
         }
@@ -613,11 +621,14 @@ class SqlAlertStore:
             "payload": payload,
         }
 
+    @functools.cached_property
     def _upsert_statement(self) -> Any:
+        # Built once: building an ON CONFLICT statement costs more than executing it for a few rows.
         insert = postgresql.insert(_alerts) if self.dialect == "postgresql" else sqlite_dialect.insert(_alerts)
         columns = {c.name: insert.excluded[c.name] for c in _alerts.columns if c.name != "id"}
         return insert.on_conflict_do_update(index_elements=[_alerts.c.id], set_=columns)
 
+    @functools.cached_property
     def _incident_upsert_statement(self) -> Any:
         table = _incidents
         insert = postgresql.insert(table) if self.dialect == "postgresql" else sqlite_dialect.insert(table)
@@ -673,24 +684,30 @@ class SqlAlertStore:
                 raise InvalidInputError(msg)
             self._alert_row(alert)  # refuse what JSON cannot hold before anything is written
         letters = [self._letter_row(letter) for letter in dead_letters]
-        rows = sorted((self._incident_row(i) for i in incidents), key=lambda row: row["revision"])
-        incident_rows = {row["id"]: row for row in rows}  # of one id given twice, the newest
+        ordered = sorted((self._incident_row(i) for i in incidents), key=lambda row: row["revision"])
+        incident_rows = {row["id"]: row for row in ordered}  # of one id given twice, the newest
         ids = list(dict.fromkeys(alert.id for alert in alerts))
         merged: builtins.list[Alert] = []
+        rows: dict[str, dict[str, Any]] = {}
         with self._transaction(write=True) as conn:
-            latest: dict[str, Alert] = {}
+            # The merge reads only the stored status and feedback: the rest of a stored row is replaced.
+            stored: dict[str, tuple[str, builtins.list[dict[str, Any]]]] = {}
+            columns = (_alerts.c.id, _alerts.c.status, _alerts.c.feedback)
             for start in range(0, len(ids), _IN_CHUNK):
-                query = sa.select(_alerts).where(_alerts.c.id.in_(ids[start : start + _IN_CHUNK])).with_for_update()
-                latest.update((row.id, self._row_to_alert(row)) for row in conn.execute(query))
+                query = sa.select(*columns).where(_alerts.c.id.in_(ids[start : start + _IN_CHUNK])).with_for_update()
+                stored.update((row.id, (row.status, list(row.feedback))) for row in conn.execute(query))
             for incoming in alerts:
-                latest[incoming.id] = merge_alert(latest.get(incoming.id), incoming)
-                merged.append(latest[incoming.id])
-            if ids:
-                conn.execute(self._upsert_statement(), [self._alert_row(latest[i]) for i in ids])
+                before = stored.get(incoming.id)
+                alert = incoming if before is None else _merge(before[0], before[1], incoming)
+                stored[alert.id] = (alert.status, alert.feedback)
+                merged.append(alert)
+                rows[alert.id] = self._alert_row(alert)
+            if rows:
+                conn.execute(self._upsert_statement, [rows[i] for i in ids])
             if letters:
                 conn.execute(_dead_letters.insert(), letters)
             if incident_rows:
-                conn.execute(self._incident_upsert_statement(), list(incident_rows.values()))
+                conn.execute(self._incident_upsert_statement, list(incident_rows.values()))
         return merged
 
     def get(self, alert_id: str) -> Alert | None:

@@ -10,12 +10,11 @@ sink (store, then topics and webhooks) sees ``opened``, ``updated`` and ``closed
 
 from __future__ import annotations
 
-import copy
 import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from vigil.alerts.model import Alert, AlertEvent, alert_id
 from vigil.errors import InvalidInputError
@@ -186,14 +185,20 @@ class AlertTracker:
         if not isinstance(device, str) or not device:
             msg = f"device must be a non-empty string, got {device!r}"
             raise InvalidInputError(msg)
-        moment = parse_time(time, f"time (device={device})")
-        numbers_given: tuple[tuple[str, object], ...] = (("score", score), ("threshold", threshold))
-        for name, value in numbers_given:
-            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
-                where = f"device={device}, time={format_time(moment)}"
-                msg = f"{name} is {value!r} ({where}): expected a finite number"
-                raise InvalidInputError(msg)
-        checked = self._check_contributions(contributions, device, moment)
+        # The runtime's own values take the first branches: an aware UTC datetime and plain floats.
+        moment = time if type(time) is datetime and time.tzinfo is UTC else parse_time(time, f"time (device={device})")
+        if not (type(score) is float and type(threshold) is float and math.isfinite(score + threshold)):
+            numbers_given: tuple[tuple[str, object], ...] = (("score", score), ("threshold", threshold))
+            for name, value in numbers_given:
+                if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
+                    where = f"device={device}, time={format_time(moment)}"
+                    msg = f"{name} is {value!r} ({where}): expected a finite number"
+                    raise InvalidInputError(msg)
+        checked = (
+            {}
+            if type(contributions) is dict and not contributions
+            else self._check_contributions(contributions, device, moment)
+        )
 
         state = self._devices.get(device)
         if state is not None and moment < state.last_time:
@@ -243,7 +248,7 @@ class AlertTracker:
         Only the top shares of the accumulated attribution are stored: the totals are rebuilt from them, so
         later points weigh against the alert's history rather than replace it.
         """
-        state = _DeviceState(last_time=alert.end, alert=copy.deepcopy(alert))
+        state = _DeviceState(last_time=alert.end, alert=alert.copy())
         state.totals = {name: share * alert.n_points for name, share in alert.top_features}
         self._devices[alert.device] = state
 
@@ -260,7 +265,7 @@ class AlertTracker:
     def open_alerts(self) -> list[Alert]:
         """Snapshots of the alerts still open, by device name."""
         alerts = (self._devices[device].alert for device in sorted(self._devices))
-        return [copy.deepcopy(alert) for alert in alerts if alert is not None]
+        return [alert.copy() for alert in alerts if alert is not None]
 
     def __repr__(self) -> str:
         return (
@@ -334,7 +339,7 @@ class AlertTracker:
         )
         state.totals = dict(contributions)
         self._describe(state)
-        return AlertEvent("opened", copy.deepcopy(state.alert))
+        return AlertEvent("opened", state.alert.copy())
 
     def _grow(
         self,
@@ -355,7 +360,7 @@ class AlertTracker:
         for name, value in contributions.items():
             state.totals[name] = state.totals.get(name, 0.0) + value
         self._describe(state)
-        return AlertEvent("updated", copy.deepcopy(alert))
+        return AlertEvent("updated", alert.copy())
 
     @staticmethod
     def _close(state: _DeviceState) -> AlertEvent:
