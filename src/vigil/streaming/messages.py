@@ -88,6 +88,10 @@ MAX_TIME = datetime(2200, 1, 1, tzinfo=UTC)
 MAX_TIME_CHARS = 64
 
 _EPOCH = MIN_TIME
+_MIN_SECONDS = MIN_TIME.timestamp()
+_MAX_SECONDS = MAX_TIME.timestamp()
+_FIELDS = frozenset(REQUIRED_FIELDS + OPTIONAL_FIELDS)
+_REQUIRED_BESIDE_DEVICE = frozenset(REQUIRED_FIELDS) - {"device"}
 _DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _OPEN = np.zeros(256, dtype=np.int8)
@@ -270,9 +274,10 @@ def parse_record(record: Any, *, device_hint: str | None = None, where: str = "r
     if device_hint is not None and device != device_hint:
         reason = f"{where}: 'device' is {device!r} but the topic names {device_hint!r}"
         return Rejection("invalid_record", reason, device)
-    missing = [name for name in REQUIRED_FIELDS if name != "device" and name not in record]
-    extra = sorted(str(k) for k in record if k not in REQUIRED_FIELDS and k not in OPTIONAL_FIELDS)
-    if missing or extra:
+    keys = record.keys()
+    if not (_REQUIRED_BESIDE_DEVICE <= keys and keys <= _FIELDS):
+        missing = [name for name in REQUIRED_FIELDS if name != "device" and name not in record]
+        extra = sorted(str(k) for k in record if k not in REQUIRED_FIELDS and k not in OPTIONAL_FIELDS)
         parts = ([f"missing {missing}"] if missing else []) + ([f"unexpected fields {extra}"] if extra else [])
         return Rejection("invalid_record", f"{where} ({device}): {', '.join(parts)}", device)
     readings = record["readings"]
@@ -309,6 +314,9 @@ def _check_quality(quality: Any, readings: dict[str, Any]) -> str | None:
 
 
 def _parse_time(value: Any) -> datetime:
+    kind = type(value)
+    if (kind is float or kind is int) and _MIN_SECONDS <= value < _MAX_SECONDS:  # the common case, in one test
+        return datetime.fromtimestamp(float(value), tz=UTC)
     if isinstance(value, OversizedNumber):
         msg = f"'time' is {value!r}"
         raise InvalidInputError(msg)
