@@ -89,9 +89,9 @@ STAGES = {
     ],
     "runtime": [
         ("collect", [("streaming/runtime.py", "_collect")]),
-        ("validate", [("streaming/messages.py", "parse_record"), ("streaming/runtime.py", "_fast_vector")]),
-        ("route", [("streaming/runtime.py", "_route")]),
-        ("score", [("streaming/runtime.py", "_score_rows"), ("streaming/runtime.py", "_contributions")]),
+        ("validate", [("streaming/messages.py", "parse_record"), ("streaming/runtime_intake.py", "_fast_vector")]),
+        ("route", [("streaming/runtime_intake.py", "route")]),
+        ("score", [("streaming/runtime_scoring.py", f) for f in ("_score_rows", "_contributions")]),
         ("alarm", [("alarms/stage.py", "run")]),
         ("track", [("alerts/tracker.py", "update")]),
         ("commit", [("alerts/sink.py", "deliver")]),

@@ -161,11 +161,9 @@ class Runtime:
         self._queue: queue.Queue[_Submission | _Control] = queue.Queue(maxsize=self.config.queue_size)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._last_flush = time.monotonic()
-        self._last_recent_flush = time.monotonic()
-        self._last_poll = time.monotonic()
-        self._last_drift_check = time.monotonic()
-        self._last_counter_flush = time.monotonic()
+        started = time.monotonic()
+        self._last_flush = self._last_recent_flush = self._last_poll = started
+        self._last_drift_check = self._last_counter_flush = started
         self._flushed_counts: dict[str, int] = {}
         self.metrics.restore(store.counters())
         self._resume_open_alerts()
@@ -533,18 +531,16 @@ class Runtime:
                     events.extend(flushed)
             if events and self.sink.deliver(events, stop=self._stop):
                 self.metrics.record_batch(Counter(), Counter(), Counter(e.kind for e in events), [])
-        if now - self._last_counter_flush >= self.config.counter_flush_seconds:
-            self._last_counter_flush = now
-            self._flush_counts()
-        if now - self._last_recent_flush >= self.config.recent_flush_seconds:
-            self._last_recent_flush = now
-            self._save_recent()
-        if now - self._last_poll >= self.config.registry_poll_seconds:
-            self._last_poll = now
-            self._poll_registry()
-        if now - self._last_drift_check >= self.config.drift_check_seconds:
-            self._last_drift_check = now
-            self._watch_drift()
+        config = self.config
+        for last, period, action in (
+            ("_last_counter_flush", config.counter_flush_seconds, self._flush_counts),
+            ("_last_recent_flush", config.recent_flush_seconds, self._save_recent),
+            ("_last_poll", config.registry_poll_seconds, self._poll_registry),
+            ("_last_drift_check", config.drift_check_seconds, self._watch_drift),
+        ):
+            if now - getattr(self, last) >= period:
+                setattr(self, last, now)
+                action()
 
     def _flush_counts(self) -> None:
         """Add what was counted since the last flush to the store's counters (kept for the next try if refused)."""

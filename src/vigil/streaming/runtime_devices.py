@@ -110,14 +110,8 @@ class DeviceTable:
     def __getitem__(self, name: str) -> DeviceState:
         return self._devices[name]
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._devices
-
     def __iter__(self) -> Iterator[DeviceState]:
         return iter(list(self._devices.values()))
-
-    def __len__(self) -> int:
-        return len(self._devices)
 
     @property
     def full(self) -> bool:
