@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from vigil.service.routes.deps import READ, WRITE, RuntimeDep, StoreDep, time_param
+from vigil.service.routes.deps import READ, WRITE, Limit, Offset, RuntimeDep, Since, StoreDep, Until, time_param
 from vigil.streaming.dead_letters import DEAD_LETTER_KINDS
 
 __all__ = ["VerdictBody", "router"]
@@ -29,10 +29,10 @@ def list_alerts(
     store: StoreDep,
     device: Annotated[str | None, Query(max_length=128)] = None,
     status: Annotated[str | None, Query(max_length=32)] = None,
-    since: Annotated[str | None, Query(max_length=64, description="ISO 8601 with offset")] = None,
-    until: Annotated[str | None, Query(max_length=64, description="ISO 8601 with offset")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    since: Since = None,
+    until: Until = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """Alerts, newest first, that match every filter given."""
     start, end = time_param(since, "since"), time_param(until, "until")
@@ -86,8 +86,8 @@ def post_verdict(alert_id: str, body: VerdictBody, runtime: RuntimeDep) -> dict[
 def list_dead_letters(
     store: StoreDep,
     kind: Annotated[str | None, Query(max_length=32)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """Refused messages and records, newest first, with their reasons, and how many of each kind are stored."""
     letters = store.list_dead_letters(kind=kind, limit=limit, offset=offset)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Query, Request
 
 from vigil.alerts import AlertStore
 from vigil.service.auth import TokenAuth
@@ -21,7 +21,25 @@ from vigil.streaming.messages import Rejection
 from vigil.streaming.runtime import Runtime
 from vigil.times import parse_time
 
-__all__ = ["READ", "WRITE", "RuntimeDep", "ServiceState", "State", "StoreDep", "time_param"]
+__all__ = [
+    "READ",
+    "WRITE",
+    "Limit",
+    "Offset",
+    "RuntimeDep",
+    "ServiceState",
+    "Since",
+    "State",
+    "StoreDep",
+    "Until",
+    "time_param",
+]
+
+#: Query parameters of the listing endpoints (alerts, dead letters, incidents).
+Since = Annotated[str | None, Query(max_length=64, description="ISO 8601 with offset")]
+Until = Annotated[str | None, Query(max_length=64, description="ISO 8601 with offset")]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0)]
 
 
 @dataclass(frozen=True)

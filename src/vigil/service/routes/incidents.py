@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query
 
 from vigil.alerts import Alert, AssetIncident
-from vigil.service.routes.deps import READ, StoreDep, time_param
+from vigil.service.routes.deps import READ, Limit, Offset, Since, StoreDep, Until, time_param
 
 __all__ = ["router"]
 
@@ -41,10 +41,10 @@ def list_incidents(
     store: StoreDep,
     asset: Annotated[str | None, Query(max_length=128)] = None,
     status: Annotated[str | None, Query(max_length=32, description="open, closed or merged")] = None,
-    since: Annotated[str | None, Query(max_length=64, description="ISO 8601 with offset")] = None,
-    until: Annotated[str | None, Query(max_length=64, description="ISO 8601 with offset")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    since: Since = None,
+    until: Until = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """Asset incidents, newest first, each with a summary of its alerts (device, modality, what drove it)."""
     start, end = time_param(since, "since"), time_param(until, "until")
