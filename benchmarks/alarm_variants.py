@@ -37,6 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from alarm_dev import plant_segments, score_cases, skab_segments
+from alarm_scores import _param
 
 from vigil.alarms import AlarmPolicy, AlarmStage
 from vigil.calibration.online import make_online_threshold
@@ -153,14 +154,6 @@ def choose(rows: list[dict[str, Any]], far_cap: float | None = None) -> dict[str
     best = max(r["dev"]["f1"] for r in within)
     tied = [r for r in within if r["dev"]["f1"] >= best - 0.005]
     return min(tied, key=lambda r: r["dev"]["normal_far"])
-
-
-def _param(text: str) -> tuple[str, Any]:
-    key, _, value = text.partition("=")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
 
 
 def main() -> None:
