@@ -34,6 +34,20 @@ def test_a_saved_model_directory_is_copied_in(tmp_path: Path, fitted: Pipeline) 
     assert (registry.version_dir("default", version) / "meta.json").is_file()
 
 
+def test_deploy_activates_a_first_version_and_keeps_an_active_one(
+    tmp_path: Path, fitted: Pipeline, fitted_v2: Pipeline
+) -> None:
+    fitted.save(tmp_path / "v1")
+    fitted_v2.save(tmp_path / "v2")
+    registry = ModelRegistry(tmp_path / "registry")
+    assert registry.deploy([("pump", tmp_path / "v1"), ("fan", None)]) == ["pump", "fan"]
+    assert registry.active("pump") == fitted.version_
+    # A restart with a newer directory stores it but does not switch: the operator's choice stands.
+    assert registry.deploy([("pump", tmp_path / "v2")]) == ["pump"]
+    assert registry.active("pump") == fitted.version_
+    assert [info.version for info in registry.versions("pump")] == [fitted.version_, fitted_v2.version_]
+
+
 @pytest.mark.parametrize("name", ["../x", "a/b", "", ".hidden", "x" * 65])
 def test_names_cannot_escape_the_registry(tmp_path: Path, fitted: Pipeline, name: str) -> None:
     registry = ModelRegistry(tmp_path)

@@ -50,14 +50,7 @@ def _open_registry(args: argparse.Namespace) -> tuple[Any, list[str]]:
         msg = "give --model MODEL_DIR (a directory written by `vigil fit`) or an existing --registry"
         raise InvalidInputError(msg)
     reg = ModelRegistry(registry)
-    names = []
-    for name, directory in args.model:
-        if directory is not None:
-            version = reg.add(name, directory)
-            if reg.active(name) is None:
-                reg.activate(name, version, reason="first deployment")
-        names.append(name)
-    return reg, names
+    return reg, reg.deploy(args.model)
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:

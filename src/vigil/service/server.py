@@ -85,13 +85,7 @@ class Service:
         self.config = config
         self.auth = TokenAuth.from_file(config.token_file) if config.token_file is not None else None
         self.registry = ModelRegistry(config.registry)
-        names = []
-        for name, directory in config.models:
-            if directory is not None:
-                version = self.registry.add(name, directory)
-                if self.registry.active(name) is None:
-                    self.registry.activate(name, version, reason="first deployment")
-            names.append(name)
+        names = self.registry.deploy(config.models)
         self._closers: list[Any] = []
         self.sources: dict[str, Source] = {}
         self.store = open_store(config.store)

@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -235,6 +236,22 @@ class ModelRegistry:
         if activate:
             self.activate(name, version, reason=reason)
         return version
+
+    def deploy(self, models: Iterable[tuple[str, str | Path | None]]) -> list[str]:
+        """Add each ``(name, directory)`` of a service's ``--model`` options and return the names in order.
+
+        A model with no active version yet gets the added one ("first deployment"); one that has an active
+        version keeps it (a restart does not undo a rollback). A name without a directory is a model the
+        registry must already hold.
+        """
+        names = []
+        for name, directory in models:
+            if directory is not None:
+                version = self.add(name, directory)
+                if self.active(name) is None:
+                    self.activate(name, version, reason="first deployment")
+            names.append(name)
+        return names
 
     def activate(self, name: str, version: str, *, reason: str = "activated") -> str | None:
         """Make ``version`` the active version of ``name``; return the version it replaced."""
