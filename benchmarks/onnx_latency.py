@@ -96,7 +96,7 @@ def images(args: argparse.Namespace) -> None:
 
     from vigil.export import OnnxScorer, export_model
     from vigil.vision.bench import load_magnetic_tile
-    from vigil.vision.cli import save_image_model
+    from vigil.vision.folders import save_image_model
     from vigil.vision.registry import make_image_detector
 
     data, index = load_magnetic_tile(args.data_dir, size=args.size, resize="stretch")

@@ -734,7 +734,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         msg = f"{args.train} is {what}: --detector auto chooses among telemetry detectors; name a detector"
         raise InvalidInputError(msg)
     if Path(args.train).is_dir():
-        from vigil.vision.cli import fit_image_folder
+        from vigil.vision.folders import fit_image_folder
 
         options = {"size": args.size, "mode": args.mode, "resize": args.resize, "seed": args.seed}
         print(fit_image_folder(args.train, args.detector, args.output, params=dict(args.param), **options))

@@ -35,10 +35,10 @@ def score_file(model: str | Path, data: str | Path, output: str | Path, *, top_k
     An image model scores a folder of images (``maps``: a folder for heat-map overlays), a capture model a
     packet capture, any other pipeline a table (``options`` are those of :func:`score_table_file`).
     """
-    from vigil.vision.cli import is_image_model
+    from vigil.vision.folders import is_image_model
 
     if is_image_model(model):
-        from vigil.vision.cli import score_image_folder
+        from vigil.vision.folders import score_image_folder
 
         return score_image_folder(model, data, output, maps=options.get("maps"))
     layout = model_layout(model)

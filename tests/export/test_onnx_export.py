@@ -24,7 +24,7 @@ from vigil.export import OnnxScorer
 from vigil.pipeline import Pipeline
 from vigil.registry import make_detector
 from vigil.vision.base import ImageDetector
-from vigil.vision.cli import fit_image_folder
+from vigil.vision.folders import fit_image_folder
 from vigil.vision.synthetic import make_synthetic_set
 
 pytestmark = pytest.mark.torch

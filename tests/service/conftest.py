@@ -161,7 +161,7 @@ def camera_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("torch")
     from PIL import Image
 
-    from vigil.vision.cli import fit_image_folder
+    from vigil.vision.folders import fit_image_folder
     from vigil.vision.synthetic import make_synthetic_set
 
     folder = tmp_path_factory.mktemp("camera")

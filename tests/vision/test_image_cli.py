@@ -73,7 +73,7 @@ def test_image_fit_errors_name_the_problem(plant, capsys):
 
 
 def test_scoring_in_small_chunks_gives_the_same_rows(plant, monkeypatch):
-    from vigil.vision import cli as image_cli
+    from vigil.vision import folders as image_cli
 
     model = plant / "model"
     image_cli.fit_image_folder(plant / "train", "patch-gauss", model, params={"grid": 8}, size=48)

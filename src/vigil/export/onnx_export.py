@@ -145,7 +145,7 @@ def export_model(model: str | Path, output: str | Path, *, format: str = "onnx")
     ImportError
         torch, onnx or onnxruntime is missing.
     """
-    from vigil.vision.cli import is_image_model
+    from vigil.vision.folders import is_image_model
 
     if format not in _FORMATS:
         msg = f"unknown export format {format!r}; available: {', '.join(_FORMATS)}"

@@ -51,7 +51,7 @@ class CameraInspector:
     Parameters
     ----------
     model : path
-        A directory written by ``vigil fit FOLDER`` (see :mod:`vigil.vision.cli`).
+        A directory written by ``vigil fit FOLDER`` (see :mod:`vigil.vision.folders`).
     store : AlertStore
         Where alerts go, through an :class:`~vigil.alerts.sink.AlertSink` (stored, then published).
     sinks : sequence of Publisher
@@ -72,7 +72,7 @@ class CameraInspector:
         self, model: str | Path, store: AlertStore, sinks: Sequence[Publisher] = (), *, store_timeout: float = 10.0
     ) -> None:
         from vigil.vision.base import ImageDetector
-        from vigil.vision.cli import is_image_model
+        from vigil.vision.folders import is_image_model
 
         model = Path(model)
         if not is_image_model(model):

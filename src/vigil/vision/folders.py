@@ -1,4 +1,4 @@
-"""``vigil fit`` and ``vigil score`` on folders of camera images.
+"""Fitting and scoring folders of camera images: what ``vigil fit`` and ``vigil score`` do with images.
 
 ``vigil fit FOLDER --detector patch-gauss -o MODEL`` learns from the good images of FOLDER: its ``good/``
 subfolder when it has one (``defect/`` is then left out, as labelled rows are for tables), otherwise every
