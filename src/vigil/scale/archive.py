@@ -36,6 +36,8 @@ class ArchiveInfo:
         Columns that come from the directory names (``key=value``).
     bytes : int
         Uncompressed size of the row groups.
+    row_group_rows : tuple of tuple of int
+        Rows of each row group, per file (in the order of ``files``).
     """
 
     root: Path
@@ -45,6 +47,7 @@ class ArchiveInfo:
     passthrough: tuple[str, ...]
     partition_keys: tuple[str, ...]
     bytes: int
+    row_group_rows: tuple[tuple[int, ...], ...] = ()
 
 
 def describe_archive(path: str | Path, *, features: Sequence[str] = ()) -> ArchiveInfo:
@@ -85,9 +88,12 @@ def describe_archive(path: str | Path, *, features: Sequence[str] = ()) -> Archi
         raise SchemaError(msg)
     rows = 0
     size = 0
+    groups = {}
     for fragment in dataset.get_fragments():
-        rows += fragment.metadata.num_rows
-        size += sum(fragment.metadata.row_group(i).total_byte_size for i in range(fragment.metadata.num_row_groups))
+        metadata = fragment.metadata
+        rows += metadata.num_rows
+        size += sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+        groups[fragment.path] = tuple(metadata.row_group(i).num_rows for i in range(metadata.num_row_groups))
     partition_keys = tuple(n for n in names if n not in fragment.physical_schema.names)
     feature_set = set(features)
     return ArchiveInfo(
@@ -98,6 +104,7 @@ def describe_archive(path: str | Path, *, features: Sequence[str] = ()) -> Archi
         passthrough=tuple(n for n in names if n not in feature_set),
         partition_keys=partition_keys,
         bytes=size,
+        row_group_rows=tuple(groups[path] for path in files),
     )
 
 

@@ -93,17 +93,15 @@ def plan_pieces(info: ArchiveInfo, *, actors: int) -> list[ArchivePiece]:
 
     Largest first, so that the last pieces handed out are small and the actors finish together.
     """
-    pq = require("pyarrow.parquet", purpose="Parquet archives")
     target = max(1, math.ceil(info.rows / (PIECES_PER_ACTOR * actors)))
     pieces = []
-    for path in info.files:
+    for path, group_rows in zip(info.files, info.row_group_rows, strict=True):
         partition = _partition_of(path, info.root, info.partition_keys)
-        metadata = pq.read_metadata(path)
         groups: list[int] = []
         rows = 0
-        for index in range(metadata.num_row_groups):
+        for index, n in enumerate(group_rows):
             groups.append(index)
-            rows += metadata.row_group(index).num_rows
+            rows += n
             if rows >= target:
                 pieces.append(ArchivePiece(path, tuple(groups), rows, partition))
                 groups, rows = [], 0
@@ -165,7 +163,6 @@ class ArchiveScorer:
         pa = self._pa
         pq = require("pyarrow.parquet", purpose="Parquet archives")
         partition = dict(piece.partition)
-        source = pa.array([piece.path])
         wanted = [*self.pipeline.feature_names_in_, *(n for n in self.passthrough if n not in partition)]
         reader = pq.ParquetFile(piece.path)
         columns = [name for name in wanted if name in reader.schema_arrow.names]
@@ -175,9 +172,8 @@ class ArchiveScorer:
             for batch in reader.iter_batches(batch_size=batch_size, row_groups=list(piece.row_groups), columns=columns):
                 table = pa.Table.from_batches([batch])
                 n = table.num_rows
-                for key, value in partition.items():
-                    table = table.append_column(key, pa.array([value] * n, type=pa.string()))
-                table = table.append_column(SOURCE_COLUMN, pa.repeat(source[0], n))
+                for key, value in [*partition.items(), (SOURCE_COLUMN, piece.path)]:
+                    table = table.append_column(key, pa.repeat(pa.scalar(value, pa.string()), n))
                 scored = self(table)
                 rows += n
                 flagged += int(np.count_nonzero(scored.column("anomaly").to_numpy(zero_copy_only=False)))
