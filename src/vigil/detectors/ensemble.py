@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from vigil.base import BaseDetector, Options, as_shares
+from vigil.base import BaseDetector, Interval, Options, as_shares
 from vigil.errors import InvalidInputError
 from vigil.registry import detector_class, make_detector, register
 
@@ -18,6 +18,10 @@ _MEMBER_PREFIX = "member{}__"
 
 def _member_names(value: Any) -> bool:
     return isinstance(value, (tuple, list)) and len(value) >= 1 and all(isinstance(v, str) and v for v in value)
+
+
+def _member_params(value: Any) -> bool:
+    return isinstance(value, (tuple, list)) and all(isinstance(v, dict) for v in value)
 
 
 @register("ensemble", "Members' scores normalised on their training scores, then averaged (or their maximum)")
@@ -33,10 +37,17 @@ class EnsembleDetector(BaseDetector):
       the largest training score by the robust excess ``(s - max) / IQR`` so that the ranking of scores
       past every training score is kept rather than saturated.
 
+    * ``"quantile"``: the score divided by the member's ``tail_quantile`` quantile of those scores (after a
+      shift by their minimum when it is negative), so that 1 is the member's own high normal score.
+
     The normalised scores are combined by their ``"mean"`` (a fault that two members both see a little
-    counts) or ``"max"`` (one member sure of a fault is enough). The training scores the normalisation
-    is fitted on are in-sample, so a member that fits its training rows closely looks calmer there than
-    on new rows; the pipeline's calibration on held-out rows sets the threshold either way.
+    counts) or ``"max"`` (one member sure of a fault is enough). With ``holdout=0`` the scores the
+    normalisation is fitted on are in-sample, so a member that fits its training rows closely (a forecaster)
+    looks calmer there than on new rows and weighs too much afterwards. With ``holdout > 0`` the members are
+    fitted on the rows before the last ``holdout`` share and the normalisation on their scores of those
+    held-out rows (scored with the history a windowed member needs), as the pipeline does for its threshold;
+    the members are not refitted, so the normalisation belongs to the models that score. The pipeline's
+    calibration on its own held-out rows sets the threshold either way.
 
     Feature contributions are the members' own shares, weighted by how much each member adds to the row's
     combined score (for ``"max"``: the shares of the member that gave the maximum).
@@ -45,8 +56,15 @@ class EnsembleDetector(BaseDetector):
     ----------
     members : tuple (or list) of str
         Registered detector names, each fitted with its defaults (seeded with ``random_state``).
-    normalisation : {"robust", "tail"}
+    member_params : tuple (or list) of dict
+        One dict of parameters per member (``{}`` for its defaults), e.g. ``({}, {"relative_drift": 1.0})``;
+        empty (the default): every member with its defaults.
+    normalisation : {"robust", "tail", "quantile"}
     combination : {"mean", "max"}
+    holdout : float in [0, 0.5]
+        Share of the training rows (the last ones) held out for the normalisation (0: in-sample).
+    tail_quantile : float in (0.5, 1)
+        The quantile ``"quantile"`` divides by.
     contamination, random_state
         See :class:`~vigil.base.BaseDetector`.
 
@@ -61,64 +79,105 @@ class EnsembleDetector(BaseDetector):
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "members": [_member_names],
-        "normalisation": [Options("robust", "tail")],
+        "member_params": [_member_params],
+        "normalisation": [Options("robust", "tail", "quantile")],
         "combination": [Options("mean", "max")],
+        "holdout": [Interval(float, 0.0, 0.5, closed="both")],
+        "tail_quantile": [Interval(float, 0.5, 1.0, closed="neither")],
     }
 
     def __init__(
         self,
         *,
         members: tuple[str, ...] = ("mahalanobis", "pca"),
+        member_params: tuple[dict[str, Any], ...] = (),
         normalisation: str = "robust",
         combination: str = "mean",
+        holdout: float = 0.0,
+        tail_quantile: float = 0.99,
         contamination: float = 0.01,
         random_state: int | None = None,
     ) -> None:
         super().__init__(contamination=contamination, random_state=random_state)
         self.members = members
+        self.member_params = member_params
         self.normalisation = normalisation
         self.combination = combination
+        self.holdout = holdout
+        self.tail_quantile = tail_quantile
 
     @classmethod
     def _test_params(cls) -> list[dict[str, Any]]:
         return [
             {"random_state": 0},
             {"members": ("pca", "iforest"), "normalisation": "tail", "combination": "max", "random_state": 1},
+            {
+                "members": ("mahalanobis", "pca"),
+                "member_params": ({}, {"n_components": 2}),
+                "normalisation": "quantile",
+                "holdout": 0.25,
+                "random_state": 2,
+            },
         ]
+
+    def _params_of(self) -> list[dict[str, Any]]:
+        if not self.member_params:
+            return [{} for _ in self.members]
+        if len(self.member_params) != len(self.members):
+            msg = (
+                f"EnsembleDetector: {len(self.member_params)} member_params for {len(self.members)} members "
+                f"{self.members!r} (one dict per member, {{}} for its defaults)"
+            )
+            raise InvalidInputError(msg)
+        return [dict(p) for p in self.member_params]
 
     def _build_members(self) -> list[BaseDetector]:
         built = []
-        for name in self.members:
+        for name, params in zip(self.members, self._params_of(), strict=True):
             cls = detector_class(name)
             if cls is type(self):
                 msg = f"EnsembleDetector(members={self.members!r}): an ensemble cannot be its own member"
                 raise InvalidInputError(msg)
-            seed = {} if self.random_state is None else {"random_state": self.random_state}
-            built.append(make_detector(name, **(seed if "random_state" in cls._param_names() else {})))
+            if self.random_state is not None and "random_state" in cls._param_names():
+                params.setdefault("random_state", self.random_state)
+            built.append(make_detector(name, **params))
         return built
 
     def _min_fit_rows(self) -> int:
-        return max([2, *(detector_class(name)._min_fit_rows(detector_class(name)()) for name in self.members)])
+        rows = max(member._min_fit_rows() for member in self._build_members())
+        # With a holdout, the members see the rows before it and the normalisation needs at least 2 after it.
+        return max(2, rows if self.holdout == 0 else int(np.ceil(rows / (1.0 - self.holdout))) + 2)
 
     @property
     def context_rows(self) -> int:
         return max((m.context_rows for m in getattr(self, "members_", [])), default=0)
 
     def _fit(self, values: NDArray[np.float64], y: Any) -> None:
-        self.members_ = [member.fit(values) for member in self._build_members()]
+        split = len(values) - round(self.holdout * len(values)) if self.holdout > 0 else len(values)
+        self.members_ = [member.fit(values[:split]) for member in self._build_members()]
         sorted_scores = []
-        medians, scales = [], []
+        medians, scales, shifts, tails = [], [], [], []
         for member in self.members_:
-            scores = np.sort(member.score_samples(values))
-            q1, median, q3 = np.quantile(scores, [0.25, 0.5, 0.75])
+            if split < len(values):
+                # The held-out rows, each scored from a full window of history.
+                scores = member.score_samples(values[max(split - member.context_rows, 0) :])[split - len(values) :]
+            else:
+                scores = member.score_samples(values)
+            scores = np.sort(scores)
+            q1, median, q3, tail = np.quantile(scores, [0.25, 0.5, 0.75, self.tail_quantile])
             spread = float(q3 - q1)
             # A member whose training scores are (nearly) constant gets a floor so that it cannot swamp the others.
             scales.append(max(spread, 1e-9 * max(abs(float(median)), 1.0), 1e-12))
             medians.append(float(median))
+            shift = min(float(scores[0]), 0.0)
+            shifts.append(shift)
+            tails.append(max(float(tail) - shift, 1e-9 * max(abs(float(tail)), 1.0), 1e-12))
             sorted_scores.append(scores)
         self.train_scores_ = np.vstack(sorted_scores)
         self.medians_ = np.asarray(medians)
         self.scales_ = np.asarray(scales)
+        self.shifts_ = np.asarray(shifts)
+        self.tails_ = np.asarray(tails)
 
     def _normalised(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
         """Member × row matrix of normalised scores."""
@@ -127,6 +186,8 @@ class EnsembleDetector(BaseDetector):
             raw = member._checked_scores(values)
             if self.normalisation == "robust":
                 out[i] = (raw - self.medians_[i]) / self.scales_[i]
+            elif self.normalisation == "quantile":
+                out[i] = (raw - self.shifts_[i]) / self.tails_[i]
             else:
                 train = self.train_scores_[i]
                 n = train.size
