@@ -11,7 +11,9 @@
   ``DeprecationWarning``; saved files that hold the old name keep loading after that.
 
 Subclasses implement ``_fit(values, y)`` and ``_score(values)`` on validated float64 arrays, and may
-override ``_contributions(values)``; the public methods wrap them with validation.
+override ``_contributions(values)``; the public methods wrap them with validation. A detector whose score is
+built from per-feature terms overrides ``_score_and_contributions(values)`` too, so that
+:meth:`BaseDetector.score_with_contributions` explains a batch from the pass that scored it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import copy
 import inspect
 import numbers
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self, cast
 
@@ -31,7 +34,19 @@ from vigil.errors import InvalidInputError, ModelFormatError, NotWarmError, Nume
 from vigil.persistence import FORMAT_VERSION, read_state, split_state, write_state
 from vigil.validation import check_array, check_features, check_fitted, check_record
 
-__all__ = ["BaseDetector", "Interval", "OnlineDetector", "Options", "as_shares", "satisfies"]
+__all__ = [
+    "BaseDetector",
+    "Interval",
+    "OnlineDetector",
+    "Options",
+    "RawContributions",
+    "ScoredRows",
+    "as_shares",
+    "satisfies",
+]
+
+#: Row indices → those rows' raw (unnormalised) per-feature contributions.
+RawContributions = Callable[[NDArray[np.intp]], NDArray[np.float64]]
 
 
 class Interval:
@@ -94,6 +109,24 @@ def as_shares(raw: Any) -> NDArray[np.float64]:
     totals = values.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(totals > 0, values / np.where(totals > 0, totals, 1.0), 1.0 / values.shape[1])
+
+
+@dataclass(frozen=True)
+class ScoredRows:
+    """The scores of a batch and, on request, the feature shares of any of its rows, from the same pass.
+
+    ``contributions(rows)`` reuses what scoring computed (a network's per-sensor errors, PCA's residuals),
+    so a flagged row is explained without going through the model a second time; detectors without such
+    terms compute the shares of just the rows asked for.
+    """
+
+    scores: NDArray[np.float64]
+    _shares: Callable[[NDArray[np.intp]], NDArray[np.float64]]
+
+    def contributions(self, rows: Any = None) -> NDArray[np.float64]:
+        """Shares (rows summing to 1) of the batch rows ``rows`` (indices or a mask; all rows when None)."""
+        index = np.arange(len(self.scores))
+        return self._shares(index if rows is None else index[rows])
 
 
 class BaseDetector:
@@ -296,6 +329,17 @@ class BaseDetector:
         """Return one anomaly score per row of ``X``; higher means more anomalous."""
         return self._checked_scores(self._prepare(X))
 
+    def score_with_contributions(self, X: Any, *, check_input: bool = True) -> ScoredRows:
+        """:meth:`score_samples` of ``X`` and, on request, :meth:`feature_contributions` of any of its rows.
+
+        ``check_input=False`` skips the input checks, for a caller that has made them already (a
+        :class:`~vigil.pipeline.Pipeline` hands over the rows it checked and scaled): ``X`` must then be a
+        float64 array of ``n_features_in_`` finite columns. The scores are checked either way.
+        """
+        values = self._prepare(X) if check_input else X
+        raw_scores, raw = self._score_and_contributions(values)
+        return ScoredRows(self._check_scores(raw_scores, values), lambda rows: as_shares(raw(rows)))
+
     def predict(self, X: Any) -> NDArray[np.bool_]:
         """Return True for rows whose score exceeds ``threshold_``."""
         return self.score_samples(X) > self.threshold_
@@ -369,6 +413,17 @@ class BaseDetector:
     def _contributions(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
         """Per-feature contributions; detectors with an analytic decomposition override this."""
         return self._occlusion(values)
+
+    def _score_and_contributions(self, values: NDArray[np.float64]) -> tuple[NDArray[np.float64], RawContributions]:
+        """The scores of ``values`` and a function from row indices to those rows' raw contributions.
+
+        By default the contributions are computed when asked, for the rows asked (all of ``values`` for a
+        windowed detector, whose rows need their context). Detectors whose score sums per-feature terms
+        return the terms they already have.
+        """
+        if self.context_rows:
+            return self._score(values), lambda rows: self._contributions(values)[rows]
+        return self._score(values), lambda rows: self._contributions(values[rows])
 
     def _occlusion(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
         base = self._score(values)

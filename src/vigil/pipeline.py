@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 
 import vigil
 from vigil.alarms.stage import AlarmRun, AlarmStage
-from vigil.base import BaseDetector
+from vigil.base import BaseDetector, ScoredRows
 from vigil.calibration.thresholds import TargetFARThreshold, Thresholder, thresholder_from_dict
 from vigil.errors import InvalidInputError, ModelFormatError, SchemaError
 from vigil.features.categorical import CategoryEncoder
@@ -292,8 +292,27 @@ class Pipeline:
 
     def score_samples(self, X: Any) -> NDArray[np.float64]:
         """One anomaly score per row; higher = more anomalous."""
-        scaled = self.transform(X)  # first: it says "not fitted" before a missing detector_ could
-        return self.smooth(self.detector_.score_samples(scaled))
+        return self.score_with_contributions(X).scores
+
+    def score_with_contributions(self, X: Any, *, check_input: bool = True) -> ScoredRows:
+        """:meth:`score_samples` of ``X`` and, on request, :meth:`contributions` of any of its rows, from one
+        pass over the rows: they are checked and scaled once, and the detector explains them from the terms
+        it scored them with (see :meth:`~vigil.base.BaseDetector.score_with_contributions`).
+
+        ``check_input=False`` is for a caller that has checked the rows already (the service's runtime
+        checks each record once, on arrival): ``X`` must then be a float64 array of the model's sensors in
+        its order, finite. A pipeline that encodes text columns checks them anyway.
+        """
+        if check_input or self.encoder_ is not None:
+            scaled = self._transform(X)  # first: it says "not fitted" before a missing detector_ could
+        else:
+            check_fitted(self)
+            scaled = self.scaler_.transform(X)
+        scored = self.detector_.score_with_contributions(scaled, check_input=False)
+        if self.smoothing <= 1:
+            return scored
+        # Smoothed shares average the raw shares of the rows before, so they are smoothed over the batch.
+        return ScoredRows(self._smooth(scored.scores), lambda rows: self._smooth(scored.contributions())[rows])
 
     def transform(self, X: Any) -> NDArray[np.float64]:
         """``X`` checked against the fit (features, names) and scaled: what the detector scores."""

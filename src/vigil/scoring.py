@@ -99,8 +99,9 @@ def score_table_file(
         drop_duplicate_times=drop_duplicate_times,
         categorical=pipe.encoder_.columns if pipe.encoder_ is not None else (),
     )
-    scores = pipe.score_samples(table.X)
-    ranked = top_features(pipe.contributions(table.X), pipe.feature_names_out_, top_k=top_k)
+    scored = pipe.score_with_contributions(table.X)
+    scores = scored.scores
+    ranked = top_features(scored.contributions(), pipe.feature_names_out_, top_k=top_k)
     run = pipe.decide(scores, timestamps=None if table.time is None else table.time.to_numpy())
     out = pd.DataFrame({"row": np.arange(len(scores))})
     if table.time is not None:

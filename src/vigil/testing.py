@@ -218,6 +218,21 @@ def check_contributions(det: BaseDetector) -> None:
         np.testing.assert_allclose(shares.sum(axis=1), 1.0, rtol=1e-9)
 
 
+def check_scores_with_contributions(det: BaseDetector) -> None:
+    """One pass gives the same scores as ``score_samples`` and the same shares as ``feature_contributions``,
+    for any rows asked (a mask or indices); to float32 precision, as networks compute in float32 and a
+    batch of other rows may round differently."""
+    X, y, X_test, _ = _data(det)
+    det.fit(X, y)
+    scored = det.score_with_contributions(X_test)
+    np.testing.assert_allclose(scored.scores, det.score_samples(X_test), rtol=1e-5, atol=1e-6)
+    shares = det.feature_contributions(X_test)
+    np.testing.assert_allclose(scored.contributions(), shares, rtol=1e-5, atol=1e-6)
+    flagged = scored.scores > np.median(scored.scores)
+    np.testing.assert_allclose(scored.contributions(flagged), shares[flagged], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(scored.contributions([0, 2]), shares[[0, 2]], rtol=1e-5, atol=1e-6)
+
+
 def check_expected_values(det: BaseDetector) -> None:
     X, y, X_test, _ = _data(det)
     expected = det.fit(X, y).expected_values(X_test)
@@ -307,6 +322,7 @@ _CHECKS: tuple[Check, ...] = (
     check_scoring_is_pure,
     check_predict_matches_threshold,
     check_contributions,
+    check_scores_with_contributions,
     check_expected_values,
     check_same_seed_same_scores,
     check_save_load_round_trip,

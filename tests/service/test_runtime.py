@@ -292,3 +292,31 @@ def test_a_runtime_serves_from_postgres(postgres_url: str, registry) -> None:
         alerts = pg.list()
         assert len(alerts) == 1 and alerts[0].n_points == 5
         assert pg.count_dead_letters("invalid_json") == 1
+
+
+def test_a_windowed_network_explains_its_alerts_from_the_pass_that_scored_them(
+    tmp_path: Path, store: SqlAlertStore, config: RuntimeConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("torch")
+    from vigil.detectors.autoencoders import AutoencoderDetector
+
+    pipe = Pipeline(AutoencoderDetector(latent=1, window=4, epochs=20, random_state=0)).fit(training_frame())
+    registry = ModelRegistry(tmp_path / "registry")
+    registry.add("pump", pipe, activate=True)
+    passes = []
+    errors = AutoencoderDetector._errors
+    monkeypatch.setattr(AutoencoderDetector, "_errors", lambda self, *a: passes.append(1) or errors(self, *a))
+
+    rng = np.random.default_rng(3)
+    records = [record("p1", float(t), normal_readings(rng)) for t in range(20)]
+    records += [record("p1", float(t), anomalous_readings(rng)) for t in range(20, 40)]
+    with Runtime(store, registry, config=config) as rt:
+        passes.clear()  # loading the model scores a probe row once
+        outcomes = rt.submit(payload(*records), "test").result(timeout=30)
+        rt.drain()
+    assert sum(o.anomaly for o in outcomes) >= 15
+    # One batch of one device: the network runs once (windows go in chunks of 256) for scores and shares.
+    assert len(passes) == 1
+    X = np.array([[r["readings"][s] for s in pipe.feature_names_in_] for r in records])
+    (alert,) = store.list(limit=None)
+    assert alert.top_features[0][0] == pipe.explain(X)[-1][0][0] == "flow_m3h"

@@ -8,7 +8,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import stats
 
-from vigil.base import Interval, OnlineDetector
+from vigil.base import Interval, OnlineDetector, RawContributions
 from vigil.detectors.chi2_tail import same_tail
 from vigil.registry import register
 
@@ -115,6 +115,10 @@ class OnlineZScoreDetector(OnlineDetector):
 
     def _contributions(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
         return self._z_squared(values)
+
+    def _score_and_contributions(self, values: NDArray[np.float64]) -> tuple[NDArray[np.float64], RawContributions]:
+        z = self._z_squared(values)
+        return z.mean(axis=1), lambda rows: z[rows]
 
     def _score_without(self, values: NDArray[np.float64], observed: NDArray[np.bool_]) -> NDArray[np.float64]:
         k, d = int(observed.sum()), observed.size

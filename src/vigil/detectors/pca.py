@@ -8,9 +8,11 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import stats
 
-from vigil.base import BaseDetector, Interval
+from vigil.base import BaseDetector, Interval, RawContributions
 from vigil.errors import InvalidInputError
 from vigil.registry import register
+
+_F = NDArray[np.float64]
 
 __all__ = ["PCADetector"]
 
@@ -154,9 +156,16 @@ class PCADetector(BaseDetector):
         Q contributions are the squared residuals; T² contributions follow Westerhuis et al. (2000):
         c_j = x_j · Σ_k p_kj t_k / λ_k, whose sum is T² (signs can be negative; their magnitudes are used).
         """
-        centred = values - self.mean_
-        t, residual, t2, q = self._statistics(values)
+        return self._parts(values - self.mean_, *self._statistics(values))
+
+    def _parts(self, centred: _F, t: _F, residual: _F, t2: _F, q: _F) -> _F:
         q_part = residual**2
         t2_part = np.abs(centred * ((t / self.eigenvalues_) @ self.components_))
         use_t2 = (t2 / self.t2_limit_) > (q / self.q_limit_)
         return np.where(use_t2[:, None], t2_part, q_part)
+
+    def _score_and_contributions(self, values: NDArray[np.float64]) -> tuple[NDArray[np.float64], RawContributions]:
+        t, residual, t2, q = self._statistics(values)
+        centred = values - self.mean_
+        scores = np.maximum(t2 / self.t2_limit_, q / self.q_limit_)
+        return scores, lambda rows: self._parts(centred[rows], t[rows], residual[rows], t2[rows], q[rows])

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from vigil.base import BaseDetector, Interval, Options
+from vigil.base import BaseDetector, Interval, Options, RawContributions
 from vigil.detectors.training import (
     check_loss,
     descend,
@@ -267,6 +267,10 @@ class TorchDetector(BaseDetector):
 
     def _contributions(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
         return self._relative_errors(values)
+
+    def _score_and_contributions(self, values: NDArray[np.float64]) -> tuple[NDArray[np.float64], RawContributions]:
+        errors = self._relative_errors(values)  # one pass through the network explains every row it scored
+        return errors.mean(axis=1), lambda rows: errors[rows]
 
     # ------------------------------------------------------------------ persistence
     def _learned_state(self) -> dict[str, Any]:

@@ -102,12 +102,6 @@ def _embedding(detector: Any) -> Any:
     return Embedding()
 
 
-def _upsample(x: Any, size: tuple[int, int]) -> Any:
-    import torch
-
-    return torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
-
-
 def _maps(detector: Any, h: int, w: int) -> Any:
     """Patch scores (n, h, w) → smoothed per-pixel maps, as ``PretrainedPatchDetector._to_maps``."""
     require_torch()  # says which extra to install

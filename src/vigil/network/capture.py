@@ -119,12 +119,13 @@ def score_packets(
     :func:`incident_alarms` with the default rule when ``None``);
     ``typing`` goes to :func:`~vigil.network.incidents.type_incidents` (``known_pairs``, ...).
     """
-    scores = pipe.score_samples(features)
+    scored = pipe.score_with_contributions(features)
+    scores = scored.scores
     decisions = scores > pipe.threshold_
     shares = np.zeros((len(features), features.shape[1]))
     flagged = np.flatnonzero(decisions)
     if len(flagged):
-        shares[flagged] = pipe.contributions(features.iloc[flagged])
+        shares[flagged] = scored.contributions(flagged)
     episodes = type_incidents(metadata, decisions, contributions=shares, feature_names=pipe.feature_names_in_, **typing)
     alarms = incident_alarms(pipe) if alarms is None else alarms
     incidents, held = alarms.annunciate(episodes, alarms.pair_alarms(metadata, scores))

@@ -194,11 +194,12 @@ class ArchiveScorer:
         finite = np.isfinite(X)
         if not finite.all():
             raise InvalidInputError(self._locate(batch, X, finite))
-        scores = pipe.score_samples(X)
+        scored = pipe.score_with_contributions(X)
+        scores = scored.scores
         flagged = scores > pipe.threshold_
         described = [""] * len(scores)
         if flagged.any():
-            ranked = top_features(pipe.contributions(X[flagged]), pipe.feature_names_in_, top_k=self.top_k)
+            ranked = top_features(scored.contributions(flagged), pipe.feature_names_in_, top_k=self.top_k)
             for i, row in zip(np.flatnonzero(flagged), ranked, strict=True):
                 described[i] = ";".join(f"{name}={share:.3f}" for name, share in row)
         columns = {name: batch.column(name) for name in self.passthrough if name in batch.column_names}

@@ -18,6 +18,7 @@ import numpy as np
 
 from vigil.alarms import AlarmState
 from vigil.alerts import AlertEvent
+from vigil.base import ScoredRows
 from vigil.errors import InvalidInputError, NumericalError
 from vigil.streaming.messages import Rejection
 from vigil.streaming.model_slot import ModelSlot
@@ -43,22 +44,22 @@ def score_batch(
     by_device: dict[str, list[int]] = {}
     for i, item in enumerate(pending):
         by_device.setdefault(item.reading.device, []).append(i)
-    windows: dict[str, np.ndarray] = {}
     failures: dict[int, Exception] = {}
     scores = np.full(n, np.nan)
     gaps = np.isnan(X)  # the sensors a row is scored without (only row-wise models take such rows)
     groups = _by_missing(gaps)
+    # Each scored piece of the batch keeps what scoring computed, so that its flagged rows are explained
+    # from the same pass (a network is not run a second time).
+    pieces: list[tuple[np.ndarray, ScoredRows]] = []
     if slot.context == 0:
         for missing, group in groups:
-            _score_rows(_scorer(slot.pipeline, missing), X, group, scores, failures)
+            _score_rows(_scorer(slot.pipeline, missing), X, group, scores, failures, pieces)
     else:
         for device, rows in by_device.items():
             state = devices[device]
             history = state.history if state.history is not None else np.empty((0, d))
-            kept = _score_windows(slot.pipeline, history, X, rows, scores, failures)
-            joined = np.vstack([history, X[kept]])
-            windows[device] = joined
-            state.history = joined[-slot.context :]
+            kept = _score_windows(slot.pipeline, history, X, rows, scores, failures, pieces)
+            state.history = np.vstack([history, X[kept]])[-slot.context :]
     # The pipeline's own alarm stage decides, device by device in time order, continuing each device's
     # state: the same object and the same decisions as `Pipeline.decide` over the whole series. Refused
     # records are left out, as if they had never come.
@@ -82,15 +83,12 @@ def score_batch(
                 notes[rows[j]] = slot.calibration.guard_note(device, slot.threshold, float(scores[rows[j]]))
         for row, reason in run.notes:
             log.info("device %s at %s: %s", device, pending[rows[row]].reading.time, reason)
-        if device in windows and run.active.any():
-            joined = windows[device]
-            shares[rows] = _contributions(slot.pipeline, joined)[len(joined) - len(rows) :]
     any_flagged = bool(flagged.any())
-    if slot.context == 0 and any_flagged:
-        for missing, group in groups:
-            group = group[flagged[group]]
-            if len(group):
-                shares[group] = _contributions(slot.pipeline, X[group], missing)
+    if any_flagged:
+        for piece, scored in pieces:
+            explain = flagged[piece]
+            if explain.any():
+                shares[piece[explain]] = _contributions(scored, explain, d)
 
     refused = {i: _refusal(slot, exc, pending[i].reading.device) for i, exc in failures.items()}
     complete = None if len(groups) == 1 and not groups[0][0] else np.logical_not(gaps.any(axis=1)).tolist()
@@ -169,38 +167,45 @@ def _by_missing(gaps: np.ndarray) -> list[tuple[tuple[int, ...], np.ndarray]]:
     return [(missing, np.array(rows)) for missing, rows in sorted(groups.items())]
 
 
-def _scorer(pipeline: Any, missing: tuple[int, ...]) -> Callable[[np.ndarray], Any]:
+def _scorer(pipeline: Any, missing: tuple[int, ...]) -> Callable[[np.ndarray], ScoredRows]:
     if not missing:
-        return pipeline.score_samples
-    return lambda X: pipeline.score_without(X, missing)
+        # The records were checked on arrival (RecordChecker); the pipeline does not check them again.
+        return lambda X: pipeline.score_with_contributions(X, check_input=False)
+    return lambda X: ScoredRows(
+        pipeline.score_without(X, missing), lambda rows: pipeline.contributions_without(X[rows], missing)
+    )
 
 
 def _score_rows(
-    score: Callable[[np.ndarray], Any],
+    score: Callable[[np.ndarray], ScoredRows],
     X: np.ndarray,
     rows: np.ndarray,
     scores: np.ndarray,
     failures: dict[int, Exception],
+    pieces: list[tuple[np.ndarray, ScoredRows]],
 ) -> None:
-    """Score ``X[rows]`` of a row-wise model into ``scores``; put the rows it cannot score in ``failures``.
+    """Score ``X[rows]`` of a row-wise model into ``scores`` and ``pieces``; put the rows it cannot score in
+    ``failures``.
 
     One call scores the batch; only when it fails are the rows halved until the failing ones stand alone,
     so a hostile record costs a few extra calls and never its neighbours' scores.
     """
     try:
         with np.errstate(all="ignore"):  # an overflow shows as a non-finite score, refused below
-            values = np.asarray(score(X[rows]), dtype=np.float64)
+            scored = score(X[rows])
+            values = np.asarray(scored.scores, dtype=np.float64)
         if not np.isfinite(values).all():
             msg = "the model produced non-finite scores"
             raise NumericalError(msg)
         scores[rows] = values
+        pieces.append((rows, scored))
     except Exception as exc:
         if len(rows) == 1:
             failures[int(rows[0])] = exc
             return
         half = len(rows) // 2
-        _score_rows(score, X, rows[:half], scores, failures)
-        _score_rows(score, X, rows[half:], scores, failures)
+        _score_rows(score, X, rows[:half], scores, failures, pieces)
+        _score_rows(score, X, rows[half:], scores, failures, pieces)
 
 
 def _score_windows(
@@ -210,6 +215,7 @@ def _score_windows(
     rows: list[int],
     scores: np.ndarray,
     failures: dict[int, Exception],
+    pieces: list[tuple[np.ndarray, ScoredRows]],
 ) -> list[int]:
     """Score one device's ``rows`` of a windowed model after its ``history``; return the rows it could score.
 
@@ -218,10 +224,11 @@ def _score_windows(
     """
     try:
         with np.errstate(all="ignore"):
-            values = np.asarray(pipeline.score_samples(np.vstack([history, X[rows]])), dtype=np.float64)
-        values = values[len(history) :]
+            scored = pipeline.score_with_contributions(np.vstack([history, X[rows]]), check_input=False)
+            values = np.asarray(scored.scores[len(history) :], dtype=np.float64)
         if np.isfinite(values).all():
             scores[rows] = values
+            pieces.append((np.asarray(rows), _tail(scored, len(history))))
             return list(rows)
     except Exception:  # found row by row below
         log.debug("a windowed batch failed; scoring its rows one at a time")
@@ -230,7 +237,8 @@ def _score_windows(
         try:
             joined = np.vstack([history, X[[*kept, row]]])
             with np.errstate(all="ignore"):
-                value = float(pipeline.score_samples(joined)[-1])
+                scored = pipeline.score_with_contributions(joined, check_input=False)
+                value = float(scored.scores[-1])
             if not math.isfinite(value):
                 msg = f"the model produced a non-finite score ({value})"
                 raise NumericalError(msg)
@@ -238,20 +246,26 @@ def _score_windows(
             failures[row] = exc
             continue
         scores[row] = value
+        pieces.append((np.array([row]), _tail(scored, len(joined) - 1)))
         kept.append(row)
     return kept
 
 
-def _contributions(pipeline: Any, X: np.ndarray, missing: tuple[int, ...] = ()) -> np.ndarray:
-    """Feature shares of flagged rows (0 for the ``missing`` sensors); a row the model cannot explain gets none
-    (its score still stands)."""
+def _tail(scored: ScoredRows, skip: int) -> ScoredRows:
+    """``scored`` without its first ``skip`` rows (the history a windowed model was given before the batch)."""
+    return ScoredRows(scored.scores[skip:], lambda rows: scored.contributions(rows + skip))
+
+
+def _contributions(scored: ScoredRows, explain: np.ndarray, n_features: int) -> np.ndarray:
+    """Feature shares of the rows of a scored piece that ``explain`` marks; a row the model cannot explain gets
+    none (its score still stands)."""
+    count = int(explain.sum())
     try:
         with np.errstate(all="ignore"):
-            raw = pipeline.contributions_without(X, missing) if missing else pipeline.contributions(X)
-            shares = np.asarray(raw, dtype=np.float64)
+            shares = np.asarray(scored.contributions(explain), dtype=np.float64)
         if np.isfinite(shares).all():
             return shares
-        log.error("the model gave non-finite feature shares for %d flagged rows; their alerts name no feature", len(X))
+        log.error("the model gave non-finite feature shares for %d flagged rows; their alerts name no feature", count)
     except Exception:
-        log.exception("the model could not explain %d flagged rows; their alerts name no feature", len(X))
-    return np.zeros(X.shape)
+        log.exception("the model could not explain %d flagged rows; their alerts name no feature", count)
+    return np.zeros((count, n_features))

@@ -61,8 +61,9 @@ class StreamScorer:
         else:
             joined = rows
         skip = len(joined) - len(rows)
-        scores = self.pipeline.score_samples(joined)[skip:]
-        shares = self.pipeline.contributions(joined)[skip:]
+        scored = self.pipeline.score_with_contributions(joined)
+        scores = scored.scores[skip:]
+        shares = scored.contributions(slice(skip, None))
         if context:
             tail = joined[-context:] if not isinstance(joined, pd.DataFrame) else joined.iloc[-context:]
             self._history = tail
