@@ -94,6 +94,8 @@ def test_serve_runs_a_plant_file(tmp_path):
             time.sleep(0.2)
         health = get(port, "/health")
         assert health["silent_assets"] == ["pump-9"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            assert "vigil_silent_assets 1.0" in reply.read().decode().splitlines()
         source = health["sources"]["line3"]
         assert source["connected"] is True
         assert source["scored"] >= 8

@@ -56,11 +56,10 @@ class RuntimeCollector(Collector):
         for kind in ("missing", "out_of_range", "numeric_string"):
             partial.add_metric([kind], snap["partial_readings"].get(kind, 0))
         yield partial
-        devices = self.runtime.devices()
         yield GaugeMetricFamily(
             "vigil_silent_assets",
             "Declared assets that sent nothing for longer than their silence limit",
-            value=sum(1 for d in devices if d.get("silent")),
+            value=sum(self.runtime.declared_assets().values()),
         )
         yield CounterMetricFamily(
             "vigil_redeliveries", "Records identical to one already processed, acknowledged", value=snap["redeliveries"]

@@ -180,9 +180,9 @@ class Service:
             out["camera"] = self.camera.status()
         if self.sources:
             out["sources"] = {name: source.status() for name, source in self.sources.items()}
-        declared = [d for d in self.runtime.devices() if d.get("declared")]
+        declared = self.runtime.declared_assets()
         if declared:
-            out["silent_assets"] = [d["device"] for d in declared if d["silent"]]
+            out["silent_assets"] = [name for name, silent in declared.items() if silent]
         return out
 
     def start(self) -> Service:

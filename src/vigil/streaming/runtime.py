@@ -395,6 +395,11 @@ class Runtime:
         """Every device seen: its model, last time, last score and threshold, and its score statistics."""
         return device_rows(self.devices_table, self._slots, self.sensor_policies)
 
+    def declared_assets(self) -> dict[str, bool]:
+        """Each declared asset, by name, and whether it is silent now: what :meth:`devices` says of them, without
+        building every device's row (``/metrics`` asks on every scrape)."""
+        return self.devices_table.declared()
+
     def timeline(self, device: str) -> list[dict[str, Any]]:
         """The device's recent points (time, score, threshold, anomaly, the sensor values scored), oldest first."""
         state = self.devices_table.get(device)

@@ -143,6 +143,14 @@ class DeviceTable:
             if state.model == model:
                 state.history = None
 
+    def declared(self) -> dict[str, bool]:
+        """Each declared asset still held, by name, and whether it is silent now."""
+        return {
+            state.name: state.silent_since is not None
+            for state in sorted(self._declared, key=lambda s: s.name)
+            if self._devices.get(state.name) is state
+        }
+
     def declare(self, name: str, model: str, silent_after: float | None) -> None:
         state = self._devices.get(name)
         if state is None:

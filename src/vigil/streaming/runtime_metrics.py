@@ -108,6 +108,7 @@ class RuntimeMetrics:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.received: Counter[str] = Counter()
+        self.received_total = 0  # the sum of ``received``, kept so that each message does not add it up again
         self.scored: Counter[str] = Counter()
         self.dead_letters: Counter[str] = Counter()
         self.alerts: Counter[str] = Counter()
@@ -145,9 +146,10 @@ class RuntimeMetrics:
 
     def record_received(self, source: str, n: int) -> None:
         with self._lock:
-            if sum(self.received.values()) == self.processed:
+            if self.received_total == self.processed:
                 self.last_progress = time.monotonic()  # idle until now: a stall is counted from this message
             self.received[source] += n
+            self.received_total += n
 
     def record_batch(
         self,
@@ -188,7 +190,7 @@ class RuntimeMetrics:
         now = time.monotonic()
         reasons = []
         with self._lock:
-            pending = sum(self.received.values()) - self.processed
+            pending = self.received_total - self.processed
             if pending > 0 and now - self.last_progress > stall_seconds:
                 reasons.append(
                     f"ingestion stalled: {pending} records received but none processed for "
