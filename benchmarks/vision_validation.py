@@ -7,14 +7,24 @@ cut-paste); ROC-AUC per defect kind compares configurations. Run from the reposi
 
     .venv/bin/python benchmarks/vision_validation.py
     .venv/bin/python benchmarks/vision_validation.py --size 256 --resize pad --configs 6 7
+    .venv/bin/python benchmarks/vision_validation.py --size 384 --resize pad \
+        --spec 'padim:{"resolution": 320}' --spec 'padim:{"layers": [4, 7, 10]}' --json sweep.json
 
-With ``--resize pad`` the defects are drawn on the tile, never on the filler around it.
+With ``--resize pad`` the defects are drawn on the tile, never on the filler around it. ``--spec
+DETECTOR:JSON`` adds a configuration (JSON lists become tuples); ``--json`` writes every row with the
+command, the torch thread count and the load average (1 min) before and after each configuration.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shlex
+import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,13 +52,32 @@ CONFIGS = [
 ]
 
 
+def _spec(text: str) -> tuple[str, dict[str, Any]]:
+    name, _, params = text.partition(":")
+    loaded = json.loads(params) if params.strip() else {}
+    return name, {k: tuple(v) if isinstance(v, list) else v for k, v in loaded.items()}
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--resize", choices=["stretch", "crop", "pad"], default="stretch")
     parser.add_argument("--configs", type=int, nargs="+", default=None, help="indices into CONFIGS (default: all)")
+    parser.add_argument("--spec", action="append", default=[], help="DETECTOR:JSON, a configuration of its own")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--json", default=None, help="write the rows here")
+    parser.add_argument("--note", default="", help="recorded in the JSON (e.g. the selection rule)")
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    configs = [CONFIGS[i] for i in args.configs] if args.configs else ([] if args.spec else list(CONFIGS))
+    configs += [_spec(text) for text in args.spec]
     data, index = load_magnetic_tile(args.data_dir, size=args.size, resize=args.resize)
     train = (index["split_grouped"].to_numpy() == "train") & ~data.labels
     held = train & (index["tile_group"].to_numpy() % 10 == 3)
@@ -70,7 +99,8 @@ def main() -> None:
     X = np.concatenate([normal, np.stack(damaged)])
     kinds = np.asarray(["good"] * len(normal) + kinds)
     rows = []
-    for name, params in [CONFIGS[i] for i in args.configs] if args.configs else CONFIGS:
+    for name, params in configs:
+        load_before = _load()
         start_all = time.perf_counter()
         start = time.perf_counter()
         groups = index["tile_group"].to_numpy()[fit]
@@ -85,6 +115,8 @@ def main() -> None:
             "images_per_second": round(len(X) / score_seconds, 1),
             "size": args.size,
             "resize": args.resize,
+            "torch_threads": torch.get_num_threads(),
+            "load_average_1min": [load_before, _load()],
             "all": roc_auc(kinds != "good", scores),
         }
         for kind in DEFECT_KINDS:
@@ -92,11 +124,21 @@ def main() -> None:
             row[kind] = roc_auc(kinds[pick] != "good", scores[pick])
         rows.append(row)
         print(row, flush=True)
-    print("| config | all | " + " | ".join(DEFECT_KINDS) + " |")
-    print("|---|---|" + "---|" * len(DEFECT_KINDS))
+        if args.json:
+            out = {
+                "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+                "note": args.note,
+                "held_out_good": len(normal),
+                "defects_per_kind": len(normal),
+                "fit_images": int(fit.sum()),
+                "rows": rows,
+            }
+            Path(args.json).write_text(json.dumps(out, indent=1, default=str) + "\n")
+    print("| config | all | " + " | ".join(DEFECT_KINDS) + " | images/s | fit s |")
+    print("|---|---|" + "---|" * (len(DEFECT_KINDS) + 2))
     for row in rows:
         cells = " | ".join(f"{row[k]:.3f}" for k in ("all", *DEFECT_KINDS))
-        print(f"| {row['detector']} {row['params']} | {cells} |")
+        print(f"| {row['detector']} {row['params']} | {cells} | {row['images_per_second']} | {row['fit_seconds']} |")
 
 
 if __name__ == "__main__":

