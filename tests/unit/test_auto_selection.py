@@ -13,7 +13,15 @@ from vigil.cli import main
 from vigil.errors import InvalidInputError
 from vigil.evaluation.runner import EvaluationPart, evaluate_parts
 from vigil.pipeline import Pipeline
-from vigil.tuning.auto import CANDIDATES, TIE, AutoPipeline, Candidate, select_pipeline
+from vigil.tuning.auto import (
+    CANDIDATES,
+    OPTIONAL_CANDIDATES,
+    TIE,
+    AutoPipeline,
+    Candidate,
+    candidates_named,
+    select_pipeline,
+)
 
 FAST = (
     Candidate("pca", "pca"),
@@ -92,6 +100,15 @@ def test_a_spent_budget_stops_further_candidates_and_says_so():
 def test_the_default_list_is_short_and_fixed():
     assert 3 <= len(CANDIDATES) <= 8
     assert len({c.label for c in CANDIDATES}) == len(CANDIDATES)
+
+
+def test_the_persistence_tcn_can_be_named_but_is_not_in_the_default_list():
+    (chosen,) = candidates_named(["tcn-sequence-persistence-drift"])
+    assert chosen in OPTIONAL_CANDIDATES and chosen not in CANDIDATES
+    assert chosen.detector == "tcn-sequence"
+    assert chosen.params == {"relative_drift": 1.0, "persistence": True}
+    labels = [c.label for c in candidates_named(["tcn-sequence-persistence-drift", "pca"])]
+    assert labels == ["pca", "tcn-sequence-persistence-drift"]
 
 
 def test_unknown_detectors_and_unfit_configurations_are_skipped_with_a_reason():
