@@ -11,7 +11,10 @@ alert store, MQTT 5, QoS 1, manual acknowledgement after commit), and publishes 
 - ``soak``: publish at 1,000 messages/s for ``--soak`` seconds; the service's resident memory sampled
   every second, comparing the last tenth with the tenth after warm-up;
 - ``profile`` (with ``--profile``): one more throughput run against a second service whose runtime worker
-  and MQTT network thread run under cProfile, timed in thread CPU; where each message's time goes.
+  and MQTT network thread run under cProfile, timed in thread CPU; where each message's time goes (cProfile
+  inflates every Python call, so many small calls look dearer than they are);
+- ``sampled`` (with ``--sample``): one more throughput run sampled by py-spy, which does not slow the calls
+  it sees: the share of the service's samples in each part of a message's path.
 
 Each run reports the service's CPU seconds per message, which other load on a shared machine does not
 inflate the way it slows the wall-clock rate, the load average before and after it, the messages lost
@@ -398,6 +401,60 @@ def profile(broker: str, workdir: Path, messages: int) -> dict[str, Any]:
     }
 
 
+#: The parts of a message's path a sampling profile is summed over: a sample counts for a part when the part's
+#: frame is on its stack. Parts nest (the MQTT callback runs inside paho's network thread).
+SAMPLED_PARTS = {
+    "paho network thread (all)": "Client._thread_main",
+    "  its message callback (decode queueing)": "MqttIngest._on_message",
+    "runtime worker (all)": "Runtime._process ",
+    "  record check (parse, route, sensors)": "RecordChecker.check",
+    "  score (one pipeline call)": "score_with_contributions",
+    "  alarm stage": "AlarmStage.run",
+    "  alert tracker": "AlertTracker.update",
+    "  commit (store, publish, acknowledge)": "AlertSink.deliver",
+    "HTTP (/metrics scrapes)": "render_metrics",
+}
+
+
+def sampled(broker: str, workdir: Path, messages: int, py_spy: str) -> dict[str, Any]:
+    """One throughput run with py-spy sampling the service: the share of samples in each of ``SAMPLED_PARTS``.
+
+    Unlike cProfile it does not inflate Python calls, so the shares are closer to where the CPU goes; a
+    thread waiting for the GIL still counts as running where it waits.
+    """
+    bench = Bench(broker, workdir)
+    raw = workdir / "samples.txt"
+    try:
+        bench.publish(5000, 0)  # warm-up, as in the measured runs
+        spy = subprocess.Popen(
+            [py_spy, "record", "-p", str(bench.proc.pid), "-r", "250", "-f", "raw", "-o", str(raw), "--nonblocking"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(1.0)  # py-spy attaches
+        run = bench.publish(messages, 0)
+        spy.send_signal(signal.SIGINT)
+        spy.wait(60)
+    finally:
+        bench.close()
+    counts = dict.fromkeys(SAMPLED_PARTS, 0)
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        total += int(n)
+        for part, frame in SAMPLED_PARTS.items():
+            counts[part] += int(n) if frame in stack else 0
+    return {
+        "note": "py-spy at 250 Hz; share of the service's samples whose stack holds the part's frame",
+        "messages": messages,
+        "lost": run["lost"],
+        "service_cpu_us_per_message": run["service_cpu_us_per_message"],
+        "load_average_before": run["load_average_before"],
+        "samples": total,
+        "percent": {part: round(100 * n / max(total, 1), 1) for part, n in counts.items()},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--broker", help="a running loopback MQTT broker (default: start a private one)")
@@ -407,8 +464,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-seconds", type=float, default=20.0, help="seconds of each latency run")
     parser.add_argument("--soak", type=float, default=60.0, help="seconds of the memory soak at 1,000/s (0: skip)")
     parser.add_argument("--profile", action="store_true", help="add one throughput run under cProfile")
+    parser.add_argument(
+        "--sample", action="store_true", help="add one throughput run sampled by py-spy (pip install py-spy)"
+    )
     parser.add_argument("--json", default=str(RESULTS), help="write the results here")
     args = parser.parse_args(argv)
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if args.sample and not Path(py_spy).exists():
+        parser.error("--sample needs py-spy on PATH or beside this Python: pip install py-spy")
     if args.broker and not re.match(r"^mqtt://(127\.\d+\.\d+\.\d+|localhost):\d+$", args.broker):
         parser.error("the benchmark only talks to a broker on the loopback interface")
     results: dict[str, Any] = {
@@ -445,6 +508,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.profile:
                 results["profile"] = profile(broker, Path(tmp), args.messages)
                 print(f"profile: {json.dumps(results['profile'])}", flush=True)
+            if args.sample:
+                results["sampled"] = sampled(broker, Path(tmp), args.messages, py_spy)
+                print(f"sampled: {json.dumps(results['sampled'])}", flush=True)
         finally:
             if broker_proc is not None:
                 broker_proc.terminate()
