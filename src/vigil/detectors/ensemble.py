@@ -113,7 +113,7 @@ class EnsembleDetector(BaseDetector):
             {"members": ("pca", "iforest"), "normalisation": "tail", "combination": "max", "random_state": 1},
             {
                 "members": ("mahalanobis", "pca"),
-                "member_params": ({}, {"n_components": 2}),
+                "member_params": ({}, {"n_components": 1}),
                 "normalisation": "quantile",
                 "holdout": 0.25,
                 "random_state": 2,
