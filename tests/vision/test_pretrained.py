@@ -73,6 +73,30 @@ def test_pretrained_backbone_gives_the_documented_strides_and_channels():
         pretrained_backbone("resnet", (1,))
 
 
+@pytest.mark.parametrize("size", [(64, 96), (61, 77)])
+def test_folded_and_repadded_backbone_gives_the_untouched_networks_features(size):
+    # Scoring runs the network with its batch norms folded and its stride-1 padding moved into the
+    # convolutions; the features must stay those of the network exactly as the weights describe it.
+    from efficientnet_lite_pytorch import EfficientNet
+
+    spec = BACKBONES["efficientnet-lite0"]
+    reference = EfficientNet.from_name(spec.network)
+    reference.load_state_dict(load_state_dict_checked(weights_path("efficientnet-lite0"), spec.sha256))
+    reference.eval()
+    images = torch.rand(2, 3, *size, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        x = reference._swish(reference._bn0(reference._conv_stem((images * 255.0 - 127.0) / 128.0)))
+        expected = []
+        for block in reference._blocks[:12]:
+            x = block(x)
+            expected.append(x)
+        got = pretrained_backbone("efficientnet-lite0", (4, 7, 11))(images)
+    for index, features in zip((4, 7, 11), got, strict=True):
+        want = expected[index]
+        assert features.shape == want.shape
+        assert float((features - want).abs().max()) <= 1e-4 * max(1.0, float(want.abs().max()))
+
+
 @pytest.mark.parametrize("name", sorted(BACKBONES))
 def test_every_built_in_spec_matches_its_network(name):
     # The architecture alone (no weights needed): each block's stride and channels as the spec records them.

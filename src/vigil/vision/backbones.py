@@ -179,6 +179,7 @@ def _network(name: str) -> nn.Module:
     for parameter in network.parameters():
         parameter.requires_grad_(False)
     _fold_batch_norms(network.eval())
+    _pad_inside_convolutions(network)
     # Channels-last runs the depthwise convolutions ~1.6x faster on CPUs (measured on EfficientNet-Lite0).
     return network.to(memory_format=torch.channels_last)
 
@@ -207,6 +208,34 @@ def _fold_batch_norms(network: nn.Module) -> None:
     for module in network.modules():
         if isinstance(module, nn.ReLU6):
             module.inplace = True
+
+
+def _pad_inside_convolutions(network: nn.Module) -> None:
+    """Give each stride-1 depthwise convolution its "same" padding as a plain convolution's own padding.
+
+    EfficientNet-Lite's convolutions pad TensorFlow-style: a separate ``F.pad`` copies every (expanded) feature
+    map before the convolution reads it. At stride 1 with an odd kernel that padding is symmetric, so a
+    ``nn.Conv2d`` with ``padding=k // 2`` computes the same values without the copy (blocks 10 + 11 at 384 px:
+    33 → 42 images/s here, outputs identical). Stride-2 convolutions pad one side more and keep their own.
+    """
+    from torch import nn
+
+    net: Any = network  # EfficientNet-Lite's layers, which nn.Module does not declare
+    for block in net._blocks:
+        conv = block._depthwise_conv
+        odd = all(k % 2 == 1 for k in conv.kernel_size)
+        if tuple(conv.stride) != (1, 1) or tuple(conv.dilation) != (1, 1) or not odd:
+            continue
+        plain = nn.Conv2d(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            padding=tuple(k // 2 for k in conv.kernel_size),
+            groups=conv.groups,
+            bias=conv.bias is not None,
+        )
+        plain.weight, plain.bias = conv.weight, conv.bias
+        block._depthwise_conv = plain
 
 
 def _blocks_module():
