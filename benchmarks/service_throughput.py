@@ -226,6 +226,24 @@ def breakdown(directory: Path, messages: int) -> dict[str, Any]:
     return out
 
 
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """User + system CPU time each thread of the process has used so far, by native thread id."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # the thread ended between the listing and the read
+        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def thread_names(pid: int, py_spy: str) -> dict[int, str]:
+    """Python's thread names by native thread id (py-spy reads them; Python does not name native threads)."""
+    dump = subprocess.run([py_spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=60).stdout
+    return {int(tid): name for tid, name in re.findall(r'^Thread (\d+) \([a-z]+\): "([^"]+)"', dump, re.M)}
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -420,7 +438,8 @@ def sampled(broker: str, workdir: Path, messages: int, py_spy: str) -> dict[str,
     """One throughput run with py-spy sampling the service: the share of samples in each of ``SAMPLED_PARTS``.
 
     Unlike cProfile it does not inflate Python calls, so the shares are closer to where the CPU goes; a
-    thread waiting for the GIL still counts as running where it waits.
+    thread waiting for the GIL still counts as running where it waits, so each thread's CPU time per message
+    is read beside them from ``/proc``.
     """
     bench = Bench(broker, workdir)
     raw = workdir / "samples.txt"
@@ -432,11 +451,15 @@ def sampled(broker: str, workdir: Path, messages: int, py_spy: str) -> dict[str,
             stderr=subprocess.DEVNULL,
         )
         time.sleep(1.0)  # py-spy attaches
+        threads_before = thread_cpu_seconds(bench.proc.pid)
         run = bench.publish(messages, 0)
+        threads_after = thread_cpu_seconds(bench.proc.pid)
         spy.send_signal(signal.SIGINT)
         spy.wait(60)
+        names = thread_names(bench.proc.pid, py_spy)
     finally:
         bench.close()
+    thread_used = {tid: seconds - threads_before.get(tid, 0.0) for tid, seconds in threads_after.items()}
     counts = dict.fromkeys(SAMPLED_PARTS, 0)
     total = 0
     for line in raw.read_text().splitlines():
@@ -452,6 +475,11 @@ def sampled(broker: str, workdir: Path, messages: int, py_spy: str) -> dict[str,
         "load_average_before": run["load_average_before"],
         "samples": total,
         "percent": {part: round(100 * n / max(total, 1), 1) for part, n in counts.items()},
+        "thread_cpu_us_per_message": {
+            names.get(tid, str(tid)): round(used / messages * 1e6, 1)
+            for tid, used in sorted(thread_used.items(), key=lambda item: -item[1])
+            if used > 0
+        },
     }
 
 
